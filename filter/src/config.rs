@@ -1,0 +1,659 @@
+//! Plugin configuration: JSON → validated → compiled once into an immutable
+//! [`FilterConfig`] that every request shares. Any problem is an error, so
+//! `on_configure` fails and Envoy refuses the configuration (fail closed).
+
+use core::fmt;
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::replay::{MAX_ENTRIES_LIMIT, ReplayCache};
+use crate::scheme::{
+    DEFAULT_CLOCK_SKEW_SECONDS, SchemeError, SecretKey, Verifier, VerifierOptions,
+    validate_environment,
+};
+
+/// Default for `hmac_secret_env`.
+pub const DEFAULT_SECRET_ENV: &str = "HMAC_SECRET";
+/// Default for `hmac_secret_previous_env`.
+pub const DEFAULT_SECRET_PREVIOUS_ENV: &str = "HMAC_SECRET_PREVIOUS";
+/// Default for `environment_env`.
+pub const DEFAULT_ENVIRONMENT_ENV: &str = "HMAC_ENVIRONMENT";
+/// Default for `max_body_bytes` (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default for `nonce_cache_max_entries`.
+pub const DEFAULT_NONCE_CACHE_MAX_ENTRIES: u64 = 100_000;
+/// Largest accepted `clock_skew_seconds`.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
+/// Largest accepted `max_body_bytes` (64 MiB: Envoy buffers the whole body).
+pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
+/// Largest accepted `nonce_ttl_seconds`.
+pub const MAX_NONCE_TTL_SECONDS: u64 = 86_400;
+/// Most entries in `exempt_paths`.
+pub const MAX_EXEMPT_PATHS: usize = 64;
+
+/// A string that never shows its value in `Debug` and is wiped on drop.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// Wraps `value`.
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretString(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Go through a JSON value so a wrong type never echoes the value in
+        // serde's "invalid type: ..." message.
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => Ok(SecretString::new(s)),
+            _ => Err(serde::de::Error::custom("must be a string")),
+        }
+    }
+}
+
+/// The plugin configuration as written in Envoy's `plugin_config` (JSON).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Environment variable holding the current secret.
+    #[serde(default = "default_secret_env")]
+    pub hmac_secret_env: String,
+    /// Environment variable holding the previous secret (rotation); unset or
+    /// empty means none.
+    #[serde(default = "default_secret_previous_env")]
+    pub hmac_secret_previous_env: String,
+    /// Environment variable holding the environment name.
+    #[serde(default = "default_environment_env")]
+    pub environment_env: String,
+    /// Inline secret, for local runs only (wins over the variable). Envoy
+    /// shows plugin configuration in `/config_dump`.
+    #[serde(default)]
+    pub hmac_secret: Option<SecretString>,
+    /// Inline environment name (wins over the variable).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Allowed distance between the signed timestamp and now.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    /// Largest accepted body.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// Refuse requests without `x-crawbl-nonce`.
+    #[serde(default)]
+    pub require_nonce: bool,
+    /// How long an accepted nonce is refused; default twice the skew.
+    #[serde(default)]
+    pub nonce_ttl_seconds: Option<u64>,
+    /// Upper bound on remembered nonces (memory bound of the replay cache).
+    #[serde(default = "default_nonce_cache_max_entries")]
+    pub nonce_cache_max_entries: u64,
+    /// Paths that skip verification: exact, or a prefix when ending in `*`.
+    #[serde(default)]
+    pub exempt_paths: Vec<String>,
+    /// Let CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass unsigned.
+    #[serde(default)]
+    pub allow_cors_preflight: bool,
+}
+
+fn default_secret_env() -> String {
+    DEFAULT_SECRET_ENV.into()
+}
+fn default_secret_previous_env() -> String {
+    DEFAULT_SECRET_PREVIOUS_ENV.into()
+}
+fn default_environment_env() -> String {
+    DEFAULT_ENVIRONMENT_ENV.into()
+}
+fn default_clock_skew() -> u64 {
+    DEFAULT_CLOCK_SKEW_SECONDS
+}
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_nonce_cache_max_entries() -> u64 {
+    DEFAULT_NONCE_CACHE_MAX_ENTRIES
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            hmac_secret_env: default_secret_env(),
+            hmac_secret_previous_env: default_secret_previous_env(),
+            environment_env: default_environment_env(),
+            hmac_secret: None,
+            environment: None,
+            clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            require_nonce: false,
+            nonce_ttl_seconds: None,
+            nonce_cache_max_entries: DEFAULT_NONCE_CACHE_MAX_ENTRIES,
+            exempt_paths: Vec::new(),
+            allow_cors_preflight: false,
+        }
+    }
+}
+
+/// Why a configuration was refused. Messages name the setting and what to do,
+/// never a secret value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not valid JSON, an unknown field, or a value of the wrong type.
+    #[error("plugin configuration is not valid: {0}")]
+    Json(String),
+    /// A setting is outside its range.
+    #[error("{field} = {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The setting.
+        field: &'static str,
+        /// The rejected value.
+        value: u64,
+        /// What is accepted.
+        expected: String,
+    },
+    /// An environment variable name is not usable.
+    #[error("{field} = {value:?} is not a valid environment variable name (use A-Z, 0-9 and _)")]
+    BadEnvName {
+        /// The setting.
+        field: &'static str,
+        /// The rejected name.
+        value: String,
+    },
+    /// No current secret.
+    #[error(
+        "no HMAC secret: environment variable {env} is unset or empty (pass it to the VM with vm_config.environment_variables.host_env_keys / Envoy Gateway env.hostKeys, or set hmac_secret for local runs)"
+    )]
+    MissingSecret {
+        /// The variable looked at.
+        env: String,
+    },
+    /// No environment name.
+    #[error(
+        "no environment name: environment variable {env} is unset or empty (pass it with host_env_keys / env.hostKeys, or set environment)"
+    )]
+    MissingEnvironment {
+        /// The variable looked at.
+        env: String,
+    },
+    /// A secret or the environment name was refused by the scheme.
+    #[error("{source} ({origin})")]
+    Scheme {
+        /// What the scheme refused.
+        source: SchemeError,
+        /// Where the value came from.
+        origin: String,
+    },
+    /// An `exempt_paths` entry is not usable.
+    #[error(
+        "exempt_paths entry {0:?} is not valid: it must start with '/', contain no '?', and may only end in '*'"
+    )]
+    BadExemptPath(String),
+}
+
+/// A compiled `exempt_paths` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// The path without query equals this.
+    Exact(String),
+    /// The path without query starts with this.
+    Prefix(String),
+}
+
+impl PathMatch {
+    fn parse(entry: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadExemptPath(entry.to_owned());
+        if !entry.starts_with('/') || entry.contains('?') {
+            return Err(bad());
+        }
+        match entry.strip_suffix('*') {
+            Some(prefix) if !prefix.contains('*') => Ok(PathMatch::Prefix(prefix.to_owned())),
+            Some(_) => Err(bad()),
+            None if entry.contains('*') => Err(bad()),
+            None => Ok(PathMatch::Exact(entry.to_owned())),
+        }
+    }
+
+    /// True when `path` (query string included or not) is matched.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        let path = match path.iter().position(|&b| b == b'?') {
+            Some(i) => path.get(..i).unwrap_or(path),
+            None => path,
+        };
+        match self {
+            PathMatch::Exact(p) => path == p.as_bytes(),
+            PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
+        }
+    }
+}
+
+/// The configuration every request of one filter instance shares.
+#[derive(Debug, Clone)]
+pub struct FilterConfig {
+    /// The signature verifier (keys prepared once).
+    pub verifier: Verifier,
+    /// Largest accepted body.
+    pub max_body_bytes: u64,
+    /// Layout of the replay cache.
+    pub replay: ReplayCache,
+    /// Paths that skip verification.
+    pub exempt_paths: Vec<PathMatch>,
+    /// Let CORS preflights pass unsigned.
+    pub allow_cors_preflight: bool,
+}
+
+impl FilterConfig {
+    /// True when `path` skips verification.
+    pub fn is_exempt(&self, path: &[u8]) -> bool {
+        self.exempt_paths.iter().any(|m| m.matches(path))
+    }
+
+    /// One log line describing the configuration, without secrets.
+    pub fn summary(&self) -> String {
+        let options = self.verifier.options();
+        format!(
+            "environment={} current_key={} previous_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} allow_cors_preflight={}",
+            self.verifier.environment(),
+            self.verifier.current_fingerprint(),
+            self.verifier
+                .previous_fingerprint()
+                .unwrap_or_else(|| "none".into()),
+            options.clock_skew_seconds,
+            options.require_nonce,
+            self.replay.ttl_seconds(),
+            self.replay.capacity(),
+            self.max_body_bytes,
+            self.exempt_paths.len(),
+            self.allow_cors_preflight,
+        )
+    }
+}
+
+/// Parses the JSON configuration (empty means `{}`), without looking at the
+/// environment.
+pub fn parse(raw: &[u8]) -> Result<PluginConfig, ConfigError> {
+    let raw = if raw.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        raw
+    };
+    serde_json::from_slice(raw).map_err(|e| ConfigError::Json(e.to_string()))
+}
+
+/// Parses, validates and compiles the configuration, reading secrets through
+/// `env` (the VM's environment in Envoy).
+pub fn compile(
+    raw: &[u8],
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<FilterConfig, ConfigError> {
+    parse(raw)?.compile(env)
+}
+
+fn check_env_name(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && !value.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::BadEnvName {
+            field,
+            value: value.to_owned(),
+        })
+    }
+}
+
+fn range(field: &'static str, value: u64, lo: u64, hi: u64, why: &str) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            expected: format!("{lo} to {hi}{why}"),
+        })
+    }
+}
+
+impl PluginConfig {
+    /// Validates every setting and prepares the keys.
+    pub fn compile(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<FilterConfig, ConfigError> {
+        check_env_name("hmac_secret_env", &self.hmac_secret_env)?;
+        check_env_name("hmac_secret_previous_env", &self.hmac_secret_previous_env)?;
+        check_env_name("environment_env", &self.environment_env)?;
+        range(
+            "clock_skew_seconds",
+            self.clock_skew_seconds,
+            1,
+            MAX_CLOCK_SKEW_SECONDS,
+            "",
+        )?;
+        range(
+            "max_body_bytes",
+            self.max_body_bytes,
+            0,
+            MAX_BODY_BYTES_LIMIT,
+            "",
+        )?;
+        let min_ttl = 2 * self.clock_skew_seconds;
+        let ttl = self.nonce_ttl_seconds.unwrap_or(min_ttl);
+        range(
+            "nonce_ttl_seconds",
+            ttl,
+            min_ttl,
+            MAX_NONCE_TTL_SECONDS.max(min_ttl),
+            " (at least twice clock_skew_seconds, or a request could be replayed after its nonce is forgotten while its timestamp is still accepted)",
+        )?;
+        range(
+            "nonce_cache_max_entries",
+            self.nonce_cache_max_entries,
+            crate::replay::BUCKET_CAPACITY as u64,
+            MAX_ENTRIES_LIMIT,
+            "",
+        )?;
+        if self.exempt_paths.len() > MAX_EXEMPT_PATHS {
+            return Err(ConfigError::OutOfRange {
+                field: "exempt_paths",
+                value: self.exempt_paths.len() as u64,
+                expected: format!("at most {MAX_EXEMPT_PATHS} entries"),
+            });
+        }
+        let exempt_paths = self
+            .exempt_paths
+            .iter()
+            .map(|p| PathMatch::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        // Secrets: inline wins over the variable; never echo a value.
+        let (current, origin) = match &self.hmac_secret {
+            Some(s) if !s.expose().is_empty() => (
+                Zeroizing::new(s.expose().to_owned()),
+                "inline hmac_secret".to_owned(),
+            ),
+            _ => match env(&self.hmac_secret_env).filter(|v| !v.is_empty()) {
+                Some(v) => (
+                    Zeroizing::new(v),
+                    format!("environment variable {}", self.hmac_secret_env),
+                ),
+                None => {
+                    return Err(ConfigError::MissingSecret {
+                        env: self.hmac_secret_env.clone(),
+                    });
+                }
+            },
+        };
+        let current = SecretKey::new(current.as_bytes(), "current")
+            .map_err(|source| ConfigError::Scheme { source, origin })?;
+        let previous = match env(&self.hmac_secret_previous_env)
+            .filter(|v| !v.is_empty())
+            .map(Zeroizing::new)
+        {
+            None => None,
+            Some(v) => Some(SecretKey::new(v.as_bytes(), "previous").map_err(|source| {
+                ConfigError::Scheme {
+                    source,
+                    origin: format!("environment variable {}", self.hmac_secret_previous_env),
+                }
+            })?),
+        };
+        let (environment, origin) = match &self.environment {
+            Some(e) => (e.clone(), "inline environment".to_owned()),
+            None => match env(&self.environment_env).filter(|v| !v.is_empty()) {
+                Some(v) => (v, format!("environment variable {}", self.environment_env)),
+                None => {
+                    return Err(ConfigError::MissingEnvironment {
+                        env: self.environment_env.clone(),
+                    });
+                }
+            },
+        };
+        validate_environment(&environment).map_err(|source| ConfigError::Scheme {
+            source,
+            origin: origin.clone(),
+        })?;
+        let verifier = Verifier::new(
+            &environment,
+            current,
+            previous,
+            VerifierOptions {
+                clock_skew_seconds: self.clock_skew_seconds,
+                require_nonce: self.require_nonce,
+            },
+        )
+        .map_err(|source| ConfigError::Scheme { source, origin })?;
+        Ok(FilterConfig {
+            verifier,
+            max_body_bytes: self.max_body_bytes,
+            replay: ReplayCache::new(self.nonce_cache_max_entries, ttl),
+            exempt_paths,
+            allow_cors_preflight: self.allow_cors_preflight,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+    fn env_with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    fn base_env() -> impl Fn(&str) -> Option<String> {
+        env_with(&[("HMAC_SECRET", SECRET), ("HMAC_ENVIRONMENT", "dev")])
+    }
+
+    /// An empty configuration uses the documented defaults and the variables.
+    #[test]
+    fn defaults_from_environment() {
+        let cfg = compile(b"", base_env()).unwrap();
+        assert_eq!(cfg.verifier.environment(), "dev");
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        let o = cfg.verifier.options();
+        assert_eq!(o.clock_skew_seconds, 300);
+        assert!(!o.require_nonce);
+        assert_eq!(cfg.replay.ttl_seconds(), 600);
+        assert!(cfg.replay.capacity() >= DEFAULT_NONCE_CACHE_MAX_ENTRIES);
+        assert!(cfg.verifier.previous_fingerprint().is_none());
+        assert!(!cfg.allow_cors_preflight);
+    }
+
+    /// Unknown fields are refused, so a typo cannot silently disable a check.
+    #[test]
+    fn unknown_field_rejected() {
+        let err = compile(br#"{"require_nonces": true}"#, base_env()).unwrap_err();
+        assert!(err.to_string().contains("require_nonces"), "{err}");
+    }
+
+    /// A missing or short secret fails closed, naming the variable, not the value.
+    #[test]
+    fn missing_and_short_secret() {
+        let err = compile(b"{}", env_with(&[("HMAC_ENVIRONMENT", "dev")])).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingSecret { .. }));
+        assert!(err.to_string().contains("HMAC_SECRET"));
+        let err = compile(
+            b"{}",
+            env_with(&[
+                ("HMAC_SECRET", "short-secret-value"),
+                ("HMAC_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("18 bytes"), "{msg}");
+        assert!(!msg.contains("short-secret-value"), "{msg}");
+    }
+
+    /// The previous key: empty means none, short fails, valid is used.
+    #[test]
+    fn previous_key() {
+        let prev = "previous-secret-previous-secret-previous";
+        let cfg = compile(
+            b"{}",
+            env_with(&[
+                ("HMAC_SECRET", SECRET),
+                ("HMAC_SECRET_PREVIOUS", ""),
+                ("HMAC_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap();
+        assert!(cfg.verifier.previous_fingerprint().is_none());
+        let cfg = compile(
+            b"{}",
+            env_with(&[
+                ("HMAC_SECRET", SECRET),
+                ("HMAC_SECRET_PREVIOUS", prev),
+                ("HMAC_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.verifier.previous_fingerprint(),
+            Some(crate::scheme::fingerprint(prev.as_bytes()))
+        );
+        let err = compile(
+            b"{}",
+            env_with(&[
+                ("HMAC_SECRET", SECRET),
+                ("HMAC_SECRET_PREVIOUS", "tiny"),
+                ("HMAC_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("previous"), "{err}");
+        assert!(err.to_string().contains("HMAC_SECRET_PREVIOUS"), "{err}");
+    }
+
+    /// Inline values win over variables, and custom variable names are read.
+    #[test]
+    fn inline_and_custom_names() {
+        let inline = format!(r#"{{"hmac_secret":"{SECRET}-inline","environment":"local"}}"#);
+        let cfg = compile(inline.as_bytes(), base_env()).unwrap();
+        assert_eq!(cfg.verifier.environment(), "local");
+        assert_eq!(
+            cfg.verifier.current_fingerprint(),
+            crate::scheme::fingerprint(format!("{SECRET}-inline").as_bytes())
+        );
+        let cfg = compile(
+            br#"{"hmac_secret_env":"MY_KEY","environment_env":"MY_ENV"}"#,
+            env_with(&[("MY_KEY", SECRET), ("MY_ENV", "prod")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.verifier.environment(), "prod");
+    }
+
+    /// A non-string inline secret is refused without echoing it.
+    #[test]
+    fn non_string_secret_not_echoed() {
+        let err = compile(br#"{"hmac_secret": 98765432109876543210}"#, base_env()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("hmac_secret") || msg.contains("must be a string"),
+            "{msg}"
+        );
+        assert!(!msg.contains("98765432109876543210"), "{msg}");
+    }
+
+    /// Missing environment, bad environment names and bad variable names fail.
+    #[test]
+    fn environment_checks() {
+        let err = compile(b"{}", env_with(&[("HMAC_SECRET", SECRET)])).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingEnvironment { .. }));
+        let err = compile(br#"{"environment":"dev\nprod"}"#, base_env()).unwrap_err();
+        assert!(err.to_string().contains("not valid"), "{err}");
+        let err = compile(br#"{"hmac_secret_env":"lower"}"#, base_env()).unwrap_err();
+        assert!(matches!(err, ConfigError::BadEnvName { .. }));
+    }
+
+    /// Ranges: skew, TTL against skew, body limit, cache size.
+    #[test]
+    fn ranges() {
+        for bad in [
+            r#"{"clock_skew_seconds":0}"#,
+            r#"{"clock_skew_seconds":100000}"#,
+            r#"{"clock_skew_seconds":300,"nonce_ttl_seconds":599}"#,
+            r#"{"max_body_bytes":1000000000}"#,
+            r#"{"nonce_cache_max_entries":1}"#,
+            r#"{"clock_skew_seconds":-1}"#,
+        ] {
+            assert!(
+                compile(bad.as_bytes(), base_env()).is_err(),
+                "{bad} accepted"
+            );
+        }
+        let cfg = compile(
+            br#"{"clock_skew_seconds":60,"max_body_bytes":0,"nonce_ttl_seconds":120}"#,
+            base_env(),
+        )
+        .unwrap();
+        assert_eq!(cfg.replay.ttl_seconds(), 120);
+        assert_eq!(cfg.max_body_bytes, 0);
+    }
+
+    /// Exempt paths: exact, prefix with '*', query ignored, bad entries refused.
+    #[test]
+    fn exempt_paths() {
+        let cfg = compile(br#"{"exempt_paths":["/healthz","/public/*"]}"#, base_env()).unwrap();
+        assert!(cfg.is_exempt(b"/healthz"));
+        assert!(cfg.is_exempt(b"/healthz?verbose=1"));
+        assert!(!cfg.is_exempt(b"/healthz/more"));
+        assert!(!cfg.is_exempt(b"/healthzz"));
+        assert!(cfg.is_exempt(b"/public/"));
+        assert!(cfg.is_exempt(b"/public/a/b?x"));
+        assert!(!cfg.is_exempt(b"/publicx"));
+        assert!(!cfg.is_exempt(b"/api?/healthz"));
+        for bad in [
+            r#"["healthz"]"#,
+            r#"["/a*b"]"#,
+            r#"["/a?b"]"#,
+            r#"["/a**"]"#,
+        ] {
+            let raw = format!(r#"{{"exempt_paths":{bad}}}"#);
+            assert!(
+                matches!(
+                    compile(raw.as_bytes(), base_env()),
+                    Err(ConfigError::BadExemptPath(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Debug output of the parsed and compiled configuration hides the secret.
+    #[test]
+    fn debug_hides_secret() {
+        let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"}}"#);
+        let parsed = parse(raw.as_bytes()).unwrap();
+        let compiled = parsed.compile(|_| None).unwrap();
+        for text in [
+            format!("{parsed:?}"),
+            format!("{compiled:?}"),
+            compiled.summary(),
+        ] {
+            assert!(!text.contains(SECRET), "{text}");
+        }
+    }
+}
