@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::replay::{MAX_ENTRIES_LIMIT, ReplayCache};
@@ -66,7 +66,9 @@ impl<'de> Deserialize<'de> for SecretString {
 }
 
 /// The plugin configuration as written in Envoy's `plugin_config` (JSON).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+///
+/// Serializing it (to render configuration) never writes `hmac_secret`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Environment variable holding the current secret.
@@ -81,10 +83,10 @@ pub struct PluginConfig {
     pub environment_env: String,
     /// Inline secret, for local runs only (wins over the variable). Envoy
     /// shows plugin configuration in `/config_dump`.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub hmac_secret: Option<SecretString>,
     /// Inline environment name (wins over the variable).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
     /// Allowed distance between the signed timestamp and now.
     #[serde(default = "default_clock_skew")]
@@ -96,7 +98,7 @@ pub struct PluginConfig {
     #[serde(default)]
     pub require_nonce: bool,
     /// How long an accepted nonce is refused; default twice the skew.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce_ttl_seconds: Option<u64>,
     /// Upper bound on remembered nonces (memory bound of the replay cache).
     #[serde(default = "default_nonce_cache_max_entries")]
@@ -640,6 +642,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Serializing a configuration (to render it) never writes the inline
+    /// secret, and what it writes parses back to the same settings.
+    #[test]
+    fn serialize_omits_secret_and_round_trips() {
+        let raw = format!(
+            r#"{{"hmac_secret":"{SECRET}","environment":"dev","require_nonce":true,"exempt_paths":["/h"]}}"#
+        );
+        let parsed = parse(raw.as_bytes()).unwrap();
+        let json = serde_json::to_string(&parsed).unwrap();
+        assert!(!json.contains(SECRET), "{json}");
+        let back = parse(json.as_bytes()).unwrap();
+        assert_eq!(
+            back,
+            PluginConfig {
+                hmac_secret: None,
+                ..parsed
+            }
+        );
     }
 
     /// Debug output of the parsed and compiled configuration hides the secret.

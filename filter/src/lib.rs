@@ -8,6 +8,7 @@
 //! - [`config`]: plugin configuration, parsed, validated and compiled once.
 //! - [`replay`]: the bounded, cross-worker nonce cache.
 //! - [`flow`]: the per-request decisions, as pure functions.
+//! - `root` / `http` / `host` (wasm32 only): thin proxy-wasm contexts.
 //!
 //! The filter must never panic: the release profile aborts on panic, which
 //! kills the VM and, with a fail-closed policy, every later request of the
@@ -22,3 +23,23 @@ pub mod flow;
 pub mod hostmap;
 pub mod replay;
 pub mod scheme;
+
+#[cfg(target_arch = "wasm32")]
+mod host;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod root;
+
+/// The VM entry point (`_initialize`).
+#[cfg(target_arch = "wasm32")]
+#[allow(missing_docs)]
+mod entry {
+    proxy_wasm::main! {{
+        // Installs a panic hook that logs at critical level before the abort.
+        proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(super::root::Root::default())
+        });
+    }}
+}

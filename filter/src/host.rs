@@ -1,0 +1,191 @@
+//! Thin, panic-free access to the proxy-wasm host: header maps, time, shared
+//! data, metrics and logging. Only compiled for wasm32.
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType, Status};
+
+use crate::replay::{BucketStore, StoreError};
+use crate::scheme::Reject;
+
+/// Raw proxy-wasm ABI imports the SDK does not expose panic-free.
+#[allow(unsafe_code)]
+mod abi {
+    #[link(wasm_import_module = "env")]
+    unsafe extern "C" {
+        pub fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+
+    /// The serialized map of `map_type`, owned; `Err(status)` on a host error.
+    pub fn header_map_pairs(map_type: u32) -> Result<Vec<u8>, u32> {
+        let mut data: *mut u8 = core::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes a pointer to `size` bytes it allocated
+        // through this module's exported allocator (the SDK's
+        // `proxy_on_memory_allocate`, a boxed slice of exactly `size` bytes),
+        // and hands ownership to us.
+        let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+        if status != 0 {
+            return Err(status);
+        }
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        // SAFETY: see above; length and capacity are the allocation size.
+        Ok(unsafe { Vec::from_raw_parts(data, size, size) })
+    }
+}
+
+/// Map type of the request headers in the proxy-wasm ABI.
+const REQUEST_HEADERS: u32 = 0;
+
+/// The request headers' serialized map (decode with [`crate::hostmap::parse`]).
+pub fn request_headers_raw() -> Result<Vec<u8>, String> {
+    abi::header_map_pairs(REQUEST_HEADERS).map_err(|s| format!("host status {s}"))
+}
+
+/// Current Unix time in seconds from the host clock (0 when unavailable,
+/// which makes every timestamp stale: fail closed).
+pub fn now_unix() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Logs `message` at `level` when Envoy's wasm log level lets it through.
+/// `message` is only built when it will be written.
+pub fn log(level: LogLevel, message: impl FnOnce() -> String) {
+    let enabled = hostcalls::get_log_level()
+        .map(|current| current as u32 <= level as u32)
+        .unwrap_or(true);
+    if enabled {
+        let _ = hostcalls::log(level, &message());
+    }
+}
+
+/// Replay-cache buckets in proxy-wasm shared data (one key per bucket,
+/// process-wide, so all worker threads see the same table).
+pub struct SharedBuckets {
+    prefix: String,
+}
+
+impl SharedBuckets {
+    /// Buckets of a table with `buckets` buckets (the count is part of the
+    /// key, so tables of different layouts never mix).
+    pub fn new(buckets: u32) -> Self {
+        Self {
+            prefix: format!("edge-hmac/nonce/v1/{buckets}/"),
+        }
+    }
+
+    fn key(&self, bucket: u32) -> String {
+        format!("{}{bucket}", self.prefix)
+    }
+}
+
+impl BucketStore for SharedBuckets {
+    fn get(&mut self, bucket: u32) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match hostcalls::get_shared_data(&self.key(bucket)) {
+            Ok((_, None)) => Ok(None),
+            Ok((data, Some(cas))) => Ok(Some((data.unwrap_or_default(), cas))),
+            Err(status) => Err(StoreError(format!("get_shared_data: {status:?}"))),
+        }
+    }
+
+    fn set(&mut self, bucket: u32, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
+        match hostcalls::set_shared_data(&self.key(bucket), Some(value), cas) {
+            Ok(()) => Ok(true),
+            Err(Status::CasMismatch) => Ok(false),
+            Err(status) => Err(StoreError(format!("set_shared_data: {status:?}"))),
+        }
+    }
+}
+
+/// The filter's counters (Envoy shows them as `wasmcustom.edge_hmac.*`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    verified: Option<u32>,
+    verified_previous_key: Option<u32>,
+    exempt: Option<u32>,
+    cors_preflight: Option<u32>,
+    nonce_cache_full: Option<u32>,
+    internal_error: Option<u32>,
+    rejected: [Option<u32>; Reject::ALL.len()],
+}
+
+fn counter(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Counter, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log(LogLevel::Warn, || {
+                format!("edge-hmac: cannot define metric {name}: {status:?}")
+            });
+            None
+        }
+    }
+}
+
+impl Metrics {
+    /// Defines every counter (idempotent in Envoy: same name, same counter).
+    pub fn define() -> Self {
+        let mut rejected = [None; Reject::ALL.len()];
+        for (slot, reason) in rejected.iter_mut().zip(Reject::ALL) {
+            *slot = counter(&format!("edge_hmac.rejected.{}", reason.code()));
+        }
+        Self {
+            verified: counter("edge_hmac.verified"),
+            verified_previous_key: counter("edge_hmac.verified_previous_key"),
+            exempt: counter("edge_hmac.exempt"),
+            cors_preflight: counter("edge_hmac.cors_preflight"),
+            nonce_cache_full: counter("edge_hmac.nonce_cache_full"),
+            internal_error: counter("edge_hmac.internal_error"),
+            rejected,
+        }
+    }
+
+    fn bump(id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// A request fully verified (headers and body).
+    pub fn verified(&self, previous_key: bool) {
+        Self::bump(self.verified);
+        if previous_key {
+            Self::bump(self.verified_previous_key);
+        }
+    }
+
+    /// A request on an exempt path.
+    pub fn exempt(&self) {
+        Self::bump(self.exempt);
+    }
+
+    /// A CORS preflight let through.
+    pub fn cors_preflight(&self) {
+        Self::bump(self.cors_preflight);
+    }
+
+    /// A rejection.
+    pub fn rejected(&self, reason: Reject, cache_full: bool) {
+        if let Some(i) = Reject::ALL.iter().position(|r| *r == reason) {
+            Self::bump(self.rejected.get(i).copied().flatten());
+        }
+        if cache_full {
+            Self::bump(self.nonce_cache_full);
+        }
+    }
+
+    /// The filter could not read its input from the host.
+    pub fn internal_error(&self) {
+        Self::bump(self.internal_error);
+    }
+}

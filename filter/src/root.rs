@@ -1,0 +1,98 @@
+//! Root context: compiles the configuration once per VM and hands it to every
+//! HTTP context.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+
+use crate::config::{self, FilterConfig};
+use crate::host::{self, Metrics, SharedBuckets};
+use crate::http::Http;
+
+/// What every HTTP context of one filter instance shares.
+pub struct Shared {
+    /// The compiled configuration.
+    pub config: FilterConfig,
+    /// The counters.
+    pub metrics: Metrics,
+}
+
+/// The root context.
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        host::log(LogLevel::Info, || {
+            format!(
+                "edge-hmac filter {} ({}) starting",
+                env!("CARGO_PKG_VERSION"),
+                env!("EDGE_HMAC_GIT_HASH")
+            )
+        });
+        true
+    }
+
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let raw = if plugin_configuration_size == 0 {
+            Vec::new()
+        } else {
+            match hostcalls::get_buffer(
+                BufferType::PluginConfiguration,
+                0,
+                plugin_configuration_size,
+            ) {
+                Ok(bytes) => bytes.unwrap_or_default(),
+                Err(status) => {
+                    host::log(LogLevel::Critical, || {
+                        format!("edge-hmac: cannot read plugin configuration: {status:?}")
+                    });
+                    return false;
+                }
+            }
+        };
+        let config = match config::compile(&raw, |name| std::env::var(name).ok()) {
+            Ok(config) => config,
+            Err(err) => {
+                host::log(LogLevel::Critical, || {
+                    format!("edge-hmac: configuration rejected: {err}")
+                });
+                return false;
+            }
+        };
+        // Create the replay buckets before traffic so request-time updates are
+        // always compare-and-swap on an existing entry.
+        let mut store = SharedBuckets::new(config.replay.buckets());
+        if let Err(err) = config.replay.initialize(&mut store) {
+            host::log(LogLevel::Critical, || {
+                format!("edge-hmac: cannot initialise the replay cache: {err}")
+            });
+            return false;
+        }
+        host::log(LogLevel::Info, || {
+            format!("edge-hmac: configured: {}", config.summary())
+        });
+        self.shared = Some(Rc::new(Shared {
+            config,
+            metrics: Metrics::define(),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Without a valid configuration on_configure failed and Envoy refused
+        // the filter; returning None here is the fail-closed fallback.
+        let shared = self.shared.clone()?;
+        Some(Box::new(Http::new(shared)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

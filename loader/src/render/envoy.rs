@@ -1,0 +1,730 @@
+//! Envoy bootstrap for running the filter locally (func-e or any Envoy
+//! binary), rendered from Rust types.
+//!
+//! Only the subset of Envoy's v3 API the project uses is modelled; field names
+//! follow the proto names so the YAML reads like Envoy's documentation.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use edge_hmac_filter::config::PluginConfig;
+use serde::Serialize;
+
+/// Environment variables the filter reads by default, passed into the VM
+/// with `host_env_keys` (never `key_values`: those show in `/config_dump`).
+pub const HOST_ENV_KEYS: [&str; 3] = ["HMAC_SECRET", "HMAC_SECRET_PREVIOUS", "HMAC_ENVIRONMENT"];
+
+/// What a listener runs in front of the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerFilter {
+    /// No wasm filter at all (baseline).
+    None,
+    /// A wasm filter that only answers Continue (floor for any wasm filter).
+    NoopWasm {
+        /// Path of the no-op `.wasm`.
+        wasm: PathBuf,
+    },
+    /// The edge-hmac filter.
+    EdgeHmac {
+        /// Path of `edge_hmac_filter.wasm`.
+        wasm: PathBuf,
+        /// Plugin configuration (rendered as JSON; never carries a secret).
+        config: Box<PluginConfig>,
+    },
+}
+
+/// One HTTP listener in front of the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Listener name (also its stat prefix).
+    pub name: String,
+    /// Address to listen on; port 0 lets the kernel choose (read it back from
+    /// the admin `/listeners` endpoint).
+    pub address: SocketAddr,
+    /// What runs in front of the router.
+    pub filter: ListenerFilter,
+}
+
+/// Everything that varies between local bootstraps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEnvoy {
+    /// Admin interface address (keep it on loopback).
+    pub admin: SocketAddr,
+    /// The upstream every listener routes to.
+    pub upstream: SocketAddr,
+    /// The listeners.
+    pub listeners: Vec<ListenerSpec>,
+    /// Per-connection buffer limit of each listener, in bytes. Must be at
+    /// least the filter's `max_body_bytes`: Envoy answers a plain 413 when a
+    /// buffered body passes it, before the filter can decide.
+    pub buffer_limit_bytes: u64,
+    /// Balance connections exactly across workers (tests use it to put two
+    /// connections on two different workers).
+    pub exact_balance: bool,
+    /// Upstream route timeout in seconds.
+    pub route_timeout_seconds: u64,
+}
+
+impl LocalEnvoy {
+    /// The usual single-listener setup: the filter with `config` in front of
+    /// `upstream`, buffer limit derived from `max_body_bytes`.
+    pub fn single(
+        listen: SocketAddr,
+        admin: SocketAddr,
+        upstream: SocketAddr,
+        wasm: PathBuf,
+        config: PluginConfig,
+    ) -> Self {
+        let buffer_limit_bytes = buffer_limit_for(config.max_body_bytes);
+        Self {
+            admin,
+            upstream,
+            listeners: vec![ListenerSpec {
+                name: "edge_hmac".into(),
+                address: listen,
+                filter: ListenerFilter::EdgeHmac {
+                    wasm,
+                    config: Box::new(config),
+                },
+            }],
+            buffer_limit_bytes,
+            exact_balance: false,
+            route_timeout_seconds: 30,
+        }
+    }
+
+    /// The bootstrap as typed values.
+    pub fn bootstrap(&self) -> Bootstrap {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|l| self.listener(l))
+            .collect::<Vec<_>>();
+        Bootstrap {
+            node: Node {
+                id: "edge-hmac-local".into(),
+                cluster: "edge-hmac".into(),
+            },
+            admin: Admin {
+                address: Address::from(self.admin),
+            },
+            static_resources: StaticResources {
+                listeners,
+                clusters: vec![Cluster {
+                    name: UPSTREAM_CLUSTER.into(),
+                    kind: "STATIC",
+                    connect_timeout: "1s".into(),
+                    load_assignment: LoadAssignment {
+                        cluster_name: UPSTREAM_CLUSTER.into(),
+                        endpoints: vec![LocalityEndpoints {
+                            lb_endpoints: vec![LbEndpoint {
+                                endpoint: Endpoint {
+                                    address: Address::from(self.upstream),
+                                },
+                            }],
+                        }],
+                    },
+                    typed_extension_protocol_options: UpstreamProtocolOptions::http1_with_trailers(
+                    ),
+                }],
+            },
+            overload_manager: OverloadManager::default(),
+        }
+    }
+
+    /// The bootstrap as YAML, with a header comment.
+    pub fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+        let body = serde_norway::to_string(&self.bootstrap())?;
+        Ok(format!("{HEADER}{body}"))
+    }
+
+    fn listener(&self, spec: &ListenerSpec) -> Listener {
+        let mut http_filters = Vec::new();
+        match &spec.filter {
+            ListenerFilter::None => {}
+            ListenerFilter::NoopWasm { wasm } => {
+                http_filters.push(HttpFilter::wasm("noop", wasm, String::new(), Vec::new()));
+            }
+            ListenerFilter::EdgeHmac { wasm, config } => {
+                let json = serde_json::to_string(config.as_ref()).unwrap_or_else(|_| "{}".into());
+                let mut keys: Vec<String> = Vec::new();
+                for key in [
+                    &config.hmac_secret_env,
+                    &config.hmac_secret_previous_env,
+                    &config.environment_env,
+                ] {
+                    if !keys.contains(key) {
+                        keys.push(key.clone());
+                    }
+                }
+                http_filters.push(HttpFilter::wasm("edge-hmac", wasm, json, keys));
+            }
+        }
+        http_filters.push(HttpFilter::router());
+        Listener {
+            name: spec.name.clone(),
+            stat_prefix: spec.name.clone(),
+            address: Address::from(spec.address),
+            per_connection_buffer_limit_bytes: self.buffer_limit_bytes,
+            connection_balance_config: self.exact_balance.then_some(ConnectionBalance {
+                exact_balance: Empty {},
+            }),
+            filter_chains: vec![FilterChain {
+                filters: vec![NetworkFilter {
+                    name: "envoy.filters.network.http_connection_manager",
+                    typed_config: Hcm {
+                        kind: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        stat_prefix: spec.name.clone(),
+                        codec_type: "AUTO",
+                        normalize_path: true,
+                        merge_slashes: true,
+                        path_with_escaped_slashes_action: "UNESCAPE_AND_REDIRECT",
+                        common_http_protocol_options: CommonHttpOptions {
+                            headers_with_underscores_action: "REJECT_REQUEST",
+                        },
+                        http_protocol_options: Http1Options {
+                            enable_trailers: true,
+                        },
+                        route_config: RouteConfig {
+                            name: "local".into(),
+                            virtual_hosts: vec![VirtualHost {
+                                name: "all".into(),
+                                domains: vec!["*".into()],
+                                routes: vec![Route {
+                                    r#match: RouteMatch { prefix: "/".into() },
+                                    route: RouteAction {
+                                        cluster: UPSTREAM_CLUSTER.into(),
+                                        timeout: format!("{}s", self.route_timeout_seconds),
+                                    },
+                                }],
+                            }],
+                        },
+                        http_filters,
+                    },
+                }],
+            }],
+        }
+    }
+}
+
+/// Default listener address of local runs.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
+/// Default admin address of local runs.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+/// Default upstream of the checked-in bootstrap.
+pub const DEFAULT_UPSTREAM: &str = "127.0.0.1:8080";
+/// Where `make wasm` puts the filter, relative to the workspace.
+pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/edge_hmac_filter.wasm";
+/// The checked-in bootstrap, relative to the workspace.
+pub const CHECKED_IN_PATH: &str = "envoy/envoy-local.yaml";
+
+/// The plugin configuration of the checked-in local bootstrap: defaults,
+/// with `/healthz` exempt.
+pub fn default_plugin_config() -> PluginConfig {
+    PluginConfig {
+        exempt_paths: vec!["/healthz".into()],
+        ..PluginConfig::default()
+    }
+}
+
+/// The bootstrap checked in as `envoy/envoy-local.yaml` (what
+/// `edge-hmac render envoy` prints with no flags).
+pub fn checked_in() -> LocalEnvoy {
+    LocalEnvoy::single(
+        parse_addr(DEFAULT_LISTEN),
+        parse_addr(DEFAULT_ADMIN),
+        parse_addr(DEFAULT_UPSTREAM),
+        PathBuf::from(DEFAULT_WASM),
+        default_plugin_config(),
+    )
+}
+
+fn parse_addr(s: &str) -> SocketAddr {
+    s.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Listener buffer limit for a filter accepting `max_body_bytes`: the body
+/// plus room for headers, at least Envoy's 1 MiB default.
+pub fn buffer_limit_for(max_body_bytes: u64) -> u64 {
+    (max_body_bytes + 64 * 1024).max(1024 * 1024)
+}
+
+const UPSTREAM_CLUSTER: &str = "upstream";
+
+const HEADER: &str = "\
+# Envoy bootstrap for the edge-hmac filter, rendered by `edge-hmac render envoy`.
+# Do not edit by hand: change the renderer (loader/src/render/envoy.rs) or its flags.
+#
+# The secret reaches the filter only through the process environment
+# (HMAC_SECRET, HMAC_SECRET_PREVIOUS, HMAC_ENVIRONMENT, forwarded into the VM by
+# host_env_keys); it is never written here. Non-default settings and why:
+# - failure_policy FAIL_RELOAD: a crashed VM is reloaded instead of leaving the
+#   worker answering 503 forever (Envoy's default FAIL_CLOSED).
+# - per_connection_buffer_limit_bytes: above the filter's max_body_bytes, so
+#   the filter (not Envoy's plain 413) decides on large bodies.
+# - normalize_path, merge_slashes, UNESCAPE_AND_REDIRECT, REJECT_REQUEST for
+#   headers with underscores: what Envoy Gateway does, so paths are signed the
+#   same way locally and at the edge (docs/signature-v1.md section 7).
+# - enable_trailers: HTTP/1 trailers reach the filter and the upstream.
+";
+
+/// Envoy's `Bootstrap` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct Bootstrap {
+    /// Node identity.
+    pub node: Node,
+    /// Admin interface.
+    pub admin: Admin,
+    /// Listeners and clusters.
+    pub static_resources: StaticResources,
+    /// Connection limit (silences Envoy's start-up warning, bounds memory).
+    pub overload_manager: OverloadManager,
+}
+
+/// `config.core.v3.Node`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    /// Node id.
+    pub id: String,
+    /// Node cluster.
+    pub cluster: String,
+}
+
+/// `config.bootstrap.v3.Admin`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Admin {
+    /// Where the admin interface listens.
+    pub address: Address,
+}
+
+/// `config.core.v3.Address` with a socket address.
+#[derive(Debug, Clone, Serialize)]
+pub struct Address {
+    /// The socket address.
+    pub socket_address: SocketAddress,
+}
+
+/// `config.core.v3.SocketAddress`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketAddress {
+    /// IP address.
+    pub address: String,
+    /// Port (0: any).
+    pub port_value: u16,
+}
+
+impl From<SocketAddr> for Address {
+    fn from(addr: SocketAddr) -> Self {
+        Address {
+            socket_address: SocketAddress {
+                address: addr.ip().to_string(),
+                port_value: addr.port(),
+            },
+        }
+    }
+}
+
+/// `StaticResources`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StaticResources {
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Clusters.
+    pub clusters: Vec<Cluster>,
+}
+
+/// `config.listener.v3.Listener` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct Listener {
+    /// Name.
+    pub name: String,
+    /// Stat prefix (`listener.<stat_prefix>.*`) instead of the address.
+    pub stat_prefix: String,
+    /// Bind address.
+    pub address: Address,
+    /// Read/write buffer limit per connection.
+    pub per_connection_buffer_limit_bytes: u64,
+    /// Exact balancing across workers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_balance_config: Option<ConnectionBalance>,
+    /// Filter chains.
+    pub filter_chains: Vec<FilterChain>,
+}
+
+/// `ConnectionBalanceConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionBalance {
+    /// `exact_balance: {}`.
+    pub exact_balance: Empty,
+}
+
+/// An empty message (`{}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Empty {}
+
+/// `FilterChain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterChain {
+    /// Network filters.
+    pub filters: Vec<NetworkFilter>,
+}
+
+/// A network filter: always the HTTP connection manager here.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkFilter {
+    /// Filter name.
+    pub name: &'static str,
+    /// Its configuration.
+    pub typed_config: Hcm,
+}
+
+/// `HttpConnectionManager` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct Hcm {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// Stat prefix.
+    pub stat_prefix: String,
+    /// `AUTO`: HTTP/1.1 and HTTP/2 (prior knowledge) on one port.
+    pub codec_type: &'static str,
+    /// RFC 3986 path normalization (as Envoy Gateway).
+    pub normalize_path: bool,
+    /// Merge adjacent slashes (as Envoy Gateway).
+    pub merge_slashes: bool,
+    /// Escaped slash handling (as Envoy Gateway).
+    pub path_with_escaped_slashes_action: &'static str,
+    /// Header handling shared by HTTP/1 and HTTP/2.
+    pub common_http_protocol_options: CommonHttpOptions,
+    /// HTTP/1 options.
+    pub http_protocol_options: Http1Options,
+    /// Routes.
+    pub route_config: RouteConfig,
+    /// HTTP filters, router last.
+    pub http_filters: Vec<HttpFilter>,
+}
+
+/// `HttpProtocolOptions` (common).
+#[derive(Debug, Clone, Serialize)]
+pub struct CommonHttpOptions {
+    /// What to do with header names containing `_`.
+    pub headers_with_underscores_action: &'static str,
+}
+
+/// `Http1ProtocolOptions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Http1Options {
+    /// Pass HTTP/1 chunked trailers on.
+    pub enable_trailers: bool,
+}
+
+/// `RouteConfiguration`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    /// Name.
+    pub name: String,
+    /// Virtual hosts.
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+/// `VirtualHost`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VirtualHost {
+    /// Name.
+    pub name: String,
+    /// Domains.
+    pub domains: Vec<String>,
+    /// Routes.
+    pub routes: Vec<Route>,
+}
+
+/// `Route`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    /// Match.
+    pub r#match: RouteMatch,
+    /// Action.
+    pub route: RouteAction,
+}
+
+/// `RouteMatch`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteMatch {
+    /// Path prefix.
+    pub prefix: String,
+}
+
+/// `RouteAction`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteAction {
+    /// Target cluster.
+    pub cluster: String,
+    /// Upstream timeout.
+    pub timeout: String,
+}
+
+/// An HTTP filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpFilter {
+    /// Filter name.
+    pub name: String,
+    /// Its configuration.
+    pub typed_config: HttpFilterConfig,
+}
+
+/// The HTTP filter configurations used.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum HttpFilterConfig {
+    /// `envoy.extensions.filters.http.wasm.v3.Wasm`.
+    Wasm(WasmFilter),
+    /// `envoy.extensions.filters.http.router.v3.Router`.
+    Router(TypeOnly),
+}
+
+impl HttpFilter {
+    fn wasm(
+        name: &str,
+        wasm: &std::path::Path,
+        configuration: String,
+        host_env_keys: Vec<String>,
+    ) -> Self {
+        HttpFilter {
+            name: "envoy.filters.http.wasm".into(),
+            typed_config: HttpFilterConfig::Wasm(WasmFilter {
+                kind: "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                config: WasmPluginConfig {
+                    name: name.into(),
+                    failure_policy: "FAIL_RELOAD",
+                    configuration: StringValue {
+                        kind: "type.googleapis.com/google.protobuf.StringValue",
+                        value: configuration,
+                    },
+                    vm_config: VmConfig {
+                        vm_id: name.into(),
+                        runtime: "envoy.wasm.runtime.v8",
+                        code: Code {
+                            local: DataSource {
+                                filename: wasm.display().to_string(),
+                            },
+                        },
+                        environment_variables: (!host_env_keys.is_empty())
+                            .then_some(EnvironmentVariables { host_env_keys }),
+                    },
+                },
+            }),
+        }
+    }
+
+    fn router() -> Self {
+        HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            typed_config: HttpFilterConfig::Router(TypeOnly {
+                kind: "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            }),
+        }
+    }
+}
+
+/// A typed config with only its type URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeOnly {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+}
+
+/// `envoy.extensions.filters.http.wasm.v3.Wasm`.
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmFilter {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// Plugin configuration.
+    pub config: WasmPluginConfig,
+}
+
+/// `envoy.extensions.wasm.v3.PluginConfig` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct WasmPluginConfig {
+    /// Plugin name (log prefix).
+    pub name: String,
+    /// What happens when the VM fails.
+    pub failure_policy: &'static str,
+    /// The plugin configuration, passed as-is to `on_configure`.
+    pub configuration: StringValue,
+    /// VM configuration.
+    pub vm_config: VmConfig,
+}
+
+/// `google.protobuf.StringValue` inside an `Any`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StringValue {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// The string.
+    pub value: String,
+}
+
+/// `VmConfig` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct VmConfig {
+    /// VMs with the same id are shared by the plugins that use it.
+    pub vm_id: String,
+    /// `envoy.wasm.runtime.v8` (the only runtime of Envoy 1.40 builds).
+    pub runtime: &'static str,
+    /// Where the code is.
+    pub code: Code,
+    /// Host environment variables visible in the VM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_variables: Option<EnvironmentVariables>,
+}
+
+/// `AsyncDataSource` with a local file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Code {
+    /// Local file.
+    pub local: DataSource,
+}
+
+/// `DataSource`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataSource {
+    /// File path (relative paths are relative to Envoy's working directory).
+    pub filename: String,
+}
+
+/// `EnvironmentVariables`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentVariables {
+    /// Names of host variables passed into the VM.
+    pub host_env_keys: Vec<String>,
+}
+
+/// `Cluster` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// Name.
+    pub name: String,
+    /// Discovery type.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Connect timeout.
+    pub connect_timeout: String,
+    /// Endpoints.
+    pub load_assignment: LoadAssignment,
+    /// Upstream HTTP options.
+    pub typed_extension_protocol_options: UpstreamProtocolOptions,
+}
+
+/// `ClusterLoadAssignment`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadAssignment {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// Endpoints by locality.
+    pub endpoints: Vec<LocalityEndpoints>,
+}
+
+/// `LocalityLbEndpoints`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalityEndpoints {
+    /// Endpoints.
+    pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+/// `LbEndpoint`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LbEndpoint {
+    /// Endpoint.
+    pub endpoint: Endpoint,
+}
+
+/// `Endpoint`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    /// Address.
+    pub address: Address,
+}
+
+/// `typed_extension_protocol_options` with `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamProtocolOptions {
+    /// The options, under their extension name.
+    #[serde(rename = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions")]
+    pub http: UpstreamHttpOptions,
+}
+
+impl UpstreamProtocolOptions {
+    fn http1_with_trailers() -> Self {
+        UpstreamProtocolOptions {
+            http: UpstreamHttpOptions {
+                kind: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                explicit_http_config: ExplicitHttpConfig {
+                    http_protocol_options: Http1Options {
+                        enable_trailers: true,
+                    },
+                },
+            },
+        }
+    }
+}
+
+/// `HttpProtocolOptions` for upstreams.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamHttpOptions {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// HTTP/1.1 to the upstream.
+    pub explicit_http_config: ExplicitHttpConfig,
+}
+
+/// `ExplicitHttpConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplicitHttpConfig {
+    /// HTTP/1 options.
+    pub http_protocol_options: Http1Options,
+}
+
+/// `overload.v3.OverloadManager` with a downstream connection limit.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverloadManager {
+    /// Resource monitors.
+    pub resource_monitors: Vec<ResourceMonitor>,
+}
+
+impl Default for OverloadManager {
+    fn default() -> Self {
+        OverloadManager {
+            resource_monitors: vec![ResourceMonitor {
+                name: "envoy.resource_monitors.global_downstream_max_connections",
+                typed_config: DownstreamConnections {
+                    kind: "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                    max_active_downstream_connections: 10_000,
+                },
+            }],
+        }
+    }
+}
+
+/// A resource monitor.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceMonitor {
+    /// Monitor name.
+    pub name: &'static str,
+    /// Its configuration.
+    pub typed_config: DownstreamConnections,
+}
+
+/// `DownstreamConnectionsConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DownstreamConnections {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// Connection limit across all listeners.
+    pub max_active_downstream_connections: u64,
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests against a real Envoy and real services on loopback.
+//! One binary; one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod filter;
+mod render;
