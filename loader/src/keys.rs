@@ -1,0 +1,78 @@
+//! Where `sign` and `verify` get the key from: an environment variable, a
+//! file, the local development secret, or Secrets Manager.
+
+use std::path::PathBuf;
+
+use crate::aws::{AwsArgs, SecretArgs};
+use crate::error::{Error, Result};
+use crate::secret::{EdgeSecret, dev_secret};
+
+/// Key source options shared by `sign` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeySource {
+    /// Read the secret from this environment variable (e.g. HMAC_SECRET); needs --env
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["secret_file", "dev"])]
+    pub secret_env: Option<String>,
+    /// Read the secret from a file: the Secrets Manager JSON ({"hmac_secret","environment"}) or the bare secret (one trailing newline is dropped)
+    #[arg(long, value_name = "PATH", conflicts_with = "dev")]
+    pub secret_file: Option<PathBuf>,
+    /// Use the local development secret made by `edge-hmac run --dev`
+    #[arg(long)]
+    pub dev: bool,
+    /// Which secret in Secrets Manager (used when no other source is given)
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// How to reach AWS
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl KeySource {
+    /// Resolves the key, checked against `--env` when given.
+    pub async fn resolve(&self) -> Result<EdgeSecret> {
+        let env = self.secret.environment.as_deref();
+        if let Some(var) = &self.secret_env {
+            let env = env.ok_or_else(|| {
+                Error::Usage("--secret-env needs --env ENV (the environment to sign for)".into())
+            })?;
+            let value = std::env::var(var).map_err(|_| {
+                Error::Usage(format!("environment variable {var} is unset or not UTF-8"))
+            })?;
+            return EdgeSecret::new(&format!("${var}"), value, env, None);
+        }
+        if let Some(path) = &self.secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let id = path.display().to_string();
+            if text.trim_start().starts_with('{') {
+                return EdgeSecret::parse(&id, &text, env);
+            }
+            let env = env.ok_or_else(|| {
+                Error::Usage("--secret-file with a bare secret needs --env ENV".into())
+            })?;
+            let value = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            return EdgeSecret::new(&id, value.to_owned(), env, None);
+        }
+        if self.dev {
+            let (secret, path, _) = dev_secret()?;
+            if let Some(env) = env
+                && env != secret.environment
+            {
+                return Err(Error::EnvironmentMismatch {
+                    id: path.display().to_string(),
+                    expected: env.into(),
+                    found: secret.environment,
+                });
+            }
+            return Ok(secret);
+        }
+        let id = self.secret.id()?;
+        let sm = self.aws.client().await;
+        Ok(sm.fetch(&id, "AWSCURRENT", env).await?.secret)
+    }
+}

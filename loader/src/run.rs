@@ -1,0 +1,604 @@
+//! `edge-hmac run`: a local Envoy with the filter. Fetches the secret (or uses
+//! the development secret), renders the bootstrap, starts Envoy with the
+//! secret only in its environment, forwards signals, exits with Envoy's
+//! status; with `--watch`, follows rotations by hot restart.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use edge_hmac_filter::config::{
+    DEFAULT_ENVIRONMENT_ENV, DEFAULT_MAX_BODY_BYTES, DEFAULT_NONCE_CACHE_MAX_ENTRIES,
+    DEFAULT_SECRET_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
+};
+use edge_hmac_filter::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, TagEncoding};
+use http_body_util::{BodyExt as _, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::aws::{AwsArgs, SecretArgs, Sm};
+use crate::envoy::{self, EnvoyCmd};
+use crate::error::{Error, Result};
+use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy};
+use crate::secret::{EdgeSecret, dev_secret};
+use crate::sign::{curl_command, now, sign_request, split_url};
+
+/// Filter options shared by `run` and `render envoy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FilterOpts {
+    /// Allowed distance between a request's timestamp and now, in seconds
+    #[arg(long, default_value_t = DEFAULT_CLOCK_SKEW_SECONDS)]
+    pub clock_skew: u64,
+    /// Largest accepted body in bytes (Envoy's listener buffer limit is set above it)
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: u64,
+    /// Refuse requests without x-crawbl-nonce
+    #[arg(long)]
+    pub require_nonce: bool,
+    /// Seconds a used nonce is refused [default: twice --clock-skew]
+    #[arg(long, value_name = "SECONDS")]
+    pub nonce_ttl: Option<u64>,
+    /// Memory bound of the replay cache, in nonces
+    #[arg(long, default_value_t = DEFAULT_NONCE_CACHE_MAX_ENTRIES)]
+    pub nonce_cache_max_entries: u64,
+    /// Path that skips verification (exact, or prefix ending in *); repeatable; "" for none
+    #[arg(long = "exempt-path", value_name = "PATH", default_value = "/healthz")]
+    pub exempt_paths: Vec<String>,
+    /// Let CORS preflight requests pass unsigned
+    #[arg(long)]
+    pub allow_cors_preflight: bool,
+}
+
+impl FilterOpts {
+    /// The plugin configuration these options describe (no inline secret).
+    pub fn plugin_config(&self) -> Result<PluginConfig> {
+        let config = PluginConfig {
+            hmac_secret_env: DEFAULT_SECRET_ENV.into(),
+            hmac_secret_previous_env: DEFAULT_SECRET_PREVIOUS_ENV.into(),
+            environment_env: DEFAULT_ENVIRONMENT_ENV.into(),
+            hmac_secret: None,
+            environment: None,
+            clock_skew_seconds: self.clock_skew,
+            max_body_bytes: self.max_body_bytes,
+            require_nonce: self.require_nonce,
+            nonce_ttl_seconds: self.nonce_ttl,
+            nonce_cache_max_entries: self.nonce_cache_max_entries,
+            exempt_paths: self
+                .exempt_paths
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect(),
+            allow_cors_preflight: self.allow_cors_preflight,
+        };
+        // Validate exactly as the filter will, with a stand-in secret.
+        config
+            .compile(|name| match name {
+                DEFAULT_SECRET_ENV => Some("x".repeat(32)),
+                DEFAULT_ENVIRONMENT_ENV => Some("dev".into()),
+                _ => None,
+            })
+            .map_err(|e| Error::Usage(format!("filter options: {e}")))?;
+        Ok(config)
+    }
+}
+
+/// Arguments of `edge-hmac run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Try it without AWS: a local development secret (created on first use, mode 0600) and a built-in upstream
+    #[arg(long)]
+    pub dev: bool,
+    /// Envoy binary [default: ENVOY_BIN, else func-e on PATH, else envoy on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub envoy: Option<PathBuf>,
+    /// The filter [default: target/wasm32-wasip1/release/edge_hmac_filter.wasm]
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
+    /// Listener address
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Envoy admin address (keep it on loopback)
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+    /// Upstream to route to [default: the built-in echo upstream with --dev]
+    #[arg(long, value_name = "ADDR")]
+    pub upstream: Option<SocketAddr>,
+    /// Poll the secret this often (e.g. 30s, 5m) and hot-restart Envoy when AWSCURRENT changes
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// Seconds an old Envoy keeps draining connections after a hot restart
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub drain_seconds: u64,
+    /// Envoy worker threads [default: Envoy's, one per core]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Envoy log level (the filter's own lines stay at info unless this is debug or trace)
+    #[arg(long, default_value = "warning")]
+    pub log_level: String,
+    /// Filter options
+    #[command(flatten)]
+    pub filter: FilterOpts,
+    /// Which secret (without --dev)
+    #[command(flatten)]
+    pub secret: SecretArgs,
+    /// How to reach AWS (without --dev)
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Parses `30s`, `5m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 30s, 5m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if secs == 0 {
+        return Err("the interval must be more than 0".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn say(msg: impl std::fmt::Display) {
+    eprintln!("edge-hmac: {msg}");
+}
+
+/// The keys Envoy is started with.
+#[derive(Clone)]
+struct Keys {
+    current: EdgeSecret,
+    current_version: Option<String>,
+    previous: Option<EdgeSecret>,
+}
+
+impl Keys {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (
+                DEFAULT_SECRET_ENV,
+                self.current.hmac_secret.expose().to_owned(),
+            ),
+            (DEFAULT_ENVIRONMENT_ENV, self.current.environment.clone()),
+        ];
+        if let Some(p) = &self.previous {
+            env.push((
+                DEFAULT_SECRET_PREVIOUS_ENV,
+                p.hmac_secret.expose().to_owned(),
+            ));
+        }
+        env
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "environment {}, current key {}{}, previous key {}",
+            self.current.environment,
+            self.current.fingerprint(),
+            self.current_version
+                .as_ref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default(),
+            self.previous
+                .as_ref()
+                .map(EdgeSecret::fingerprint)
+                .unwrap_or_else(|| "none".into())
+        )
+    }
+}
+
+/// Runs `edge-hmac run`; returns Envoy's exit status.
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.dev && args.watch.is_some() {
+        return Err(Error::Usage(
+            "--watch follows Secrets Manager; it does not apply to --dev".into(),
+        ));
+    }
+    let plugin = args.filter.plugin_config()?;
+    let envoy_cmd = envoy::find(args.envoy.as_deref())?;
+    let wasm = envoy::find_wasm(args.wasm.as_deref())?;
+
+    let mut aws: Option<(Sm, String)> = None;
+    let keys = if args.dev {
+        let (secret, path, created) = dev_secret()?;
+        say(format!(
+            "development secret {} ({}, mode 0600, fingerprint {})",
+            path.display(),
+            if created { "created" } else { "reused" },
+            secret.fingerprint()
+        ));
+        Keys {
+            current: secret,
+            current_version: None,
+            previous: None,
+        }
+    } else {
+        let id = args.secret.id()?;
+        let sm = args.aws.client().await;
+        let env = args.secret.environment.as_deref();
+        let current = sm.fetch(&id, "AWSCURRENT", env).await?;
+        let previous = sm.fetch_optional(&id, "AWSPREVIOUS", env).await?;
+        say(format!(
+            "secret {id} from Secrets Manager in {}",
+            sm.region()
+        ));
+        let keys = Keys {
+            current: current.secret,
+            current_version: current.version_id,
+            previous: previous.map(|p| p.secret),
+        };
+        aws = Some((sm, id));
+        keys
+    };
+    say(format!("keys: {}", keys.describe()));
+
+    // The built-in upstream for --dev.
+    let upstream = match (args.upstream, args.dev) {
+        (Some(u), _) => u,
+        (None, true) => {
+            let addr = start_dev_upstream().await?;
+            say(format!("upstream: built-in echo on {addr}"));
+            addr
+        }
+        (None, false) => {
+            return Err(Error::Usage(
+                "say where to route verified requests: --upstream HOST:PORT (or use --dev for the built-in echo upstream)".into(),
+            ));
+        }
+    };
+
+    let mut local = LocalEnvoy::single(args.listen, args.admin, upstream, wasm.clone(), plugin);
+    local.route_timeout_seconds = 30;
+    let yaml = local
+        .to_yaml()
+        .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
+    let dir = tempfile::Builder::new()
+        .prefix("edge-hmac-run-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let config_path = dir.path().join("envoy.yaml");
+    std::fs::write(&config_path, yaml).map_err(|source| Error::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    say(format!("envoy: {envoy_cmd}"));
+    say(format!("filter: {}", wasm.display()));
+    say(format!(
+        "bootstrap: {} (no secrets in it)",
+        config_path.display()
+    ));
+
+    let mut sup = Supervisor {
+        cmd: envoy_cmd,
+        config: config_path,
+        dir: dir.path().to_path_buf(),
+        drain_seconds: args.drain_seconds.max(1),
+        concurrency: args.concurrency,
+        log_level: args.log_level.clone(),
+        epoch: 0,
+        base_id: None,
+        admin: args.admin,
+    };
+    let mut current = sup.start(&keys).await?;
+    let listeners = envoy::listeners(sup.admin).await;
+    let listen = listeners
+        .iter()
+        .find(|(n, _)| n == "edge_hmac")
+        .map(|(_, a)| *a)
+        .unwrap_or(args.listen);
+    if args.listen.port() == 0 || args.admin.port() == 0 {
+        // Pin the ports the kernel chose: a hot-restarted Envoy takes over
+        // the listen sockets only when its config names the same addresses.
+        local.admin = sup.admin;
+        if let Some(l) = local.listeners.first_mut() {
+            l.address = listen;
+        }
+        let yaml = local
+            .to_yaml()
+            .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
+        std::fs::write(&sup.config, yaml).map_err(|source| Error::Io {
+            path: sup.config.clone(),
+            source,
+        })?;
+    }
+    say(format!(
+        "Envoy ready (epoch 0): listener http://{listen}  admin http://{}",
+        sup.admin
+    ));
+    if args.dev {
+        print_dev_hints(&keys.current, listen)?;
+    }
+
+    let result = sup.supervise(&mut current, keys, aws, args.watch).await;
+    drop(dir);
+    result
+}
+
+fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr) -> Result<()> {
+    let url = format!("http://{listen}/v1/hello?name=dev");
+    let wire = split_url(&url)?;
+    let headers = sign_request(secret, "GET", &wire, b"", now(), None, TagEncoding::Hex)?;
+    println!(
+        "Signed request (valid for 300 s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
+    );
+    println!("  {}", curl_command("GET", &url, &headers, None));
+    println!("Unsigned request (refused with 401 missing_signature):");
+    println!("  curl -sS -i {}", crate::sign::shell_quote(&url));
+    println!("Press Ctrl-C to stop.");
+    Ok(())
+}
+
+struct Supervisor {
+    cmd: EnvoyCmd,
+    config: PathBuf,
+    dir: PathBuf,
+    drain_seconds: u64,
+    concurrency: Option<u32>,
+    log_level: String,
+    epoch: u64,
+    base_id: Option<String>,
+    admin: SocketAddr,
+}
+
+impl Supervisor {
+    fn command(&self, keys: &Keys) -> Command {
+        let mut cmd = Command::new(&self.cmd.program);
+        cmd.args(&self.cmd.prefix);
+        cmd.arg("-c").arg(&self.config);
+        cmd.args(["--restart-epoch", &self.epoch.to_string()]);
+        match &self.base_id {
+            None => {
+                cmd.arg("--use-dynamic-base-id")
+                    .arg("--base-id-path")
+                    .arg(self.dir.join("base-id"));
+            }
+            Some(id) => {
+                cmd.args(["--base-id", id]);
+            }
+        }
+        cmd.args(["--drain-time-s", &self.drain_seconds.to_string()]);
+        cmd.args([
+            "--parent-shutdown-time-s",
+            &(self.drain_seconds + 5).to_string(),
+        ]);
+        cmd.args(["-l", &self.log_level]);
+        if !matches!(self.log_level.as_str(), "trace" | "debug") {
+            cmd.args(["--component-log-level", "wasm:info"]);
+        }
+        cmd.arg("--admin-address-path")
+            .arg(self.dir.join(format!("admin-{}", self.epoch)));
+        if let Some(n) = self.concurrency {
+            cmd.args(["--concurrency", &n.to_string()]);
+        }
+        // The secret goes only into the child's environment.
+        for var in [
+            DEFAULT_SECRET_ENV,
+            DEFAULT_SECRET_PREVIOUS_ENV,
+            DEFAULT_ENVIRONMENT_ENV,
+        ] {
+            cmd.env_remove(var);
+        }
+        for (k, v) in keys.env() {
+            cmd.env(k, v);
+        }
+        cmd.kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts the next epoch and waits until it serves the admin interface.
+    async fn start(&mut self, keys: &Keys) -> Result<Child> {
+        let mut child = self.command(keys).spawn().map_err(|e| {
+            Error::Envoy(format!("cannot start {}: {e}", self.cmd.program.display()))
+        })?;
+        let admin_file = self.dir.join(format!("admin-{}", self.epoch));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().map_err(|e| Error::Envoy(e.to_string()))? {
+                return Err(Error::Envoy(format!(
+                    "epoch {} exited with {status} before it was ready (see its log above)",
+                    self.epoch
+                )));
+            }
+            if let Ok(text) = std::fs::read_to_string(&admin_file)
+                && let Ok(addr) = text.trim().parse()
+            {
+                self.admin = addr;
+                if let Some((state, epoch)) = envoy::server_info(addr).await
+                    && state == "LIVE"
+                    && epoch == self.epoch
+                {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.start_kill();
+                return Err(Error::Envoy(format!(
+                    "epoch {} not ready after 30 s",
+                    self.epoch
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if self.base_id.is_none() {
+            self.base_id = std::fs::read_to_string(self.dir.join("base-id"))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+        }
+        Ok(child)
+    }
+
+    async fn supervise(
+        &mut self,
+        current: &mut Child,
+        mut keys: Keys,
+        aws: Option<(Sm, String)>,
+        watch: Option<Duration>,
+    ) -> Result<ExitCode> {
+        let mut draining: Vec<Child> = Vec::new();
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(|e| Error::Other(e.to_string()))?;
+        let period = watch.unwrap_or(Duration::from_secs(3600));
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                status = current.wait() => {
+                    let status = status.map_err(|e| Error::Envoy(e.to_string()))?;
+                    for mut old in draining.drain(..) {
+                        let _ = old.start_kill();
+                    }
+                    say(format!("Envoy exited with {status}"));
+                    return Ok(exit_code(status));
+                }
+                _ = sigint.recv() => forward(current, &draining, libc::SIGINT),
+                _ = sigterm.recv() => forward(current, &draining, libc::SIGTERM),
+                _ = sighup.recv() => forward(current, &draining, libc::SIGHUP),
+                _ = ticker.tick(), if watch.is_some() => {
+                    draining.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                    let Some((sm, id)) = &aws else { continue };
+                    match self.rotate(sm, id, &keys).await {
+                        Ok(None) => {}
+                        Ok(Some((new_keys, child))) => {
+                            let old = std::mem::replace(current, child);
+                            draining.push(old);
+                            keys = new_keys;
+                            say(format!("rotation done: epoch {} serving; {}", self.epoch, keys.describe()));
+                        }
+                        Err(e) => say(format!("rotation check failed, keeping the running Envoy and its keys: {e}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks AWSCURRENT; when it changed, hot-restarts Envoy with the new
+    /// current key and the old one as previous.
+    async fn rotate(&mut self, sm: &Sm, id: &str, keys: &Keys) -> Result<Option<(Keys, Child)>> {
+        let version = sm.current_version(id).await?;
+        if keys.current_version.as_deref() == Some(version.as_str()) {
+            return Ok(None);
+        }
+        let fetched = sm
+            .fetch(id, "AWSCURRENT", Some(&keys.current.environment))
+            .await?;
+        let new_keys = Keys {
+            current: fetched.secret,
+            current_version: fetched.version_id.or(Some(version)),
+            previous: Some(keys.current.clone()),
+        };
+        self.epoch += 1;
+        say(format!(
+            "AWSCURRENT of {id} changed (key {}); hot restart to epoch {}",
+            new_keys.current.fingerprint(),
+            self.epoch
+        ));
+        match self.start(&new_keys).await {
+            Ok(child) => Ok(Some((new_keys, child))),
+            Err(e) => {
+                self.epoch -= 1;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn forward(current: &Child, draining: &[Child], sig: i32) {
+    for child in std::iter::once(current).chain(draining) {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            #[allow(unsafe_code)]
+            // SAFETY: kill(2) on our own child's pid; no memory is involved.
+            let _ = unsafe { libc::kill(pid, sig) };
+        }
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        (None, Some(sig)) => ExitCode::from(u8::try_from(128 + sig).unwrap_or(1)),
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// The built-in upstream of `--dev`: answers every request with a JSON echo
+/// of what it received, after reading the whole body.
+pub async fn start_dev_upstream() -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| Error::Other(format!("cannot start the dev upstream: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let method = req.method().to_string();
+                    let path = req.uri().to_string();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes().len())
+                        .unwrap_or(0);
+                    let reply = serde_json::json!({
+                        "upstream": "edge-hmac dev echo",
+                        "method": method,
+                        "path": path,
+                        "body_bytes": body,
+                    });
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(format!("{reply}\n"))))
+                            .unwrap_or_default(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Watch intervals.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! `edge-hmac sign`: the `x-crawbl-*` headers for a request, or a complete
+//! curl command, made with the same core the filter verifies with.
+
+use std::io::Read as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use edge_hmac_filter::scheme::{
+    SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding, sha256,
+};
+
+use crate::error::{Error, Result};
+use crate::keys::KeySource;
+use crate::secret::{EdgeSecret, random_hex};
+
+/// Arguments of `edge-hmac sign`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SignArgs {
+    /// HTTP method, sent and signed as given
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// Full URL as the client sends it; authority and path+query are signed exactly as they go on the wire
+    #[arg(long)]
+    pub url: String,
+    /// Body: @FILE, - for standard input, or the literal text
+    #[arg(short = 'd', long, value_name = "DATA")]
+    pub data: Option<String>,
+    /// Add a fresh random x-crawbl-nonce
+    #[arg(long)]
+    pub nonce: bool,
+    /// Write the tag in base64 instead of hex
+    #[arg(long)]
+    pub base64: bool,
+    /// Unix time to sign [default: now]
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
+    /// Print a complete curl command instead of the headers
+    #[arg(long)]
+    pub curl: bool,
+    /// Where the key comes from
+    #[command(flatten)]
+    pub key: KeySource,
+}
+
+/// A URL split the way a client puts it on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireUrl {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host and port as sent in `Host` (a default port is left out, as
+    /// curl and browsers do).
+    pub authority: String,
+    /// Path and query, verbatim (`/` when the URL has none).
+    pub path: String,
+}
+
+/// Splits `url` without normalizing anything but a default port.
+pub fn split_url(url: &str) -> Result<WireUrl> {
+    let bad = |why: &str| Error::Usage(format!("--url {url:?}: {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("expected http://host/path or https://host/path"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(bad("only http and https URLs can be signed"));
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() {
+        return Err(bad("no host"));
+    }
+    if authority.contains('@') {
+        return Err(bad("credentials in the URL are not supported"));
+    }
+    let mut path = rest[end..].split('#').next().unwrap_or("").to_owned();
+    if path.is_empty() {
+        path = "/".into();
+    } else if path.starts_with('?') {
+        path.insert(0, '/');
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority
+        .strip_suffix(default_port)
+        .filter(|a| !a.ends_with(':'))
+        .unwrap_or(authority)
+        .to_owned();
+    Ok(WireUrl {
+        scheme,
+        authority,
+        path,
+    })
+}
+
+/// The body bytes and how curl should send them.
+struct BodyInput {
+    bytes: Vec<u8>,
+    curl_arg: Option<String>,
+}
+
+fn read_body(data: Option<&str>) -> Result<BodyInput> {
+    match data {
+        None => Ok(BodyInput {
+            bytes: vec![],
+            curl_arg: None,
+        }),
+        Some("-") => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|source| Error::Io {
+                    path: "<stdin>".into(),
+                    source,
+                })?;
+            // curl cannot re-read our stdin: embed text bodies.
+            let curl_arg = String::from_utf8(bytes.clone())
+                .ok()
+                .map(|t| shell_quote(&t));
+            Ok(BodyInput { bytes, curl_arg })
+        }
+        Some(d) if d.starts_with('@') => {
+            let path = &d[1..];
+            let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                path: path.into(),
+                source,
+            })?;
+            Ok(BodyInput {
+                bytes,
+                curl_arg: Some(shell_quote(d)),
+            })
+        }
+        Some(literal) => Ok(BodyInput {
+            bytes: literal.as_bytes().to_vec(),
+            curl_arg: Some(shell_quote(literal)),
+        }),
+    }
+}
+
+/// Quotes `s` for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Signs a request for `secret`.
+pub fn sign_request(
+    secret: &EdgeSecret,
+    method: &str,
+    url: &WireUrl,
+    body: &[u8],
+    timestamp: u64,
+    nonce: Option<&str>,
+    encoding: TagEncoding,
+) -> Result<SignedHeaders> {
+    let key = SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current")
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let signer = Signer::new(key, &secret.environment).map_err(|e| Error::Usage(e.to_string()))?;
+    signer
+        .sign(
+            &SignRequest {
+                method,
+                authority: &url.authority,
+                path: &url.path,
+                timestamp,
+                nonce,
+                content_sha256: (!body.is_empty()).then(|| sha256(body)),
+            },
+            encoding,
+        )
+        .map_err(|e| Error::Usage(e.to_string()))
+}
+
+/// A curl command sending the signed request.
+pub fn curl_command(
+    method: &str,
+    url: &str,
+    headers: &SignedHeaders,
+    body: Option<&str>,
+) -> String {
+    let mut cmd = vec!["curl".to_owned(), "-sS".into(), "--path-as-is".into()];
+    if method != "GET" || body.is_some() {
+        cmd.push("-X".into());
+        cmd.push(shell_quote(method));
+    }
+    for (name, value) in headers.pairs() {
+        cmd.push("-H".into());
+        cmd.push(shell_quote(&format!("{name}: {value}")));
+    }
+    if let Some(b) = body {
+        cmd.push("--data-binary".into());
+        cmd.push(b.to_owned());
+    }
+    cmd.push(shell_quote(url));
+    cmd.join(" ")
+}
+
+/// Runs `edge-hmac sign`.
+pub async fn run(args: SignArgs) -> Result<()> {
+    let url = split_url(&args.url)?;
+    let body = read_body(args.data.as_deref())?;
+    if args.curl && !body.bytes.is_empty() && body.curl_arg.is_none() {
+        return Err(Error::Usage(
+            "a binary body from standard input cannot go into a curl command: use --data @FILE"
+                .into(),
+        ));
+    }
+    let secret = args.key.resolve().await?;
+    let timestamp = args.timestamp.unwrap_or_else(now);
+    let nonce = if args.nonce {
+        Some(random_hex(16).map_err(|e| Error::Other(format!("no OS randomness: {e}")))?)
+    } else {
+        None
+    };
+    let encoding = if args.base64 {
+        TagEncoding::Base64
+    } else {
+        TagEncoding::Hex
+    };
+    let headers = sign_request(
+        &secret,
+        &args.method,
+        &url,
+        &body.bytes,
+        timestamp,
+        nonce.as_deref(),
+        encoding,
+    )?;
+    if args.curl {
+        println!(
+            "{}",
+            curl_command(&args.method, &args.url, &headers, body.curl_arg.as_deref())
+        );
+    } else {
+        for (name, value) in headers.pairs() {
+            println!("{name}: {value}");
+        }
+    }
+    Ok(())
+}
+
+/// Unix time now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// URLs are split as they go on the wire: verbatim path and query,
+    /// default port dropped like curl does, fragment never sent.
+    #[test]
+    fn split_urls() {
+        let u = split_url("https://API.example.test:443/v1/a%2Fb/../c?q=1&r=%C3%A9#frag").unwrap();
+        assert_eq!(u.authority, "API.example.test");
+        assert_eq!(u.path, "/v1/a%2Fb/../c?q=1&r=%C3%A9");
+        assert_eq!(split_url("http://h:8080").unwrap().path, "/");
+        assert_eq!(split_url("http://h:8080").unwrap().authority, "h:8080");
+        assert_eq!(split_url("http://h?x=1").unwrap().path, "/?x=1");
+        assert_eq!(split_url("http://h:443/").unwrap().authority, "h:443");
+        assert!(split_url("ftp://h/").is_err());
+        assert!(split_url("h/x").is_err());
+        assert!(split_url("http://u:p@h/").is_err());
+    }
+
+    /// Shell quoting survives quotes and spaces.
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("abc"), "abc");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,260 @@
+//! A real Secrets Manager API on loopback: moto in server mode, started once
+//! per test binary (and dying with it), driven through its HTTP API; plus two
+//! misbehaving endpoints moto cannot imitate (throttling, no answer), and a
+//! clean environment for running the CLI against them.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+use crate::build;
+use crate::client::{Body, Conn, Req};
+
+/// Fake, test-only credentials (moto accepts any).
+pub const ACCESS_KEY: &str = "testing";
+/// Fake, test-only credentials.
+pub const SECRET_KEY: &str = "testing";
+
+/// A running moto server.
+pub struct Moto {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Credentials of the IAM user without permissions (`--deny` mode).
+    pub denied_user: Option<(String, String)>,
+    _child: Mutex<Child>,
+    _stdin: Mutex<ChildStdin>,
+}
+
+impl Moto {
+    /// Starts `tests/support/moto_server.py` with `args`.
+    pub fn start(args: &[&str]) -> Moto {
+        let python = build::venv().join("bin/python");
+        assert!(
+            python.exists(),
+            "no Python venv at {}: run `make venv` (installs moto)",
+            build::venv().display()
+        );
+        let mut child = Command::new(python)
+            .arg(build::workspace().join("tests/support/moto_server.py"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let stdin = child.stdin.take().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut denied_user = None;
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("moto exited before it was ready")
+                .unwrap();
+            if let Some(rest) = line.strip_prefix("USER ") {
+                let (k, s) = rest.split_once(' ').unwrap();
+                denied_user = Some((k.to_owned(), s.to_owned()));
+            } else if let Some(port) = line.strip_prefix("READY ") {
+                break port.trim().parse::<u16>().unwrap();
+            }
+        };
+        Moto {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            denied_user,
+            _child: Mutex::new(child),
+            _stdin: Mutex::new(stdin),
+        }
+    }
+
+    /// The shared instance of this test binary.
+    pub fn shared() -> &'static Moto {
+        static MOTO: OnceLock<Moto> = OnceLock::new();
+        MOTO.get_or_init(|| Moto::start(&[]))
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Calls Secrets Manager action `target` with a JSON body (region
+    /// eu-central-1, fake credentials).
+    pub async fn call(&self, target: &str, body: serde_json::Value) -> serde_json::Value {
+        let mut req = Req::new("POST", "/")
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("secretsmanager.{target}"))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00",
+            )
+            .body(Body::Full(body.to_string().into_bytes()));
+        req.authority = self.addr.to_string();
+        let mut conn = Conn::h1(self.addr).await.unwrap();
+        let resp = conn.send(&req).await.unwrap();
+        assert_eq!(resp.status, 200, "{target}: {}", resp.text());
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    /// Creates secret `name` with `value`; returns its first version id.
+    pub async fn create_secret(&self, name: &str, value: &str) -> String {
+        let out = self
+            .call(
+                "CreateSecret",
+                serde_json::json!({"Name": name, "SecretString": value}),
+            )
+            .await;
+        out["VersionId"].as_str().unwrap().to_owned()
+    }
+
+    /// Puts a new AWSCURRENT version (the old one becomes AWSPREVIOUS).
+    pub async fn put_secret_value(&self, name: &str, value: &str) -> String {
+        let out = self
+            .call(
+                "PutSecretValue",
+                serde_json::json!({"SecretId": name, "SecretString": value}),
+            )
+            .await;
+        out["VersionId"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The JSON value of an edge secret.
+pub fn edge_value(secret: &str, environment: &str) -> String {
+    serde_json::json!({"hmac_secret": secret, "environment": environment}).to_string()
+}
+
+/// A unique environment name for one test (tests share one moto).
+pub fn unique_env() -> String {
+    format!("t{}", crate::secrets::random_hex(4))
+}
+
+/// How a [`FakeEndpoint`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Answer every request with HTTP 400 ThrottlingException.
+    Throttle,
+    /// Accept connections and never answer.
+    Silent,
+}
+
+/// A loopback HTTP endpoint that answers the way Secrets Manager does when
+/// it throttles, or not at all; counts requests.
+pub struct FakeEndpoint {
+    /// Its address.
+    pub addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeEndpoint {
+    /// Starts it.
+    pub async fn start(mode: Misbehaviour) -> FakeEndpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let count = Arc::clone(&count);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut seen = Vec::new();
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        // One request per connection is all the SDK sends here.
+                        if let Some(end) = find(&seen, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if seen.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    match mode {
+                        Misbehaviour::Silent => {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        }
+                        Misbehaviour::Throttle => {
+                            let body =
+                                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                            let resp = format!(
+                                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.1\r\nx-amzn-errortype: ThrottlingException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = stream.write_all(resp.as_bytes()).await;
+                        }
+                    }
+                });
+            }
+        });
+        FakeEndpoint {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// Requests received.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FakeEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A command for the `edge-hmac` CLI with a clean AWS environment: fake
+/// credentials, no profile files, no instance metadata lookups (the machine
+/// has no network beyond loopback), `HOME` in `home`.
+pub fn cli(home: &std::path::Path) -> Command {
+    let mut cmd = Command::new(build::loader_bin());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("AWS_")
+            || k.starts_with("HMAC_")
+            || k == "ENVOY_BIN"
+            || k == "EDGE_HMAC_DEV_SECRET"
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        .stdin(Stdio::null());
+    cmd
+}
