@@ -329,6 +329,20 @@ async fn version_stages_after_put_secret_value() {
     let previous = json("AWSPREVIOUS").await;
     assert_eq!(previous["version_id"], v1.as_str());
     assert_eq!(previous["fingerprint"], fingerprint(k1.as_bytes()));
+    // Retiring the old key (docs/rotation.md step 5): remove the label.
+    moto.call(
+        "UpdateSecretVersionStage",
+        serde_json::json!({"SecretId": id, "VersionStage": "AWSPREVIOUS", "RemoveFromVersionId": v1}),
+    )
+    .await;
+    let out = run(fetch_cmd(
+        h.path(),
+        moto,
+        &["--env", &env, "--version-stage", "AWSPREVIOUS"],
+    ))
+    .await;
+    assert_eq!(out.code, 12, "AWSPREVIOUS still there: {}", out.stdout);
+    assert_eq!(json("AWSCURRENT").await["version_id"], v2.as_str());
 }
 
 /// Without --region the region falls back to eu-central-1 (moto keeps

@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod build;
 pub mod client;
+pub mod crd;
 pub mod envoy;
 pub mod secrets;
 pub mod upstream;

@@ -63,6 +63,9 @@ pub struct LocalEnvoy {
     pub exact_balance: bool,
     /// Upstream route timeout in seconds.
     pub route_timeout_seconds: u64,
+    /// What Envoy does when the VM fails: `FAIL_RELOAD` locally; Envoy
+    /// Gateway's `failOpen: false` means `FAIL_CLOSED`.
+    pub failure_policy: &'static str,
 }
 
 impl LocalEnvoy {
@@ -90,6 +93,7 @@ impl LocalEnvoy {
             buffer_limit_bytes,
             exact_balance: false,
             route_timeout_seconds: 30,
+            failure_policy: "FAIL_RELOAD",
         }
     }
 
@@ -143,7 +147,13 @@ impl LocalEnvoy {
         match &spec.filter {
             ListenerFilter::None => {}
             ListenerFilter::NoopWasm { wasm } => {
-                http_filters.push(HttpFilter::wasm("noop", wasm, String::new(), Vec::new()));
+                http_filters.push(HttpFilter::wasm(
+                    "noop",
+                    wasm,
+                    String::new(),
+                    Vec::new(),
+                    self.failure_policy,
+                ));
             }
             ListenerFilter::EdgeHmac { wasm, config } => {
                 let json = serde_json::to_string(config.as_ref()).unwrap_or_else(|_| "{}".into());
@@ -157,7 +167,13 @@ impl LocalEnvoy {
                         keys.push(key.clone());
                     }
                 }
-                http_filters.push(HttpFilter::wasm("edge-hmac", wasm, json, keys));
+                http_filters.push(HttpFilter::wasm(
+                    "edge-hmac",
+                    wasm,
+                    json,
+                    keys,
+                    self.failure_policy,
+                ));
             }
         }
         http_filters.push(HttpFilter::router());
@@ -489,6 +505,7 @@ impl HttpFilter {
         wasm: &std::path::Path,
         configuration: String,
         host_env_keys: Vec<String>,
+        failure_policy: &'static str,
     ) -> Self {
         HttpFilter {
             name: "envoy.filters.http.wasm".into(),
@@ -496,7 +513,7 @@ impl HttpFilter {
                 kind: "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 config: WasmPluginConfig {
                     name: name.into(),
-                    failure_policy: "FAIL_RELOAD",
+                    failure_policy,
                     configuration: StringValue {
                         kind: "type.googleapis.com/google.protobuf.StringValue",
                         value: configuration,

@@ -8,12 +8,175 @@ use crate::error::{Error, Result};
 use crate::run::FilterOpts;
 
 pub mod envoy;
+pub mod gateway;
 
 /// What `edge-hmac render` can render.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RenderCmd {
     /// The Envoy bootstrap for local runs (envoy/envoy-local.yaml is this with no flags)
-    Envoy(RenderEnvoyArgs),
+    Envoy(Box<RenderEnvoyArgs>),
+    /// The Envoy Gateway + External Secrets resources for one environment
+    Gateway(Box<RenderGatewayArgs>),
+}
+
+/// Arguments of `edge-hmac render gateway`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderGatewayArgs {
+    /// Environment: secret crawbl/<ENV>/<scope>/<name>, and the filter's expected environment
+    #[arg(long = "env", value_name = "ENV")]
+    pub environment: String,
+    /// Secret id (instead of the path convention)
+    #[arg(long, value_name = "ID")]
+    pub secret_id: Option<String>,
+    /// Scope part of the path convention
+    #[arg(long, default_value = crate::secret::DEFAULT_SCOPE)]
+    pub scope: String,
+    /// Name part of the path convention
+    #[arg(long, default_value = crate::secret::DEFAULT_NAME)]
+    pub name: String,
+    /// AWS region of the secret
+    #[arg(long, default_value = crate::aws::DEFAULT_REGION)]
+    pub region: String,
+    /// HTTP(S) URL Envoy Gateway downloads the .wasm from (with --wasm-sha256 or --wasm-file)
+    #[arg(long, value_name = "URL", conflicts_with = "wasm_image")]
+    pub wasm_url: Option<String>,
+    /// SHA-256 (hex) of the .wasm at --wasm-url
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "wasm_url",
+        conflicts_with = "wasm_file"
+    )]
+    pub wasm_sha256: Option<String>,
+    /// The .wasm you publish at --wasm-url: its SHA-256 goes into the policy
+    #[arg(long, value_name = "PATH", requires = "wasm_url")]
+    pub wasm_file: Option<PathBuf>,
+    /// OCI image with the .wasm (registry/repo:tag or registry/repo@sha256:...)
+    #[arg(long, value_name = "REF")]
+    pub wasm_image: Option<String>,
+    /// Digest (hex) of the OCI image, when not in --wasm-image
+    #[arg(long, value_name = "HEX", requires = "wasm_image")]
+    pub wasm_image_sha256: Option<String>,
+    /// Gateway name
+    #[arg(long, default_value = "edge")]
+    pub gateway_name: String,
+    /// Gateway namespace (the policies go there too)
+    #[arg(long, default_value = "edge")]
+    pub gateway_namespace: String,
+    /// GatewayClass name
+    #[arg(long, default_value = "edge-hmac")]
+    pub gateway_class: String,
+    /// HTTP listener port of the Gateway
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// TLS Secret (in the Gateway namespace) for an HTTPS listener on 443
+    #[arg(long, value_name = "SECRET")]
+    pub tls_certificate_secret: Option<String>,
+    /// Namespace of the Envoy proxy pods and of the hmac-wasm-config Secret
+    #[arg(long, default_value = "envoy-gateway-system")]
+    pub proxy_namespace: String,
+    /// How often ESO re-reads the secret
+    #[arg(long, default_value = "1h")]
+    pub refresh_interval: String,
+    /// Bootstrap AWS credential Secret for ESO (created outside this kit)
+    #[arg(long, default_value = "aws-credentials")]
+    pub aws_credentials_secret: String,
+    /// Its namespace
+    #[arg(long, default_value = "external-secrets")]
+    pub aws_credentials_namespace: String,
+    /// Key of the access key id in it
+    #[arg(long, default_value = "access-key")]
+    pub access_key_id_key: String,
+    /// Key of the secret access key in it
+    #[arg(long, default_value = "secret-access-key")]
+    pub secret_access_key_key: String,
+    /// Filter options
+    #[command(flatten)]
+    pub filter: FilterOpts,
+    /// Write to this file instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl RenderGatewayArgs {
+    /// The options these arguments describe.
+    pub fn options(&self) -> Result<gateway::GatewayOptions> {
+        use edge_hmac_filter::scheme::validate_environment;
+        validate_environment(&self.environment).map_err(|e| Error::Usage(e.to_string()))?;
+        let code = match (&self.wasm_url, &self.wasm_image) {
+            (Some(url), None) => {
+                let sha256 = match (&self.wasm_sha256, &self.wasm_file) {
+                    (Some(h), _) => Some(h.to_ascii_lowercase()),
+                    (None, Some(path)) => {
+                        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                        Some(hex::encode(edge_hmac_filter::scheme::sha256(&bytes)))
+                    }
+                    (None, None) => {
+                        return Err(Error::Usage(
+                            "--wasm-url needs the module's checksum: --wasm-file PATH (computed) or --wasm-sha256 HEX".into(),
+                        ));
+                    }
+                };
+                gateway::WasmCode::Http {
+                    url: url.clone(),
+                    sha256,
+                }
+            }
+            (None, Some(image)) => gateway::WasmCode::Image {
+                url: image.clone(),
+                sha256: self
+                    .wasm_image_sha256
+                    .as_ref()
+                    .map(|h| h.to_ascii_lowercase()),
+            },
+            _ => {
+                return Err(Error::Usage(
+                    "say where Envoy Gateway downloads the filter: --wasm-url URL --wasm-file PATH, or --wasm-image REF (see docs/deploy.md)".into(),
+                ));
+            }
+        };
+        for h in [&self.wasm_sha256, &self.wasm_image_sha256]
+            .into_iter()
+            .flatten()
+        {
+            if !is_hex64(&h.to_ascii_lowercase()) {
+                return Err(Error::Usage(format!(
+                    "{h:?} is not a SHA-256 (64 hex digits)"
+                )));
+            }
+        }
+        let mut o =
+            gateway::GatewayOptions::new(&self.environment, code, self.filter.plugin_config()?);
+        o.secret_id = self.secret_id.clone().unwrap_or_else(|| {
+            crate::secret::secret_id(&self.environment, &self.scope, &self.name)
+        });
+        o.region = self.region.clone();
+        o.gateway_name = self.gateway_name.clone();
+        o.gateway_namespace = self.gateway_namespace.clone();
+        o.gateway_class = self.gateway_class.clone();
+        o.http_port = self.http_port;
+        o.tls_certificate_secret = self.tls_certificate_secret.clone();
+        o.proxy_namespace = self.proxy_namespace.clone();
+        o.refresh_interval = self.refresh_interval.clone();
+        o.credentials_secret = self.aws_credentials_secret.clone();
+        o.credentials_namespace = self.aws_credentials_namespace.clone();
+        o.access_key_id_key = self.access_key_id_key.clone();
+        o.secret_access_key_key = self.secret_access_key_key.clone();
+        Ok(o)
+    }
+}
+
+/// The command line that reproduces a rendering, for the file header.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("edge-hmac {}", args.join(" "))
 }
 
 /// Arguments of `edge-hmac render envoy`.
@@ -54,6 +217,13 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 .to_yaml()
                 .map_err(|e| Error::Other(format!("cannot render: {e}")))?;
             (text, a.output)
+        }
+        RenderCmd::Gateway(a) => {
+            let text = a
+                .options()?
+                .to_yaml(&command_line())
+                .map_err(|e| Error::Other(format!("cannot render: {e}")))?;
+            (text, a.output.clone())
         }
     };
     match output {

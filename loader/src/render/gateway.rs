@@ -1,0 +1,865 @@
+//! The cluster resources that put the filter at the Envoy Gateway edge, with
+//! the secret flowing AWS Secrets Manager → External Secrets Operator →
+//! Secret `hmac-wasm-config` → Envoy container environment → wasm VM.
+//!
+//! Rendered from Rust types into one multi-document YAML stream for
+//! `kubectl apply -f`. Manifests carry references to secrets only.
+
+use edge_hmac_filter::config::PluginConfig;
+use serde::Serialize;
+
+use crate::render::envoy::{HOST_ENV_KEYS, buffer_limit_for};
+
+/// Where Envoy Gateway downloads the filter from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WasmCode {
+    /// An HTTP(S) URL, with the file's SHA-256 (hex) so EG verifies it.
+    Http {
+        /// The URL.
+        url: String,
+        /// SHA-256 of the .wasm file.
+        sha256: Option<String>,
+    },
+    /// An OCI image (`registry/repo:tag` or `registry/repo@sha256:...`).
+    Image {
+        /// The image reference.
+        url: String,
+        /// Digest of the image, when not in the reference.
+        sha256: Option<String>,
+    },
+}
+
+/// Everything that varies between environments and clusters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// Environment name (`dev`, `prod`, ...).
+    pub environment: String,
+    /// AWS region of the secret.
+    pub region: String,
+    /// Secret id in Secrets Manager.
+    pub secret_id: String,
+    /// Name of the ClusterSecretStore.
+    pub store_name: String,
+    /// Bootstrap AWS credential Secret (created outside this kit).
+    pub credentials_secret: String,
+    /// Its namespace.
+    pub credentials_namespace: String,
+    /// Key of the access key id in it.
+    pub access_key_id_key: String,
+    /// Key of the secret access key in it.
+    pub secret_access_key_key: String,
+    /// Secret written by ESO, read by the Envoy pods.
+    pub target_secret: String,
+    /// Namespace of the Envoy proxy pods (Envoy Gateway's own by default).
+    pub proxy_namespace: String,
+    /// How often ESO re-reads Secrets Manager.
+    pub refresh_interval: String,
+    /// GatewayClass name.
+    pub gateway_class: String,
+    /// Gateway name.
+    pub gateway_name: String,
+    /// Gateway namespace (the policies live there too).
+    pub gateway_namespace: String,
+    /// HTTP listener port.
+    pub http_port: u16,
+    /// TLS certificate Secret for an HTTPS listener on 443 (in the Gateway namespace).
+    pub tls_certificate_secret: Option<String>,
+    /// EnvoyProxy name.
+    pub envoy_proxy_name: String,
+    /// The filter module.
+    pub code: WasmCode,
+    /// The filter's configuration (never carries a secret).
+    pub plugin: PluginConfig,
+}
+
+impl GatewayOptions {
+    /// Defaults for `environment` with module `code` and filter `plugin`.
+    pub fn new(environment: &str, code: WasmCode, plugin: PluginConfig) -> Self {
+        Self {
+            environment: environment.into(),
+            region: crate::aws::DEFAULT_REGION.into(),
+            secret_id: crate::secret::secret_id(
+                environment,
+                crate::secret::DEFAULT_SCOPE,
+                crate::secret::DEFAULT_NAME,
+            ),
+            store_name: "aws-secretsmanager".into(),
+            credentials_secret: "aws-credentials".into(),
+            credentials_namespace: "external-secrets".into(),
+            access_key_id_key: "access-key".into(),
+            secret_access_key_key: "secret-access-key".into(),
+            target_secret: "hmac-wasm-config".into(),
+            proxy_namespace: "envoy-gateway-system".into(),
+            refresh_interval: "1h".into(),
+            gateway_class: "edge-hmac".into(),
+            gateway_name: "edge".into(),
+            gateway_namespace: "edge".into(),
+            http_port: 80,
+            tls_certificate_secret: None,
+            envoy_proxy_name: "edge-hmac".into(),
+            code,
+            plugin,
+        }
+    }
+
+    /// Listener buffer limit the ClientTrafficPolicy sets: above the
+    /// filter's `max_body_bytes` (Envoy Gateway's default is 32 KiB).
+    pub fn buffer_limit_bytes(&self) -> u64 {
+        buffer_limit_for(self.plugin.max_body_bytes)
+    }
+
+    /// The resources, in apply order.
+    pub fn resources(&self) -> Vec<Resource> {
+        let env = |name: &str, key: &str, optional: bool| EnvVar {
+            name: name.into(),
+            value_from: EnvVarSource {
+                secret_key_ref: SecretKeySelector {
+                    name: self.target_secret.clone(),
+                    key: key.into(),
+                    optional: optional.then_some(true),
+                },
+            },
+        };
+        let target_gateway = vec![TargetRef {
+            group: "gateway.networking.k8s.io".into(),
+            kind: "Gateway".into(),
+            name: self.gateway_name.clone(),
+        }];
+        let data = |secret_key: &str, property: &str, version: Option<&str>| EsData {
+            secret_key: secret_key.into(),
+            remote_ref: RemoteRef {
+                key: self.secret_id.clone(),
+                property: property.into(),
+                version: version.map(str::to_owned),
+            },
+        };
+        let mut listeners = vec![GatewayListener {
+            name: "http".into(),
+            protocol: "HTTP".into(),
+            port: self.http_port,
+            tls: None,
+            allowed_routes: AllowedRoutes::all(),
+        }];
+        if let Some(cert) = &self.tls_certificate_secret {
+            listeners.push(GatewayListener {
+                name: "https".into(),
+                protocol: "HTTPS".into(),
+                port: 443,
+                tls: Some(GatewayTls {
+                    mode: "Terminate".into(),
+                    certificate_refs: vec![ObjectRef {
+                        kind: "Secret".into(),
+                        name: cert.clone(),
+                    }],
+                }),
+                allowed_routes: AllowedRoutes::all(),
+            });
+        }
+        let (code_type, http, image) = match &self.code {
+            WasmCode::Http { url, sha256 } => (
+                "HTTP",
+                Some(CodeLocation {
+                    url: url.clone(),
+                    sha256: sha256.clone(),
+                }),
+                None,
+            ),
+            WasmCode::Image { url, sha256 } => (
+                "Image",
+                None,
+                Some(CodeLocation {
+                    url: url.clone(),
+                    sha256: sha256.clone(),
+                }),
+            ),
+        };
+        let plugin_json = serde_json::to_value(&self.plugin).unwrap_or(serde_json::Value::Null);
+        let mut host_keys: Vec<String> = Vec::new();
+        for key in [
+            &self.plugin.hmac_secret_env,
+            &self.plugin.hmac_secret_previous_env,
+            &self.plugin.environment_env,
+        ] {
+            if !host_keys.contains(key) {
+                host_keys.push(key.clone());
+            }
+        }
+
+        vec![
+            Resource::Namespace(Object {
+                api_version: "v1",
+                kind: "Namespace",
+                metadata: Metadata::cluster(&self.gateway_namespace),
+                spec: None::<()>,
+            }),
+            Resource::ClusterSecretStore(Object {
+                api_version: "external-secrets.io/v1",
+                kind: "ClusterSecretStore",
+                metadata: Metadata::cluster(&self.store_name),
+                spec: Some(StoreSpec {
+                    provider: StoreProvider {
+                        aws: AwsProvider {
+                            service: "SecretsManager".into(),
+                            region: self.region.clone(),
+                            auth: AwsAuth {
+                                secret_ref: AwsSecretRef {
+                                    access_key_id_secret_ref: SecretSelector {
+                                        name: self.credentials_secret.clone(),
+                                        namespace: self.credentials_namespace.clone(),
+                                        key: self.access_key_id_key.clone(),
+                                    },
+                                    secret_access_key_secret_ref: SecretSelector {
+                                        name: self.credentials_secret.clone(),
+                                        namespace: self.credentials_namespace.clone(),
+                                        key: self.secret_access_key_key.clone(),
+                                    },
+                                },
+                            },
+                        },
+                    },
+                }),
+            }),
+            Resource::ExternalSecret(Object {
+                api_version: "external-secrets.io/v1",
+                kind: "ExternalSecret",
+                metadata: Metadata::namespaced(&self.target_secret, &self.proxy_namespace),
+                spec: Some(EsSpec {
+                    refresh_interval: self.refresh_interval.clone(),
+                    secret_store_ref: StoreRef {
+                        name: self.store_name.clone(),
+                        kind: "ClusterSecretStore".into(),
+                    },
+                    target: EsTarget {
+                        name: self.target_secret.clone(),
+                        creation_policy: "Owner".into(),
+                        // Merge: a key whose remote version does not exist
+                        // (AWSPREVIOUS of a secret never rotated) is skipped
+                        // instead of failing the whole sync (Retain).
+                        deletion_policy: "Merge".into(),
+                    },
+                    data: vec![
+                        data("hmac_secret", "hmac_secret", None),
+                        data("environment", "environment", None),
+                        data("hmac_secret_previous", "hmac_secret", Some("AWSPREVIOUS")),
+                    ],
+                }),
+            }),
+            Resource::EnvoyProxy(Object {
+                api_version: "gateway.envoyproxy.io/v1alpha1",
+                kind: "EnvoyProxy",
+                metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.proxy_namespace),
+                spec: Some(EnvoyProxySpec {
+                    provider: ProxyProvider {
+                        kind: "Kubernetes".into(),
+                        kubernetes: ProxyKubernetes {
+                            envoy_deployment: ProxyDeployment {
+                                container: ProxyContainer {
+                                    env: vec![
+                                        env(&self.plugin.hmac_secret_env, "hmac_secret", false),
+                                        env(
+                                            &self.plugin.hmac_secret_previous_env,
+                                            "hmac_secret_previous",
+                                            true,
+                                        ),
+                                        env(&self.plugin.environment_env, "environment", false),
+                                    ],
+                                },
+                            },
+                        },
+                    },
+                }),
+            }),
+            Resource::GatewayClass(Object {
+                api_version: "gateway.networking.k8s.io/v1",
+                kind: "GatewayClass",
+                metadata: Metadata::cluster(&self.gateway_class),
+                spec: Some(GatewayClassSpec {
+                    controller_name: "gateway.envoyproxy.io/gatewayclass-controller".into(),
+                    parameters_ref: ParametersRef {
+                        group: "gateway.envoyproxy.io".into(),
+                        kind: "EnvoyProxy".into(),
+                        name: self.envoy_proxy_name.clone(),
+                        namespace: self.proxy_namespace.clone(),
+                    },
+                }),
+            }),
+            Resource::Gateway(Object {
+                api_version: "gateway.networking.k8s.io/v1",
+                kind: "Gateway",
+                metadata: Metadata::namespaced(&self.gateway_name, &self.gateway_namespace),
+                spec: Some(GatewaySpec {
+                    gateway_class_name: self.gateway_class.clone(),
+                    listeners,
+                }),
+            }),
+            Resource::ClientTrafficPolicy(Object {
+                api_version: "gateway.envoyproxy.io/v1alpha1",
+                kind: "ClientTrafficPolicy",
+                metadata: Metadata::namespaced(
+                    &format!("{}-body-buffer", self.envoy_proxy_name),
+                    &self.gateway_namespace,
+                ),
+                spec: Some(CtpSpec {
+                    target_refs: target_gateway.clone(),
+                    connection: CtpConnection {
+                        buffer_limit: quantity(self.buffer_limit_bytes()),
+                    },
+                }),
+            }),
+            Resource::EnvoyExtensionPolicy(Object {
+                api_version: "gateway.envoyproxy.io/v1alpha1",
+                kind: "EnvoyExtensionPolicy",
+                metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.gateway_namespace),
+                spec: Some(EepSpec {
+                    target_refs: target_gateway,
+                    wasm: vec![Wasm {
+                        name: "edge-hmac".into(),
+                        code: Code {
+                            kind: code_type.into(),
+                            http,
+                            image,
+                        },
+                        config: plugin_json,
+                        fail_open: false,
+                        env: WasmEnv { host_keys },
+                    }],
+                }),
+            }),
+        ]
+    }
+
+    /// The YAML stream, with a header naming the command that made it.
+    pub fn to_yaml(&self, command: &str) -> Result<String, serde_norway::Error> {
+        let mut out = format!(
+            "# Envoy Gateway + External Secrets resources for the edge-hmac filter ({env}).\n\
+             # Rendered by: {command}\n\
+             # Do not edit by hand; re-render (see docs/deploy.md). No secret values in here:\n\
+             # {secret} ({region}) -> ExternalSecret -> Secret {ns}/{target}\n\
+             # -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys -> the filter.\n",
+            env = self.environment,
+            secret = self.secret_id,
+            region = self.region,
+            ns = self.proxy_namespace,
+            target = self.target_secret,
+        );
+        for r in self.resources() {
+            out.push_str("---\n");
+            out.push_str(&r.to_yaml()?);
+        }
+        Ok(out)
+    }
+}
+
+/// A Kubernetes quantity for `bytes`: `NMi`, `NKi` or plain bytes.
+pub fn quantity(bytes: u64) -> String {
+    if bytes > 0 && bytes.is_multiple_of(1024 * 1024) {
+        format!("{}Mi", bytes / (1024 * 1024))
+    } else if bytes > 0 && bytes.is_multiple_of(1024) {
+        format!("{}Ki", bytes / 1024)
+    } else {
+        bytes.to_string()
+    }
+}
+
+/// Bytes of a quantity written by [`quantity`] (or plain `Gi`/`k`/`M`).
+pub fn parse_quantity(q: &str) -> Option<u64> {
+    let split = q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len());
+    let (num, unit) = q.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// One rendered resource.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Resource {
+    /// The Gateway's namespace.
+    Namespace(Object<()>),
+    /// AWS Secrets Manager store for ESO.
+    ClusterSecretStore(Object<StoreSpec>),
+    /// Sync of the secret into `hmac-wasm-config`.
+    ExternalSecret(Object<EsSpec>),
+    /// Envoy container environment from the Secret.
+    EnvoyProxy(Object<EnvoyProxySpec>),
+    /// Class whose proxies use the EnvoyProxy.
+    GatewayClass(Object<GatewayClassSpec>),
+    /// The edge Gateway.
+    Gateway(Object<GatewaySpec>),
+    /// Listener buffer limit above `max_body_bytes`.
+    ClientTrafficPolicy(Object<CtpSpec>),
+    /// The wasm filter itself.
+    EnvoyExtensionPolicy(Object<EepSpec>),
+}
+
+impl Resource {
+    /// `kind` of the resource.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Namespace(o) => o.kind,
+            Resource::ClusterSecretStore(o) => o.kind,
+            Resource::ExternalSecret(o) => o.kind,
+            Resource::EnvoyProxy(o) => o.kind,
+            Resource::GatewayClass(o) => o.kind,
+            Resource::Gateway(o) => o.kind,
+            Resource::ClientTrafficPolicy(o) => o.kind,
+            Resource::EnvoyExtensionPolicy(o) => o.kind,
+        }
+    }
+
+    fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+        serde_norway::to_string(self)
+    }
+}
+
+/// A Kubernetes object.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Object<S> {
+    /// `apiVersion`.
+    pub api_version: &'static str,
+    /// `kind`.
+    pub kind: &'static str,
+    /// `metadata`.
+    pub metadata: Metadata,
+    /// `spec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<S>,
+}
+
+/// `metadata`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metadata {
+    /// Name.
+    pub name: String,
+    /// Namespace (absent for cluster-scoped objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Metadata {
+    fn cluster(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            namespace: None,
+            labels: Self::labels(),
+        }
+    }
+
+    fn namespaced(name: &str, namespace: &str) -> Self {
+        Self {
+            name: name.into(),
+            namespace: Some(namespace.into()),
+            labels: Self::labels(),
+        }
+    }
+
+    fn labels() -> std::collections::BTreeMap<String, String> {
+        [(
+            "app.kubernetes.io/part-of".to_owned(),
+            "edge-hmac".to_owned(),
+        )]
+        .into_iter()
+        .collect()
+    }
+}
+
+/// ClusterSecretStore spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSpec {
+    /// Provider.
+    pub provider: StoreProvider,
+}
+
+/// Store provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreProvider {
+    /// AWS.
+    pub aws: AwsProvider,
+}
+
+/// AWS provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsProvider {
+    /// `SecretsManager`.
+    pub service: String,
+    /// Region.
+    pub region: String,
+    /// Credentials.
+    pub auth: AwsAuth,
+}
+
+/// AWS auth.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsAuth {
+    /// Static credentials from a Secret.
+    pub secret_ref: AwsSecretRef,
+}
+
+/// Static AWS credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct AwsSecretRef {
+    /// Access key id.
+    #[serde(rename = "accessKeyIDSecretRef")]
+    pub access_key_id_secret_ref: SecretSelector,
+    /// Secret access key.
+    #[serde(rename = "secretAccessKeySecretRef")]
+    pub secret_access_key_secret_ref: SecretSelector,
+}
+
+/// A key in a Secret in a namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSelector {
+    /// Secret name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// The key.
+    pub key: String,
+}
+
+/// ExternalSecret spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EsSpec {
+    /// Re-read interval.
+    pub refresh_interval: String,
+    /// The store.
+    pub secret_store_ref: StoreRef,
+    /// The Secret written.
+    pub target: EsTarget,
+    /// Keys.
+    pub data: Vec<EsData>,
+}
+
+/// Store reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreRef {
+    /// Store name.
+    pub name: String,
+    /// `ClusterSecretStore`.
+    pub kind: String,
+}
+
+/// Target Secret.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EsTarget {
+    /// Secret name.
+    pub name: String,
+    /// Ownership.
+    pub creation_policy: String,
+    /// What happens when remote data is missing.
+    pub deletion_policy: String,
+}
+
+/// One key of the target Secret.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EsData {
+    /// Key in the Secret.
+    pub secret_key: String,
+    /// Where it comes from.
+    pub remote_ref: RemoteRef,
+}
+
+/// Remote reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteRef {
+    /// Secret id.
+    pub key: String,
+    /// JSON key inside the value.
+    pub property: String,
+    /// Version stage (`AWSPREVIOUS`); absent means AWSCURRENT.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// EnvoyProxy spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvoyProxySpec {
+    /// Provider.
+    pub provider: ProxyProvider,
+}
+
+/// Proxy provider.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyProvider {
+    /// `Kubernetes`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Kubernetes settings.
+    pub kubernetes: ProxyKubernetes,
+}
+
+/// Kubernetes provider settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyKubernetes {
+    /// The Envoy Deployment.
+    pub envoy_deployment: ProxyDeployment,
+}
+
+/// Envoy Deployment settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyDeployment {
+    /// The `envoy` container.
+    pub container: ProxyContainer,
+}
+
+/// The `envoy` container.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyContainer {
+    /// Extra environment.
+    pub env: Vec<EnvVar>,
+}
+
+/// A container environment variable from a Secret key.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Source.
+    pub value_from: EnvVarSource,
+}
+
+/// Source of an environment variable.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// The Secret key.
+    pub secret_key_ref: SecretKeySelector,
+}
+
+/// A key of a Secret in the pod's namespace.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretKeySelector {
+    /// Secret name.
+    pub name: String,
+    /// Key.
+    pub key: String,
+    /// Start the pod even when the key is missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+/// GatewayClass spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassSpec {
+    /// Envoy Gateway's controller.
+    pub controller_name: String,
+    /// The EnvoyProxy.
+    pub parameters_ref: ParametersRef,
+}
+
+/// GatewayClass parameters reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParametersRef {
+    /// `gateway.envoyproxy.io`.
+    pub group: String,
+    /// `EnvoyProxy`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace (Envoy Gateway falls back to `default` without it).
+    pub namespace: String,
+}
+
+/// Gateway spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Class.
+    pub gateway_class_name: String,
+    /// Listeners.
+    pub listeners: Vec<GatewayListener>,
+}
+
+/// Gateway listener.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayListener {
+    /// Name.
+    pub name: String,
+    /// `HTTP` or `HTTPS`.
+    pub protocol: String,
+    /// Port.
+    pub port: u16,
+    /// TLS settings for HTTPS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GatewayTls>,
+    /// Which routes may attach.
+    pub allowed_routes: AllowedRoutes,
+}
+
+/// Listener TLS.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    /// `Terminate`.
+    pub mode: String,
+    /// Certificates.
+    pub certificate_refs: Vec<ObjectRef>,
+}
+
+/// A local object reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRef {
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Allowed routes.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllowedRoutes {
+    /// Namespaces.
+    pub namespaces: RouteNamespaces,
+}
+
+impl AllowedRoutes {
+    fn all() -> Self {
+        Self {
+            namespaces: RouteNamespaces { from: "All".into() },
+        }
+    }
+}
+
+/// Route namespaces.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteNamespaces {
+    /// `All`.
+    pub from: String,
+}
+
+/// A policy target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetRef {
+    /// Group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+}
+
+/// ClientTrafficPolicy spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpSpec {
+    /// Targets.
+    pub target_refs: Vec<TargetRef>,
+    /// Connection settings.
+    pub connection: CtpConnection,
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CtpConnection {
+    /// Per-connection buffer limit (quantity).
+    pub buffer_limit: String,
+}
+
+/// EnvoyExtensionPolicy spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EepSpec {
+    /// Targets.
+    pub target_refs: Vec<TargetRef>,
+    /// Wasm extensions.
+    pub wasm: Vec<Wasm>,
+}
+
+/// One wasm extension.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wasm {
+    /// Name.
+    pub name: String,
+    /// Module location.
+    pub code: Code,
+    /// Plugin configuration (passed to the filter as JSON).
+    pub config: serde_json::Value,
+    /// Fail closed.
+    pub fail_open: bool,
+    /// Host environment passed into the VM.
+    pub env: WasmEnv,
+}
+
+/// Module location.
+#[derive(Debug, Clone, Serialize)]
+pub struct Code {
+    /// `HTTP` or `Image`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// HTTP location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<CodeLocation>,
+    /// OCI image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<CodeLocation>,
+}
+
+/// URL and checksum.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeLocation {
+    /// URL or image reference.
+    pub url: String,
+    /// SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// Wasm VM environment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WasmEnv {
+    /// Host variables visible in the VM.
+    pub host_keys: Vec<String>,
+}
+
+/// The default host keys, for documentation and tests.
+pub fn default_host_keys() -> Vec<String> {
+    HOST_ENV_KEYS.iter().map(|s| s.to_string()).collect()
+}
+
+/// The checked-in copy: `envoy/gateway/edge-hmac-dev.yaml`.
+pub const CHECKED_IN_PATH: &str = "envoy/gateway/edge-hmac-dev.yaml";
+/// The example module reference of the checked-in copy.
+pub const EXAMPLE_IMAGE: &str = "registry.example.com/crawbl/edge-hmac-filter:0.1.0";
+/// The arguments that render the checked-in copy.
+pub const CHECKED_IN_ARGS: &str =
+    "--env dev --wasm-image registry.example.com/crawbl/edge-hmac-filter:0.1.0";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantities round-trip and match the CRD pattern's forms.
+    #[test]
+    fn quantities() {
+        assert_eq!(quantity(1024 * 1024 + 64 * 1024), "1088Ki");
+        assert_eq!(quantity(4 * 1024 * 1024), "4Mi");
+        assert_eq!(quantity(1000), "1000");
+        for b in [1_114_112u64, 4 << 20, 1000, 32768] {
+            assert_eq!(parse_quantity(&quantity(b)), Some(b));
+        }
+        assert_eq!(parse_quantity("2x"), None);
+    }
+}
