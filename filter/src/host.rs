@@ -72,17 +72,21 @@ pub fn log(level: LogLevel, message: impl FnOnce() -> String) {
 
 /// Replay-cache buckets in proxy-wasm shared data (one key per bucket,
 /// process-wide, so all worker threads see the same table).
-pub struct SharedBuckets {
-    prefix: String,
+pub struct SharedBuckets<'a> {
+    prefix: &'a str,
 }
 
-impl SharedBuckets {
-    /// Buckets of a table with `buckets` buckets (the count is part of the
-    /// key, so tables of different layouts never mix).
-    pub fn new(buckets: u32) -> Self {
-        Self {
-            prefix: format!("edge-hmac/nonce/v1/{buckets}/"),
-        }
+impl<'a> SharedBuckets<'a> {
+    /// The key prefix of a table with `buckets` buckets (the count is part of
+    /// the key, so tables of different layouts never mix). Made once per
+    /// configuration.
+    pub fn prefix(buckets: u32) -> String {
+        format!("edge-hmac/nonce/v1/{buckets}/")
+    }
+
+    /// The table under `prefix` (from [`SharedBuckets::prefix`]).
+    pub fn new(prefix: &'a str) -> Self {
+        Self { prefix }
     }
 
     fn key(&self, bucket: u32) -> String {
@@ -90,7 +94,7 @@ impl SharedBuckets {
     }
 }
 
-impl BucketStore for SharedBuckets {
+impl BucketStore for SharedBuckets<'_> {
     fn get(&mut self, bucket: u32) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
         match hostcalls::get_shared_data(&self.key(bucket)) {
             Ok((_, None)) => Ok(None),

@@ -89,7 +89,7 @@ impl HttpContext for Http {
         };
         let head = RequestHead::from_pairs(pairs.iter().copied());
         let shared = Rc::clone(&self.shared);
-        let mut store = SharedBuckets::new(shared.config.replay.buckets());
+        let mut store = SharedBuckets::new(&shared.bucket_prefix);
         let now = host::now_unix();
         match flow::on_request_headers(&shared.config, &head, now, end_of_stream, &mut store) {
             HeadersDecision::Skip(Skip::ExemptPath) => {

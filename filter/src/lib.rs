@@ -10,6 +10,10 @@
 //! - [`flow`]: the per-request decisions, as pure functions.
 //! - `root` / `http` / `host` (wasm32 only): thin proxy-wasm contexts.
 //!
+//! Built natively as an rlib; `make wasm` builds the same crate as the
+//! cdylib Envoy loads (`cargo rustc --crate-type cdylib --target
+//! wasm32-wasip1 --release`).
+//!
 //! The filter must never panic: the release profile aborts on panic, which
 //! kills the VM and, with a fail-closed policy, every later request of the
 //! worker. Hence the lints below.
@@ -24,15 +28,15 @@ pub mod hostmap;
 pub mod replay;
 pub mod scheme;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(edge_hmac_core_only)))]
 mod host;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(edge_hmac_core_only)))]
 mod http;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(edge_hmac_core_only)))]
 mod root;
 
 /// The VM entry point (`_initialize`).
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(edge_hmac_core_only)))]
 #[allow(missing_docs)]
 mod entry {
     proxy_wasm::main! {{

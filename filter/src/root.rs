@@ -17,6 +17,8 @@ pub struct Shared {
     pub config: FilterConfig,
     /// The counters.
     pub metrics: Metrics,
+    /// Shared-data key prefix of the replay table.
+    pub bucket_prefix: String,
 }
 
 /// The root context.
@@ -68,8 +70,11 @@ impl RootContext for Root {
         };
         // Create the replay buckets before traffic so request-time updates are
         // always compare-and-swap on an existing entry.
-        let mut store = SharedBuckets::new(config.replay.buckets());
-        if let Err(err) = config.replay.initialize(&mut store) {
+        let bucket_prefix = SharedBuckets::prefix(config.replay.buckets());
+        if let Err(err) = config
+            .replay
+            .initialize(&mut SharedBuckets::new(&bucket_prefix))
+        {
             host::log(LogLevel::Critical, || {
                 format!("edge-hmac: cannot initialise the replay cache: {err}")
             });
@@ -81,6 +86,7 @@ impl RootContext for Root {
         self.shared = Some(Rc::new(Shared {
             config,
             metrics: Metrics::define(),
+            bucket_prefix,
         }));
         true
     }

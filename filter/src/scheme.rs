@@ -10,7 +10,7 @@ use core::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -97,7 +97,7 @@ impl SecretKey {
             });
         }
         // HMAC accepts keys of any length; this cannot fail, but stay total.
-        let mac = <HmacSha256 as Mac>::new_from_slice(secret).map_err(|_| {
+        let mac = <HmacSha256 as KeyInit>::new_from_slice(secret).map_err(|_| {
             SchemeError::SecretTooShort {
                 which,
                 len: secret.len(),
@@ -140,10 +140,10 @@ impl SecretKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// Constant-time check of `tag` against the MAC of the string to sign.
     fn matches(&self, canonical: &Canonical<'_>, tag: &[u8; TAG_LEN]) -> bool {
         let mut mac = self.mac.clone();
         canonical.feed(|bytes| mac.update(bytes));
-        // Constant-time comparison of the full tag.
         mac.verify_slice(tag).is_ok()
     }
 }
@@ -230,11 +230,7 @@ impl Canonical<'_> {
         sink(b"\n");
         sink(self.path);
         sink(b"\n");
-        let mut hex_buf = [0u8; 64];
-        // Encoding 32 bytes into 64 is infallible; on the impossible error the
-        // zeroed buffer makes every tag mismatch (fail closed).
-        let _ = hex::encode_to_slice(self.content_sha256, &mut hex_buf);
-        sink(&hex_buf);
+        sink(&hex_lower32(self.content_sha256));
     }
 
     fn to_text(&self) -> String {
@@ -440,31 +436,22 @@ impl<'a> RequestHead<'a> {
         let mut host = None;
         let mut content_length = HeaderValue::Absent;
         for (name, value) in pairs {
-            if name.eq_ignore_ascii_case(b":method") {
-                head.method = value;
-            } else if name.eq_ignore_ascii_case(b":authority") {
-                head.authority = value;
-            } else if name.eq_ignore_ascii_case(b"host") {
-                host = Some(value);
-            } else if name.eq_ignore_ascii_case(b":path") {
-                head.path = value;
-            } else if name.eq_ignore_ascii_case(b"content-length") {
-                content_length.push(value);
-            } else if name.eq_ignore_ascii_case(b"access-control-request-method") {
-                head.cors_request_method = true;
-            } else if let Some(rest) = strip_prefix_ignore_case(name, b"x-crawbl-") {
-                let slot = if rest.eq_ignore_ascii_case(b"timestamp") {
-                    &mut head.timestamp
-                } else if rest.eq_ignore_ascii_case(b"nonce") {
-                    &mut head.nonce
-                } else if rest.eq_ignore_ascii_case(b"content-sha256") {
-                    &mut head.content_sha256
-                } else if rest.eq_ignore_ascii_case(b"signature") {
-                    &mut head.signature
-                } else {
-                    continue;
-                };
-                slot.push(value);
+            // Dispatch on the length first: most headers are skipped after
+            // one comparison (Envoy hands names over lowercased; the case-
+            // insensitive compare only runs for a candidate of the right size).
+            let is = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
+            match name.len() {
+                4 if is(b"host") => host = Some(value),
+                5 if is(b":path") => head.path = value,
+                7 if is(b":method") => head.method = value,
+                10 if is(b":authority") => head.authority = value,
+                14 if is(b"content-length") => content_length.push(value),
+                14 if is(NONCE_HEADER.as_bytes()) => head.nonce.push(value),
+                18 if is(TIMESTAMP_HEADER.as_bytes()) => head.timestamp.push(value),
+                18 if is(SIGNATURE_HEADER.as_bytes()) => head.signature.push(value),
+                23 if is(CONTENT_SHA256_HEADER.as_bytes()) => head.content_sha256.push(value),
+                29 if is(b"access-control-request-method") => head.cors_request_method = true,
+                _ => {}
             }
         }
         if head.authority.is_empty()
@@ -484,15 +471,6 @@ impl<'a> RequestHead<'a> {
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
         Self::from_pairs(pairs.into_iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
-    }
-}
-
-fn strip_prefix_ignore_case<'a>(name: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    let head = name.get(..prefix.len())?;
-    if head.eq_ignore_ascii_case(prefix) {
-        name.get(prefix.len()..)
-    } else {
-        None
     }
 }
 
@@ -940,7 +918,7 @@ impl<'a> Parsed<'a> {
 /// scheme uses; [`SecretKey`] prepares the key once instead). For tests and
 /// benchmarks.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    match <HmacSha256 as Mac>::new_from_slice(key) {
+    match <HmacSha256 as KeyInit>::new_from_slice(key) {
         Ok(mut mac) => {
             mac.update(data);
             mac.finalize().into_bytes().into()
@@ -959,13 +937,47 @@ fn parse_timestamp(raw: &[u8]) -> Option<u64> {
     })
 }
 
+/// Decodes exactly 64 hex digits (either case) into 32 bytes. Table-driven
+/// and branch-free per digit: this runs on every request.
 fn parse_hex32(raw: &[u8]) -> Option<[u8; 32]> {
-    if raw.len() != 64 {
-        return None;
-    }
+    let raw: &[u8; 64] = raw.try_into().ok()?;
     let mut out = [0u8; 32];
-    hex::decode_to_slice(raw, &mut out).ok()?;
-    Some(out)
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(raw.chunks_exact(2)) {
+        let hi = HEX_VALUE[usize::from(pair[0])];
+        let lo = HEX_VALUE[usize::from(pair[1])];
+        bad |= (hi | lo) & 0xF0;
+        *o = (hi << 4) | (lo & 0x0F);
+    }
+    (bad == 0).then_some(out)
+}
+
+/// Value of each byte as a hex digit; 0xFF for non-digits.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Lowercase hex of 32 bytes.
+fn hex_lower32(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0F)];
+    }
+    out
 }
 
 fn parse_signature(raw: &[u8]) -> Result<[u8; TAG_LEN], Rejection> {

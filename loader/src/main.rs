@@ -30,6 +30,8 @@ enum Command {
     /// Render configuration
     #[command(subcommand)]
     Render(render::RenderCmd),
+    /// Serve a tiny echo upstream (for local tries and benchmarks)
+    EchoUpstream(run::EchoArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
             Command::Sign(a) => sign::run(*a).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(a) => verify::run(*a).await.map(|()| ExitCode::SUCCESS),
             Command::Render(c) => render::run(c).map(|()| ExitCode::SUCCESS),
+            Command::EchoUpstream(a) => run::echo(a).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -541,12 +541,17 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
 }
 
-/// The built-in upstream of `--dev`: answers every request with a JSON echo
-/// of what it received, after reading the whole body.
+/// The built-in upstream of `--dev` on an ephemeral loopback port.
 pub async fn start_dev_upstream() -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    start_echo_upstream(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// An upstream that answers every request with a JSON echo of what it
+/// received, after reading the whole body (HTTP/1.1 and HTTP/2).
+pub async fn start_echo_upstream(bind: SocketAddr) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .map_err(|e| Error::Other(format!("cannot start the dev upstream: {e}")))?;
+        .map_err(|e| Error::Other(format!("cannot start the echo upstream on {bind}: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::Other(e.to_string()))?;
@@ -585,6 +590,27 @@ pub async fn start_dev_upstream() -> Result<SocketAddr> {
         }
     });
     Ok(addr)
+}
+
+/// Arguments of `edge-hmac echo-upstream`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EchoArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = crate::render::envoy::DEFAULT_UPSTREAM)]
+    pub listen: SocketAddr,
+}
+
+/// Runs `edge-hmac echo-upstream` until SIGINT/SIGTERM.
+pub async fn echo(args: EchoArgs) -> Result<()> {
+    let addr = start_echo_upstream(args.listen).await?;
+    say(format!("echo upstream on http://{addr}"));
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| Error::Other(e.to_string()))?;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ fn cargo() -> String {
 
 fn cargo_build(args: &[&str], what: &str) {
     let status = Command::new(cargo())
-        .args(["build", "--quiet"])
+        .arg("--quiet")
         .args(args)
         .current_dir(workspace())
         .status()
@@ -49,13 +49,17 @@ fn cargo_build(args: &[&str], what: &str) {
 pub fn filter_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| {
+        // The same command as `make wasm`.
         cargo_build(
             &[
+                "rustc",
                 "-p",
                 "edge-hmac-filter",
                 "--target",
                 "wasm32-wasip1",
                 "--release",
+                "--crate-type",
+                "cdylib",
             ],
             "the wasm filter (needs `rustup target add wasm32-wasip1`)",
         );
@@ -70,7 +74,7 @@ pub fn loader_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         cargo_build(
-            &["-p", "edge-hmac", "--bin", "edge-hmac"],
+            &["build", "-p", "edge-hmac", "--bin", "edge-hmac"],
             "the edge-hmac CLI",
         );
         let path = target_dir().join("debug/edge-hmac");

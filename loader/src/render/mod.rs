@@ -197,6 +197,13 @@ pub struct RenderEnvoyArgs {
     /// Filter options
     #[command(flatten)]
     pub filter: FilterOpts,
+    /// Also render baseline listeners for benchmarks: `plain` (no wasm) on
+    /// the listen port + 1 and `noop` (this no-op .wasm) on port + 2
+    #[arg(long, value_name = "NOOP_WASM")]
+    pub with_baselines: Option<PathBuf>,
+    /// What Envoy does when the wasm VM fails (Envoy Gateway with failOpen: false is FAIL_CLOSED)
+    #[arg(long, value_name = "POLICY", default_value = "FAIL_RELOAD", value_parser = ["FAIL_RELOAD", "FAIL_CLOSED", "FAIL_OPEN"])]
+    pub failure_policy: String,
     /// Write to this file instead of standard output
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -206,13 +213,37 @@ pub struct RenderEnvoyArgs {
 pub fn run(cmd: RenderCmd) -> Result<()> {
     let (text, output) = match cmd {
         RenderCmd::Envoy(a) => {
-            let local = envoy::LocalEnvoy::single(
+            let mut local = envoy::LocalEnvoy::single(
                 a.listen,
                 a.admin,
                 a.upstream,
                 a.wasm.clone(),
                 a.filter.plugin_config()?,
             );
+            local.failure_policy = match a.failure_policy.as_str() {
+                "FAIL_CLOSED" => "FAIL_CLOSED",
+                "FAIL_OPEN" => "FAIL_OPEN",
+                _ => "FAIL_RELOAD",
+            };
+            if let Some(noop) = &a.with_baselines {
+                let port = |offset: u16| {
+                    let mut addr = a.listen;
+                    if addr.port() != 0 {
+                        addr.set_port(addr.port().saturating_add(offset));
+                    }
+                    addr
+                };
+                local.listeners.push(envoy::ListenerSpec {
+                    name: "plain".into(),
+                    address: port(1),
+                    filter: envoy::ListenerFilter::None,
+                });
+                local.listeners.push(envoy::ListenerSpec {
+                    name: "noop".into(),
+                    address: port(2),
+                    filter: envoy::ListenerFilter::NoopWasm { wasm: noop.clone() },
+                });
+            }
             let text = local
                 .to_yaml()
                 .map_err(|e| Error::Other(format!("cannot render: {e}")))?;

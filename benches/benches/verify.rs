@@ -1,0 +1,155 @@
+//! The verification hot path, natively, with peers in the same groups.
+//!
+//! `cargo bench -p edge-hmac-benches --bench verify` (results in
+//! docs/benchmarks.md; `python3 benches/report.py` prints the ratios).
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, PREVIOUS_KEY, verifiers};
+use edge_hmac_filter::scheme::{SecretKey, hmac_sha256};
+use sha2::Digest as _;
+
+fn label(size: usize) -> String {
+    match size {
+        0 => "0".into(),
+        s if s >= 1024 * 1024 => format!("{}MiB", s / (1024 * 1024)),
+        s => format!("{}KiB", s / 1024),
+    }
+}
+
+/// Verify a signed request (headers, then body), and the same bytes through
+/// ring and through raw SHA-256 (the floor).
+fn verify(c: &mut Criterion) {
+    let (verifier, with_previous) = verifiers();
+    let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, KEY);
+    let mut group = c.benchmark_group("verify");
+    for size in BODY_SIZES {
+        let fixture = Fixture::signed(size, KEY);
+        let invalid = fixture.with_tag_byte_flipped(31);
+        let previous = Fixture::signed(size, PREVIOUS_KEY);
+        let sts = fixture.string_to_sign(&verifier);
+        let tag = fixture.tag();
+        group.throughput(Throughput::Bytes(size as u64));
+        if size >= 64 * 1024 {
+            group
+                .sample_size(20)
+                .measurement_time(Duration::from_secs(3));
+        } else {
+            group
+                .sample_size(60)
+                .measurement_time(Duration::from_secs(2));
+        }
+        let id = |name: &str| BenchmarkId::new(name, label(size));
+        group.bench_function(id("edge_hmac/valid"), |b| {
+            b.iter(|| black_box(&fixture).verify(black_box(&verifier)).is_ok())
+        });
+        group.bench_function(id("edge_hmac/invalid_tag"), |b| {
+            b.iter(|| black_box(&invalid).verify(black_box(&verifier)).is_err())
+        });
+        group.bench_function(id("edge_hmac/valid_previous_key"), |b| {
+            b.iter(|| {
+                black_box(&previous)
+                    .verify(black_box(&with_previous))
+                    .is_ok()
+            })
+        });
+        // ring on the same bytes: the body digest (when there is a body, as
+        // the filter) and the HMAC of the string to sign, given ready-made
+        // (ring does none of the header parsing).
+        let has_body = !fixture.body.is_empty();
+        group.bench_function(id("ring/valid"), |b| {
+            b.iter(|| {
+                if has_body {
+                    black_box(ring::digest::digest(
+                        &ring::digest::SHA256,
+                        black_box(&fixture.body),
+                    ));
+                }
+                ring::hmac::verify(&ring_key, black_box(sts.as_bytes()), black_box(&tag)).is_ok()
+            })
+        });
+        // Floor: raw SHA-256 of the same bytes plus HMAC's outer block.
+        group.bench_function(id("sha256_floor"), |b| {
+            b.iter(|| {
+                if has_body {
+                    black_box(sha2::Sha256::digest(black_box(&fixture.body)));
+                }
+                let inner = sha2::Sha256::digest(black_box(sts.as_bytes()));
+                black_box(sha2::Sha256::digest(inner))
+            })
+        });
+    }
+    group.finish();
+}
+
+/// HMAC of a ~200-byte string to sign: key state prepared once (what the
+/// filter does) against keying on every request, and ring; plus the previous
+/// RustCrypto releases (hmac 0.12 / sha2 0.10) next to the ones in use.
+fn key_state(c: &mut Criterion) {
+    let (verifier, _) = verifiers();
+    let sts = Fixture::signed(0, KEY).string_to_sign(&verifier);
+    let msg = sts.as_bytes();
+    let prepared = SecretKey::new(KEY, "current").expect("key");
+    let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, KEY);
+    use hmac012::Mac as _;
+    let old012 = hmac012::Hmac::<sha2010::Sha256>::new_from_slice(KEY).expect("key");
+    let mut group = c.benchmark_group("hmac_sha256_200B");
+    group.throughput(Throughput::Bytes(msg.len() as u64));
+    group
+        .sample_size(60)
+        .measurement_time(Duration::from_secs(2));
+    group.bench_function("hmac0.13/prepared_key", |b| {
+        b.iter(|| prepared.mac(black_box(msg)))
+    });
+    group.bench_function("hmac0.13/key_per_request", |b| {
+        b.iter(|| hmac_sha256(black_box(KEY), black_box(msg)))
+    });
+    group.bench_function("hmac0.12/prepared_key", |b| {
+        b.iter(|| {
+            let mut m = old012.clone();
+            m.update(black_box(msg));
+            m.finalize().into_bytes()
+        })
+    });
+    group.bench_function("hmac0.12/key_per_request", |b| {
+        b.iter(|| {
+            let mut m =
+                hmac012::Hmac::<sha2010::Sha256>::new_from_slice(black_box(KEY)).expect("key");
+            m.update(black_box(msg));
+            m.finalize().into_bytes()
+        })
+    });
+    group.bench_function("ring/prepared_key", |b| {
+        b.iter(|| ring::hmac::sign(&ring_key, black_box(msg)))
+    });
+    group.finish();
+}
+
+/// Raw SHA-256 throughput: the floor for body hashing.
+fn sha256(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sha256");
+    for size in [1024usize, 64 * 1024, 1024 * 1024] {
+        let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        group.throughput(Throughput::Bytes(size as u64));
+        group
+            .sample_size(30)
+            .measurement_time(Duration::from_secs(2));
+        group.bench_with_input(BenchmarkId::new("sha2-0.11", label(size)), &data, |b, d| {
+            b.iter(|| sha2::Sha256::digest(black_box(d)))
+        });
+        group.bench_with_input(BenchmarkId::new("sha2-0.10", label(size)), &data, |b, d| {
+            use sha2010::Digest as _;
+            b.iter(|| sha2010::Sha256::digest(black_box(d)))
+        });
+        group.bench_with_input(BenchmarkId::new("ring", label(size)), &data, |b, d| {
+            b.iter(|| ring::digest::digest(&ring::digest::SHA256, black_box(d)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, key_state, sha256);
+criterion_main!(benches);
