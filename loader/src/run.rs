@@ -58,11 +58,6 @@ impl FilterOpts {
     /// The plugin configuration these options describe (no inline secret).
     pub fn plugin_config(&self) -> Result<PluginConfig> {
         let config = PluginConfig {
-            hmac_secret_env: DEFAULT_SECRET_ENV.into(),
-            hmac_secret_previous_env: DEFAULT_SECRET_PREVIOUS_ENV.into(),
-            environment_env: DEFAULT_ENVIRONMENT_ENV.into(),
-            hmac_secret: None,
-            environment: None,
             clock_skew_seconds: self.clock_skew,
             max_body_bytes: self.max_body_bytes,
             require_nonce: self.require_nonce,
@@ -75,6 +70,7 @@ impl FilterOpts {
                 .cloned()
                 .collect(),
             allow_cors_preflight: self.allow_cors_preflight,
+            ..PluginConfig::default()
         };
         // Validate exactly as the filter will, with a stand-in secret.
         config
@@ -262,7 +258,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
 
     let mut local = LocalEnvoy::single(args.listen, args.admin, upstream, wasm.clone(), plugin);
-    local.route_timeout_seconds = 30;
     let yaml = local
         .to_yaml()
         .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
