@@ -304,6 +304,29 @@ mod tests {
         );
     }
 
+    /// A nonce is used up once its tag is valid, even when the body check
+    /// fails afterwards: a retry must use a new nonce.
+    #[test]
+    fn nonce_used_up_even_if_body_fails() {
+        let cfg = config("");
+        let mut store = MemoryStore::default();
+        let body = b"payload";
+        let req = signed("POST", "/v1/x", Some(body), Some("nonce-body-fails-0001"));
+        let HeadersDecision::Verified {
+            body: Some(mut check),
+            ..
+        } = decide(&cfg, &req, false, &mut store)
+        else {
+            panic!("headers should verify")
+        };
+        check.update(b"tampere").unwrap();
+        assert_eq!(check.finish().unwrap_err().reason, Reject::ContentMismatch);
+        assert_eq!(
+            reason(&decide(&cfg, &req, false, &mut store)),
+            Some(Reject::ReplayedRequest)
+        );
+    }
+
     /// An invalid tag never takes a place in the nonce cache.
     #[test]
     fn invalid_tag_does_not_consume_nonce() {

@@ -448,6 +448,7 @@ impl Supervisor {
         watch: Option<Duration>,
     ) -> Result<ExitCode> {
         let mut draining: Vec<Child> = Vec::new();
+        let mut refused_version: Option<String> = None;
         let mut sigint =
             signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
         let mut sigterm =
@@ -471,7 +472,7 @@ impl Supervisor {
                 _ = ticker.tick(), if watch.is_some() => {
                     draining.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
                     let Some((sm, id)) = &aws else { continue };
-                    match self.rotate(sm, id, &keys).await {
+                    match self.rotate(sm, id, &keys, &mut refused_version).await {
                         Ok(None) => {}
                         Ok(Some((new_keys, child))) => {
                             let old = std::mem::replace(current, child);
@@ -488,14 +489,35 @@ impl Supervisor {
 
     /// Checks AWSCURRENT; when it changed, hot-restarts Envoy with the new
     /// current key and the old one as previous.
-    async fn rotate(&mut self, sm: &Sm, id: &str, keys: &Keys) -> Result<Option<(Keys, Child)>> {
+    ///
+    /// A version whose value was refused (not JSON, too short, ...) is
+    /// remembered in `refused` and not fetched again: one log line per bad
+    /// version, not one per poll.
+    async fn rotate(
+        &mut self,
+        sm: &Sm,
+        id: &str,
+        keys: &Keys,
+        refused: &mut Option<String>,
+    ) -> Result<Option<(Keys, Child)>> {
         let version = sm.current_version(id).await?;
-        if keys.current_version.as_deref() == Some(version.as_str()) {
+        if keys.current_version.as_deref() == Some(version.as_str())
+            || refused.as_deref() == Some(version.as_str())
+        {
             return Ok(None);
         }
-        let fetched = sm
+        let fetched = match sm
             .fetch(id, "AWSCURRENT", Some(&keys.current.environment))
-            .await?;
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                if !matches!(e, Error::Network { .. } | Error::Throttled { .. }) {
+                    *refused = Some(version);
+                }
+                return Err(e);
+            }
+        };
         let new_keys = Keys {
             current: fetched.secret,
             current_version: fetched.version_id.or(Some(version)),

@@ -133,9 +133,10 @@ async fn fetch_reveal_needs_flag_and_machine_format() {
     ))
     .await;
     assert_eq!(env_out.code, 0);
-    assert_eq!(
-        env_out.stdout,
-        format!("HMAC_SECRET={key}\nHMAC_ENVIRONMENT={env}\n")
+    // Compared without printing: on failure the output would show the secret.
+    assert!(
+        env_out.stdout == format!("HMAC_SECRET={key}\nHMAC_ENVIRONMENT={env}\n"),
+        "--format env --reveal output differs (not shown: it holds the secret)"
     );
     let json = run(fetch_cmd(
         h.path(),
@@ -144,7 +145,10 @@ async fn fetch_reveal_needs_flag_and_machine_format() {
     ))
     .await;
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(v["hmac_secret"], key.as_str());
+    assert!(
+        v["hmac_secret"] == key.as_str(),
+        "--format json --reveal has the wrong secret (not shown)"
+    );
 }
 
 /// Every way a secret can be wrong gets its own message and exit code, and
@@ -362,6 +366,12 @@ async fn region_fallback_and_profile() {
         "{}",
         out.stdout
     );
+    // The SDK's own endpoint variable works as well as --endpoint-url.
+    let mut cmd = cli(h.path());
+    cmd.args(["fetch", "--env", &env])
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto.endpoint());
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
     // Another region does not have it.
     let out = run(fetch_cmd(
         h.path(),
@@ -811,6 +821,28 @@ async fn run_watch_follows_rotation_without_failed_requests() {
     );
     // After the rotation k0 is no longer accepted (only one previous key).
     assert_eq!(send(addr, &signed(&k0)).await.status, 401);
+    // A bad new version (too short) is refused: the running Envoy keeps its
+    // keys and keeps serving.
+    moto.put_secret_value(&id, &edge_value("too-short-to-use", &env))
+        .await;
+    running
+        .wait_for(
+            "rotation check failed, keeping the running Envoy",
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(send(addr, &signed(&k2)).await.status, 200);
+    assert_eq!(send(addr, &signed(&k1)).await.status, 200);
+    // Reported once, not on every poll.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let reports = running
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("rotation check failed"))
+        .count();
+    assert_eq!(reports, 1, "{}", running.output());
     let admin = running.admin();
     let stats = edge_hmac_tests::client::get(admin, "/stats?filter=edge_hmac")
         .await
