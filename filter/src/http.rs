@@ -160,3 +160,23 @@ impl HttpContext for Http {
         self.finish_body()
     }
 }
+
+/// The context of a root that has no valid configuration: every request is
+/// refused (fail closed).
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        host::log(LogLevel::Error, || {
+            "edge-hmac: request refused: the filter has no valid configuration".to_owned()
+        });
+        let _ = hostcalls::send_http_response(
+            500,
+            vec![("content-type", "application/json")],
+            Some(br#"{"error":"internal_error"}"#),
+        );
+        Action::Pause
+    }
+}

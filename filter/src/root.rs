@@ -9,7 +9,7 @@ use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::{self, FilterConfig};
 use crate::host::{self, Metrics, SharedBuckets};
-use crate::http::Http;
+use crate::http::{Http, Unconfigured};
 
 /// What every HTTP context of one filter instance shares.
 pub struct Shared {
@@ -93,9 +93,12 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Without a valid configuration on_configure failed and Envoy refused
-        // the filter; returning None here is the fail-closed fallback.
-        let shared = self.shared.clone()?;
-        Some(Box::new(Http::new(shared)))
+        // the filter, so this should not happen; if it does, refuse every
+        // request (returning None would make the SDK panic).
+        Some(match self.shared.clone() {
+            Some(shared) => Box::new(Http::new(shared)),
+            None => Box::new(Unconfigured),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {
