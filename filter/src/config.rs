@@ -88,6 +88,11 @@ pub struct PluginConfig {
     /// Inline environment name (wins over the variable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// When set, the environment name (from the variable or inline) must be
+    /// exactly this, or the configuration is refused: pins a deployment to
+    /// its environment even if it is handed another environment's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_environment: Option<String>,
     /// Allowed distance between the signed timestamp and now.
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,
@@ -138,6 +143,7 @@ impl Default for PluginConfig {
             environment_env: default_environment_env(),
             hmac_secret: None,
             environment: None,
+            expected_environment: None,
             clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             require_nonce: false,
@@ -196,6 +202,16 @@ pub enum ConfigError {
         /// What the scheme refused.
         source: SchemeError,
         /// Where the value came from.
+        origin: String,
+    },
+    /// The environment name is not `expected_environment`.
+    #[error(
+        "the environment from {origin} is not expected_environment {expected:?}: this deployment was handed another environment's secret; check where {origin} comes from"
+    )]
+    EnvironmentMismatch {
+        /// The expected name.
+        expected: String,
+        /// Where the actual name came from.
         origin: String,
     },
     /// An `exempt_paths` entry is not usable.
@@ -430,6 +446,18 @@ impl PluginConfig {
             source,
             origin: origin.clone(),
         })?;
+        if let Some(expected) = &self.expected_environment {
+            validate_environment(expected).map_err(|source| ConfigError::Scheme {
+                source,
+                origin: "expected_environment".into(),
+            })?;
+            if *expected != environment {
+                return Err(ConfigError::EnvironmentMismatch {
+                    expected: expected.clone(),
+                    origin,
+                });
+            }
+        }
         let verifier = Verifier::new(
             &environment,
             current,
@@ -577,6 +605,31 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains("98765432109876543210"), "{msg}");
+    }
+
+    /// expected_environment pins the configuration to one environment.
+    #[test]
+    fn expected_environment() {
+        let cfg = compile(br#"{"expected_environment":"dev"}"#, base_env()).unwrap();
+        assert_eq!(cfg.verifier.environment(), "dev");
+        let err = compile(br#"{"expected_environment":"prod"}"#, base_env()).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::EnvironmentMismatch { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("HMAC_ENVIRONMENT"), "{err}");
+    }
+
+    /// A secret put in the environment variable by mistake is refused and
+    /// never echoed (environment names are shorter than any valid secret).
+    #[test]
+    fn swapped_variables_not_echoed() {
+        let err = compile(
+            b"{}",
+            env_with(&[("HMAC_SECRET", SECRET), ("HMAC_ENVIRONMENT", SECRET)]),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains(SECRET), "{err}");
     }
 
     /// Missing environment, bad environment names and bad variable names fail.

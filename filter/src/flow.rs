@@ -46,10 +46,19 @@ pub fn on_request_headers(
     end_of_stream: bool,
     store: &mut impl BucketStore,
 ) -> HeadersDecision {
-    if config.is_exempt(head.path) {
+    // Exempt paths are for health checks: GET and HEAD only. Any other
+    // method on an exempt path is verified like every request.
+    if matches!(head.method, b"GET" | b"HEAD") && config.is_exempt(head.path) {
         return HeadersDecision::Skip(Skip::ExemptPath);
     }
-    if config.allow_cors_preflight && head.method == b"OPTIONS" && head.cors_request_method {
+    // A CORS preflight as browsers send it: OPTIONS with Origin and
+    // Access-Control-Request-Method, and no body. Anything else is verified.
+    if config.allow_cors_preflight
+        && head.method == b"OPTIONS"
+        && head.cors_request_method
+        && head.origin
+        && end_of_stream
+    {
         return HeadersDecision::Skip(Skip::CorsPreflight);
     }
     let verified = match config.verifier.verify_headers(head, now) {
@@ -245,10 +254,46 @@ mod tests {
                 (":path".to_string(), path.to_string()),
             ];
             if acrm {
+                p.push(("origin".into(), "https://app.example.test".into()));
                 p.push(("access-control-request-method".into(), "POST".into()));
             }
             p
         };
+        // Exempt paths: GET and HEAD only.
+        assert!(matches!(
+            decide(&cfg, &get("/healthz", "HEAD", false), true, &mut store),
+            HeadersDecision::Skip(Skip::ExemptPath)
+        ));
+        for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+            assert_eq!(
+                reason(&decide(
+                    &cfg,
+                    &get("/healthz", method, false),
+                    false,
+                    &mut store
+                )),
+                Some(Reject::MissingSignature),
+                "{method} /healthz"
+            );
+        }
+        // Preflights: with a body, or without Origin, they are verified.
+        assert_eq!(
+            reason(&decide(
+                &cfg,
+                &get("/v1", "OPTIONS", true),
+                false,
+                &mut store
+            )),
+            Some(Reject::MissingSignature)
+        );
+        let no_origin: Vec<(String, String)> = get("/v1", "OPTIONS", true)
+            .into_iter()
+            .filter(|(n, _)| n != "origin")
+            .collect();
+        assert_eq!(
+            reason(&decide(&cfg, &no_origin, true, &mut store)),
+            Some(Reject::MissingSignature)
+        );
         assert!(matches!(
             decide(&cfg, &get("/healthz?x=1", "GET", false), true, &mut store),
             HeadersDecision::Skip(Skip::ExemptPath)
@@ -310,6 +355,7 @@ mod tests {
     fn nonce_used_up_even_if_body_fails() {
         let cfg = config("");
         let mut store = MemoryStore::default();
+        cfg.replay.initialize(&mut store).unwrap();
         let body = b"payload";
         let req = signed("POST", "/v1/x", Some(body), Some("nonce-body-fails-0001"));
         let HeadersDecision::Verified {
@@ -332,6 +378,7 @@ mod tests {
     fn invalid_tag_does_not_consume_nonce() {
         let cfg = config("");
         let mut store = MemoryStore::default();
+        cfg.replay.initialize(&mut store).unwrap();
         let mut req = signed("GET", "/v1/x", None, Some("nonce-0123456789abcdef"));
         let good = req.clone();
         let sig = req

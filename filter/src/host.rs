@@ -1,5 +1,12 @@
-//! Thin, panic-free access to the proxy-wasm host: header maps, time, shared
-//! data, metrics and logging. Only compiled for wasm32.
+//! Thin access to the proxy-wasm host: header maps, time, shared data,
+//! metrics and logging. Only compiled for wasm32.
+//!
+//! No request input can make the filter panic: the header map is read
+//! through the raw ABI and decoded without assuming UTF-8 (the SDK's
+//! `get_map` panics on non-UTF-8 values). The SDK's other hostcalls panic
+//! only when the host answers with a status the ABI does not define for
+//! that call — a host bug, not something a client can cause; the `Err` arms
+//! below handle the statuses the SDK does return.
 
 use std::time::UNIX_EPOCH;
 
@@ -49,8 +56,9 @@ pub fn request_headers_raw() -> Result<Vec<u8>, String> {
     abi::header_map_pairs(REQUEST_HEADERS).map_err(|s| format!("host status {s}"))
 }
 
-/// Current Unix time in seconds from the host clock (0 when unavailable,
-/// which makes every timestamp stale: fail closed).
+/// Current Unix time in seconds from the host clock (0 if the host ever
+/// returned a time before the epoch, which makes every timestamp stale:
+/// fail closed).
 pub fn now_unix() -> u64 {
     hostcalls::get_current_time()
         .ok()

@@ -104,7 +104,10 @@ impl ReplayCache {
 
     /// Creates every bucket that does not exist yet (run once per VM at
     /// configuration time, before traffic, so request-time updates are always
-    /// compare-and-swap on an existing bucket).
+    /// compare-and-swap on an existing bucket). Creating is a blind write (the
+    /// host has no CAS for a missing key): two workers configuring at the
+    /// same time both write an empty bucket, which is harmless before
+    /// traffic.
     pub fn initialize(&self, store: &mut impl BucketStore) -> Result<(), StoreError> {
         for bucket in 0..self.buckets {
             if store.get(bucket)?.is_none() {
@@ -138,14 +141,16 @@ impl ReplayCache {
             let current = store
                 .get(bucket)
                 .map_err(|e| ClaimError::Unavailable(e.to_string()))?;
-            let (bytes, cas) = match current {
-                Some((bytes, cas)) => (bytes, Some(cas)),
-                // Only when initialisation did not run: create and go on.
-                None => (Self::empty_bucket().to_vec(), None),
+            // Buckets are created at configuration time. A missing one can
+            // only be written blindly (no CAS on a missing key), so refuse.
+            let Some((bytes, cas)) = current else {
+                return Err(ClaimError::Unavailable(format!(
+                    "bucket {bucket} does not exist (replay table not initialised)"
+                )));
             };
             let next = insert(&bytes, &id, now, expires)?;
             if store
-                .set(bucket, &next, cas)
+                .set(bucket, &next, Some(cas))
                 .map_err(|e| ClaimError::Unavailable(e.to_string()))?
             {
                 return Ok(());
@@ -174,7 +179,10 @@ fn insert(bucket: &[u8], id: &[u8; ID_LEN], now: u64, expires: u64) -> Result<Ve
         let (entry_id, expiry) = entry.split_at(ID_LEN);
         let mut exp = [0u8; 8];
         exp.copy_from_slice(expiry);
-        if u64::from_be_bytes(exp) <= now {
+        // Live through its expiry second: with a TTL of twice the skew, a
+        // request signed at the edge of the window stays refused until its
+        // timestamp is stale.
+        if u64::from_be_bytes(exp) < now {
             continue;
         }
         if entry_id == id {
@@ -238,13 +246,43 @@ mod tests {
         assert_eq!(cache.claim(&mut store, N1, 1001), Err(ClaimError::Replayed));
     }
 
-    /// After the TTL the nonce is forgotten and its slot reused.
+    /// The nonce is remembered through the last second of its TTL and
+    /// forgotten after it.
     #[test]
     fn expires_after_ttl() {
         let (cache, mut store) = cache();
         cache.claim(&mut store, N1, 1000).unwrap();
-        assert_eq!(cache.claim(&mut store, N1, 1599), Err(ClaimError::Replayed));
-        assert_eq!(cache.claim(&mut store, N1, 1600), Ok(()));
+        assert_eq!(cache.claim(&mut store, N1, 1600), Err(ClaimError::Replayed));
+        assert_eq!(cache.claim(&mut store, N1, 1601), Ok(()));
+    }
+
+    /// No replay window at the boundary: TTL = 2 x skew, a request signed at
+    /// now + skew and accepted at now is still refused at now + 2 x skew, the
+    /// last second its timestamp is accepted.
+    #[test]
+    fn boundary_replay_refused() {
+        let skew = 300;
+        let cache = ReplayCache::new(1024, 2 * skew);
+        let mut store = MemoryStore::default();
+        cache.initialize(&mut store).unwrap();
+        let t0 = 10_000;
+        cache.claim(&mut store, N1, t0).unwrap();
+        // Timestamp t0 + skew is within the skew of t0 + 2 x skew.
+        assert_eq!(
+            cache.claim(&mut store, N1, t0 + 2 * skew),
+            Err(ClaimError::Replayed)
+        );
+    }
+
+    /// A missing bucket (table not initialised) fails closed.
+    #[test]
+    fn missing_bucket_fails_closed() {
+        let cache = ReplayCache::new(16, 60);
+        let mut store = MemoryStore::default();
+        assert!(matches!(
+            cache.claim(&mut store, N1, 1),
+            Err(ClaimError::Unavailable(_))
+        ));
     }
 
     /// A bucket never holds more than its capacity; the next nonce fails closed.
@@ -264,7 +302,7 @@ mod tests {
         );
         let (bytes, _) = store.get(0).unwrap().unwrap();
         assert_eq!(bytes.len(), 1 + BUCKET_CAPACITY * ENTRY_LEN);
-        assert_eq!(cache.claim(&mut store, "nonce-overflow-00000", 160), Ok(()));
+        assert_eq!(cache.claim(&mut store, "nonce-overflow-00000", 161), Ok(()));
     }
 
     /// The table size is rounded up to whole buckets and capped.

@@ -40,8 +40,10 @@ pub const MIN_NONCE_LEN: usize = 16;
 pub const MAX_NONCE_LEN: usize = 128;
 /// Allowed distance between the signed timestamp and the verifier's clock, by default.
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 300;
-/// Longest accepted environment name.
-pub const MAX_ENVIRONMENT_LEN: usize = 64;
+/// Longest accepted environment name. Shorter than [`MIN_SECRET_BYTES`], so
+/// a secret put in the environment variable by mistake can never pass as an
+/// environment name (and be logged as one).
+pub const MAX_ENVIRONMENT_LEN: usize = 31;
 
 const TAG_LEN: usize = 32;
 const EMPTY_SHA256: [u8; 32] = [
@@ -62,11 +64,16 @@ pub enum SchemeError {
         /// Length of the rejected secret.
         len: usize,
     },
-    /// The environment name is empty, too long or has characters outside `A-Z a-z 0-9 . _ -`.
+    /// The environment name is empty, too long or has characters outside
+    /// `A-Z a-z 0-9 . _ -`. The value is not echoed: it may be a secret put
+    /// in the wrong variable.
     #[error(
-        "environment name {0:?} is not valid: use 1 to {MAX_ENVIRONMENT_LEN} characters from A-Z a-z 0-9 . _ -"
+        "environment name ({len} bytes) is not valid: use 1 to {MAX_ENVIRONMENT_LEN} characters from A-Z a-z 0-9 . _ -"
     )]
-    BadEnvironment(String),
+    BadEnvironment {
+        /// Length of the rejected name.
+        len: usize,
+    },
     /// The nonce given to the signer is not of the form the spec requires.
     #[error("nonce must be {MIN_NONCE_LEN} to {MAX_NONCE_LEN} characters from A-Z a-z 0-9 . _ ~ -")]
     BadNonce,
@@ -182,7 +189,9 @@ pub fn validate_environment(environment: &str) -> Result<(), SchemeError> {
     if ok {
         Ok(())
     } else {
-        Err(SchemeError::BadEnvironment(environment.to_owned()))
+        Err(SchemeError::BadEnvironment {
+            len: environment.len(),
+        })
     }
 }
 
@@ -422,6 +431,8 @@ pub struct RequestHead<'a> {
     pub content_length: Option<u64>,
     /// True when `access-control-request-method` is present (CORS preflight).
     pub cors_request_method: bool,
+    /// True when `origin` is present.
+    pub origin: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -442,6 +453,7 @@ impl<'a> RequestHead<'a> {
             let is = |expected: &[u8]| name.eq_ignore_ascii_case(expected);
             match name.len() {
                 4 if is(b"host") => host = Some(value),
+                6 if is(b"origin") => head.origin = true,
                 5 if is(b":path") => head.path = value,
                 7 if is(b":method") => head.method = value,
                 10 if is(b":authority") => head.authority = value,
@@ -1196,7 +1208,7 @@ mod tests {
         for good in ["dev", "prod-eu", "stage_2", "a.b"] {
             assert!(validate_environment(good).is_ok(), "{good}");
         }
-        for bad in ["", "dev\nprod", "dev prod", "dév", &"x".repeat(65)] {
+        for bad in ["", "dev\nprod", "dev prod", "dév", &"x".repeat(32)] {
             assert!(validate_environment(bad).is_err(), "{bad:?}");
         }
     }

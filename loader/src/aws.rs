@@ -130,6 +130,15 @@ impl AwsArgs {
     }
 }
 
+/// Which versions carry the two stages the filter uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stages {
+    /// Version id staged AWSCURRENT.
+    pub current: String,
+    /// Version id staged AWSPREVIOUS, if any.
+    pub previous: Option<String>,
+}
+
 /// A secret version as read from Secrets Manager.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -195,8 +204,9 @@ impl Sm {
         }
     }
 
-    /// The version id currently staged `AWSCURRENT` (cheap: no secret value).
-    pub async fn current_version(&self, id: &str) -> Result<String> {
+    /// The version ids staged `AWSCURRENT` and `AWSPREVIOUS` (cheap: no
+    /// secret value is read).
+    pub async fn stages(&self, id: &str) -> Result<Stages> {
         let out = self
             .client
             .describe_secret()
@@ -204,17 +214,22 @@ impl Sm {
             .send()
             .await
             .map_err(|e| self.map_error(e, id, "AWSCURRENT"))?;
-        out.version_ids_to_stages()
-            .and_then(|m| {
+        let with = |stage: &str| {
+            out.version_ids_to_stages().and_then(|m| {
                 m.iter()
-                    .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                    .find(|(_, stages)| stages.iter().any(|s| s == stage))
                     .map(|(v, _)| v.clone())
             })
-            .ok_or_else(|| Error::NotFound {
-                id: id.into(),
-                stage: "AWSCURRENT".into(),
-                region: self.region.clone(),
-            })
+        };
+        let current = with("AWSCURRENT").ok_or_else(|| Error::NotFound {
+            id: id.into(),
+            stage: "AWSCURRENT".into(),
+            region: self.region.clone(),
+        })?;
+        Ok(Stages {
+            current,
+            previous: with("AWSPREVIOUS"),
+        })
     }
 
     fn map_error<E>(&self, err: SdkError<E, HttpResponse>, id: &str, stage: &str) -> Error
@@ -223,6 +238,11 @@ impl Sm {
     {
         if let Some(detail) = credentials_problem(&err) {
             return Error::NoCredentials { detail };
+        }
+        if matches!(err.code(), Some("ExpiredTokenException" | "ExpiredToken")) {
+            return Error::NoCredentials {
+                detail: "the session token has expired; log in again (e.g. `aws sso login`)".into(),
+            };
         }
         let network = |detail: String| Error::Network {
             endpoint: self.endpoint.clone(),

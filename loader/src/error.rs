@@ -82,6 +82,16 @@ pub enum Error {
         /// The key.
         key: &'static str,
     },
+    /// A key of the secret's value is there but unusable.
+    #[error("secret {id}: {key} is not valid: {why}; fix its value in Secrets Manager")]
+    InvalidKey {
+        /// Secret id.
+        id: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong (never the value).
+        why: String,
+    },
     /// The secret is shorter than 32 bytes.
     #[error(
         "secret {id}: hmac_secret is {len} bytes, at least 32 are required; put a longer value in Secrets Manager (e.g. `openssl rand -hex 32`)"
@@ -148,7 +158,7 @@ impl Error {
             Error::Network { .. } => 14,
             Error::Service { .. } => 15,
             Error::NotJson { .. } => 16,
-            Error::MissingKey { .. } => 17,
+            Error::MissingKey { .. } | Error::InvalidKey { .. } => 17,
             Error::TooShort { .. } => 18,
             Error::EnvironmentMismatch { .. } => 19,
             Error::NoEnvoy => 20,
@@ -165,7 +175,7 @@ Exit codes:
    0  success                      14  network error or timeout
    1  unexpected error             15  other Secrets Manager error
    2  bad usage                    16  secret value is not JSON
-   4  verify: request refused      17  hmac_secret/environment key missing
+   4  verify: request refused      17  hmac_secret/environment missing or invalid
   10  no AWS credentials           18  hmac_secret shorter than 32 bytes
   11  access denied                19  environment mismatch
   12  secret or version not found  20  no Envoy binary found

@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::aws::{AwsArgs, SecretArgs, Sm};
+use crate::aws::{AwsArgs, SecretArgs, Sm, Stages};
 use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
 use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy};
@@ -46,8 +46,8 @@ pub struct FilterOpts {
     /// Memory bound of the replay cache, in nonces
     #[arg(long, default_value_t = DEFAULT_NONCE_CACHE_MAX_ENTRIES)]
     pub nonce_cache_max_entries: u64,
-    /// Path that skips verification (exact, or prefix ending in *); repeatable; "" for none
-    #[arg(long = "exempt-path", value_name = "PATH", default_value = "/healthz")]
+    /// Path whose GET/HEAD requests skip verification, e.g. a health check (exact, or prefix ending in *); repeatable [default: none]
+    #[arg(long = "exempt-path", value_name = "PATH")]
     pub exempt_paths: Vec<String>,
     /// Let CORS preflight requests pass unsigned
     #[arg(long)]
@@ -63,12 +63,7 @@ impl FilterOpts {
             require_nonce: self.require_nonce,
             nonce_ttl_seconds: self.nonce_ttl,
             nonce_cache_max_entries: self.nonce_cache_max_entries,
-            exempt_paths: self
-                .exempt_paths
-                .iter()
-                .filter(|p| !p.is_empty())
-                .cloned()
-                .collect(),
+            exempt_paths: self.exempt_paths.clone(),
             allow_cors_preflight: self.allow_cors_preflight,
             ..PluginConfig::default()
         };
@@ -137,29 +132,32 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?}: expected e.g. 30s, 5m, 1h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok(Duration::from_millis(n)),
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
-    };
-    if secs == 0 {
-        return Err("the interval must be more than 0".into());
     }
-    Ok(Duration::from_secs(secs))
+    .filter(|ms| *ms <= 7 * 24 * 3_600_000)
+    .ok_or_else(|| format!("{s:?}: at most a week"))?;
+    if millis < 100 {
+        return Err(format!("{s:?}: the interval must be at least 100ms"));
+    }
+    Ok(Duration::from_millis(millis))
 }
 
 fn say(msg: impl std::fmt::Display) {
     eprintln!("edge-hmac: {msg}");
 }
 
-/// The keys Envoy is started with.
+/// The keys Envoy is started with, and the Secrets Manager versions they
+/// came from.
 #[derive(Clone)]
 struct Keys {
     current: EdgeSecret,
-    current_version: Option<String>,
     previous: Option<EdgeSecret>,
+    versions: Option<Stages>,
 }
 
 impl Keys {
@@ -185,9 +183,9 @@ impl Keys {
             "environment {}, current key {}{}, previous key {}",
             self.current.environment,
             self.current.fingerprint(),
-            self.current_version
+            self.versions
                 .as_ref()
-                .map(|v| format!(" (version {v})"))
+                .map(|v| format!(" (version {})", v.current))
                 .unwrap_or_default(),
             self.previous
                 .as_ref()
@@ -219,8 +217,8 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ));
         Keys {
             current: secret,
-            current_version: None,
             previous: None,
+            versions: None,
         }
     } else {
         let id = args.secret.id()?;
@@ -232,10 +230,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             "secret {id} from Secrets Manager in {}",
             sm.region()
         ));
+        let versions = current.version_id.clone().map(|c| Stages {
+            current: c,
+            previous: previous.as_ref().and_then(|p| p.version_id.clone()),
+        });
         let keys = Keys {
             current: current.secret,
-            current_version: current.version_id,
             previous: previous.map(|p| p.secret),
+            versions,
         };
         aws = Some((sm, id));
         keys
@@ -318,7 +320,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         sup.admin
     ));
     if args.dev {
-        print_dev_hints(&keys.current, listen)?;
+        print_dev_hints(&keys.current, listen, args.filter.clock_skew)?;
     }
 
     let result = sup.supervise(&mut current, keys, aws, args.watch).await;
@@ -326,12 +328,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     result
 }
 
-fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr) -> Result<()> {
+fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result<()> {
     let url = format!("http://{listen}/v1/hello?name=dev");
     let wire = split_url(&url)?;
     let headers = sign_request(secret, "GET", &wire, b"", now(), None, TagEncoding::Hex)?;
     println!(
-        "Signed request (valid for 300 s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
+        "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
     );
     println!("  {}", curl_command("GET", &url, &headers, None));
     println!("Unsigned request (refused with 401 missing_signature):");
@@ -448,7 +450,7 @@ impl Supervisor {
         watch: Option<Duration>,
     ) -> Result<ExitCode> {
         let mut draining: Vec<Child> = Vec::new();
-        let mut refused_version: Option<String> = None;
+        let mut refused: Option<Stages> = None;
         let mut sigint =
             signal(SignalKind::interrupt()).map_err(|e| Error::Other(e.to_string()))?;
         let mut sigterm =
@@ -472,7 +474,15 @@ impl Supervisor {
                 _ = ticker.tick(), if watch.is_some() => {
                     draining.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
                     let Some((sm, id)) = &aws else { continue };
-                    match self.rotate(sm, id, &keys, &mut refused_version).await {
+                    // Signals are still served while a rotation is under way:
+                    // the rotation is dropped (a half-started Envoy is killed).
+                    let outcome = tokio::select! {
+                        r = self.rotate(sm, id, &keys, &mut refused) => r,
+                        _ = sigint.recv() => { forward(current, &draining, libc::SIGINT); continue }
+                        _ = sigterm.recv() => { forward(current, &draining, libc::SIGTERM); continue }
+                        _ = sighup.recv() => { forward(current, &draining, libc::SIGHUP); continue }
+                    };
+                    match outcome {
                         Ok(None) => {}
                         Ok(Some((new_keys, child))) => {
                             let old = std::mem::replace(current, child);
@@ -487,46 +497,57 @@ impl Supervisor {
         }
     }
 
-    /// Checks AWSCURRENT; when it changed, hot-restarts Envoy with the new
-    /// current key and the old one as previous.
+    /// Checks which versions are AWSCURRENT and AWSPREVIOUS; when either
+    /// changed, hot-restarts Envoy with those two keys (so a rotation makes
+    /// the old key previous, and removing AWSPREVIOUS retires it, as in the
+    /// cluster).
     ///
-    /// A version whose value was refused (not JSON, too short, ...) is
-    /// remembered in `refused` and not fetched again: one log line per bad
-    /// version, not one per poll.
+    /// A pair of versions whose values were refused (not JSON, too short,
+    /// ...) is remembered in `refused` and not fetched again: one log line per
+    /// bad version, not one per poll.
     async fn rotate(
         &mut self,
         sm: &Sm,
         id: &str,
         keys: &Keys,
-        refused: &mut Option<String>,
+        refused: &mut Option<Stages>,
     ) -> Result<Option<(Keys, Child)>> {
-        let version = sm.current_version(id).await?;
-        if keys.current_version.as_deref() == Some(version.as_str())
-            || refused.as_deref() == Some(version.as_str())
-        {
+        let stages = sm.stages(id).await?;
+        if keys.versions.as_ref() == Some(&stages) || refused.as_ref() == Some(&stages) {
             return Ok(None);
         }
-        let fetched = match sm
-            .fetch(id, "AWSCURRENT", Some(&keys.current.environment))
-            .await
-        {
+        let environment = keys.current.environment.clone();
+        let fetched = async {
+            let current = sm.fetch(id, "AWSCURRENT", Some(&environment)).await?;
+            let previous = match stages.previous {
+                Some(_) => {
+                    sm.fetch_optional(id, "AWSPREVIOUS", Some(&environment))
+                        .await?
+                }
+                None => None,
+            };
+            Ok::<_, Error>((current, previous))
+        }
+        .await;
+        let (current, previous) = match fetched {
             Ok(f) => f,
             Err(e) => {
                 if !matches!(e, Error::Network { .. } | Error::Throttled { .. }) {
-                    *refused = Some(version);
+                    *refused = Some(stages);
                 }
                 return Err(e);
             }
         };
         let new_keys = Keys {
-            current: fetched.secret,
-            current_version: fetched.version_id.or(Some(version)),
-            previous: Some(keys.current.clone()),
+            current: current.secret,
+            previous: previous.map(|p| p.secret),
+            versions: Some(stages.clone()),
         };
         self.epoch += 1;
         say(format!(
-            "AWSCURRENT of {id} changed (key {}); hot restart to epoch {}",
-            new_keys.current.fingerprint(),
+            "secret {id} changed (AWSCURRENT {}, AWSPREVIOUS {}); hot restart to epoch {}",
+            stages.current,
+            stages.previous.as_deref().unwrap_or("none"),
             self.epoch
         ));
         match self.start(&new_keys).await {
@@ -642,6 +663,8 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0ms").is_err());
+        assert!(parse_duration("99999999999999999h").is_err());
         assert!(parse_duration("5d").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! validation, safe summaries, and the local development secret.
 
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use edge_hmac_filter::config::SecretString;
@@ -87,6 +87,13 @@ impl EdgeSecret {
                 len: hmac_secret.expose().len(),
             });
         }
+        // Validate before comparing: an invalid value is never echoed (it
+        // could be a key put under the wrong name).
+        validate_environment(environment).map_err(|e| Error::InvalidKey {
+            id: id.into(),
+            key: "environment",
+            why: e.to_string(),
+        })?;
         if let Some(expected) = expected_environment
             && expected != environment
         {
@@ -96,7 +103,6 @@ impl EdgeSecret {
                 found: environment.into(),
             });
         }
-        validate_environment(environment).map_err(|e| Error::Usage(format!("secret {id}: {e}")))?;
         Ok(Self {
             hmac_secret,
             environment: environment.to_owned(),
@@ -157,9 +163,15 @@ pub fn dev_secret() -> Result<(EdgeSecret, PathBuf, bool)> {
 }
 
 fn write_private(path: &Path, secret: &EdgeSecret) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    // Create missing directories private (0700); never change an existing one.
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -227,6 +239,18 @@ mod tests {
             EdgeSecret::parse("id", &ok, Some("prod")),
             Err(Error::EnvironmentMismatch { .. })
         ));
+        // An environment that is not a name (here: a key under the wrong
+        // name) is refused without echoing it.
+        let swapped = format!(r#"{{"hmac_secret":"{KEY}","environment":"{KEY}"}}"#);
+        let err = EdgeSecret::parse("id", &swapped, Some("dev")).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidKey {
+                key: "environment",
+                ..
+            }
+        ));
+        assert!(!err.to_string().contains(KEY), "{err}");
     }
 
     /// The path convention.

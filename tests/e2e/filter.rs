@@ -361,6 +361,16 @@ async fn exempt_paths_and_cors_preflight() {
             .status,
         401
     );
+    // Exempt paths are for GET/HEAD health checks only, and a "preflight"
+    // with a body is not one: both are verified, nothing reaches upstream.
+    let post = Req::new("POST", "/healthz").body(Body::Full(b"{}".to_vec()));
+    assert_eq!(send(s.addr, &post).await.status, 401);
+    let smuggled = preflight.clone().body(Body::Full(b"smuggled".to_vec()));
+    assert_eq!(send(s.addr, &smuggled).await.status, 401);
+    assert!(
+        s.upstream.records().iter().all(|r| r.body.is_empty()),
+        "an unsigned body reached the upstream"
+    );
     assert_eq!(s.envoy.counter("exempt").await, 3);
     assert_eq!(s.envoy.counter("cors_preflight").await, 1);
 }

@@ -50,7 +50,7 @@ fn renderings() -> Vec<(String, String)> {
         CHECKED_IN_ARGS.to_string(),
         "--env prod --wasm-image registry.example.com/crawbl/edge-hmac-filter@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
         format!("--env dev --wasm-url https://artifacts.example.com/edge-hmac/edge_hmac_filter.wasm --wasm-file {wasm} --require-nonce --max-body-bytes 4194304 --exempt-path /healthz --exempt-path /public/* --allow-cors-preflight --tls-certificate-secret edge-tls --gateway-namespace apps --gateway-name public"),
-        "--env stage --secret-id arn:aws:secretsmanager:eu-central-1:123456789012:secret:crawbl/stage/edge/hmac-AbCdEf --wasm-image registry.example.com/f:1 --wasm-image-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90 --exempt-path=".into(),
+        "--env stage --secret-id arn:aws:secretsmanager:eu-central-1:123456789012:secret:crawbl/stage/edge/hmac-AbCdEf --wasm-image registry.example.com/f:1 --wasm-image-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
     ]
     .into_iter()
     .map(|args| (args.clone(), render_cli(&args)))
@@ -242,8 +242,11 @@ fn cel_rules_and_cross_references() {
 /// Each environment reads its own secret path.
 #[test]
 fn environments_render_their_own_secret_path() {
+    let digest = "0".repeat(64);
     for env in ["dev", "prod"] {
-        let yaml = render_cli(&format!("--env {env} --wasm-image r.example.com/f:1"));
+        let yaml = render_cli(&format!(
+            "--env {env} --wasm-image r.example.com/f@sha256:{digest}"
+        ));
         let docs = documents(&yaml);
         for d in kind(&docs, "ExternalSecret")["spec"]["data"]
             .as_array()
@@ -251,13 +254,34 @@ fn environments_render_their_own_secret_path() {
         {
             assert_eq!(d["remoteRef"]["key"], format!("crawbl/{env}/edge/hmac"));
         }
+        // The filter is pinned to the environment it was rendered for.
+        let eep = kind(&docs, "EnvoyExtensionPolicy");
+        assert_eq!(
+            eep["spec"]["wasm"][0]["config"]["expected_environment"],
+            env
+        );
     }
-    let out = Command::new(loader_bin())
-        .args(["render", "gateway", "--env", "dev"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--wasm-image"));
+    let refuse = |args: &[&str], needle: &str| {
+        let out = Command::new(loader_bin())
+            .args(["render", "gateway"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    // No module location; an image not pinned by digest; an HTTP URL
+    // without a checksum.
+    refuse(&["--env", "dev"], "--wasm-image");
+    refuse(
+        &["--env", "dev", "--wasm-image", "r.example.com/f:1"],
+        "not pinned",
+    );
+    refuse(
+        &["--env", "dev", "--wasm-url", "https://a.example.com/f.wasm"],
+        "checksum",
+    );
 }
 
 /// The validator rejects what the API server rejects: unknown fields, wrong
@@ -394,15 +418,25 @@ fn policy_config_is_accepted_by_the_filter() {
         let docs = documents(&yaml);
         let config = &kind(&docs, "EnvoyExtensionPolicy")["spec"]["wasm"][0]["config"];
         let parsed = parse(config.to_string().as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let env = parsed
+            .expected_environment
+            .clone()
+            .expect("expected_environment rendered");
         let key = secret();
-        let compiled = parsed
-            .compile(|name| match name {
+        let compile = |environment: &str| {
+            parsed.compile(|name| match name {
                 "HMAC_SECRET" => Some(key.clone()),
-                "HMAC_ENVIRONMENT" => Some("dev".into()),
+                "HMAC_ENVIRONMENT" => Some(environment.to_owned()),
                 _ => None,
             })
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(compiled.verifier.environment(), "dev");
+        };
+        let compiled = compile(&env).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(compiled.verifier.environment(), env);
+        // Handed another environment's secret, the filter refuses to start.
+        assert!(
+            compile("other").is_err(),
+            "{what}: accepted another environment"
+        );
     }
 }
 
@@ -514,7 +548,8 @@ async fn wiring_runs_in_a_real_envoy() {
         "the filter, not Envoy, must answer"
     );
     assert_eq!(send(addr, &Req::new("GET", "/v1/x")).await.status, 401);
-    assert_eq!(send(addr, &Req::new("GET", "/healthz")).await.status, 200);
+    // Nothing is exempt unless asked for.
+    assert_eq!(send(addr, &Req::new("GET", "/healthz")).await.status, 401);
     drop(envoy);
 
     // During a rotation the previous key from AWSPREVIOUS is accepted.

@@ -743,7 +743,7 @@ async fn run_watch_follows_rotation_without_failed_requests() {
     let id = format!("crawbl/{env}/edge/hmac");
     let (k0, k1, k2) = (secret(), secret(), secret());
     moto.create_secret(&id, &edge_value(&k0, &env)).await;
-    moto.put_secret_value(&id, &edge_value(&k1, &env)).await;
+    let v1 = moto.put_secret_value(&id, &edge_value(&k1, &env)).await;
     let upstream = Upstream::start().await;
     let h = home();
     let mut cmd = run_cmd(h.path());
@@ -821,6 +821,30 @@ async fn run_watch_follows_rotation_without_failed_requests() {
     );
     // After the rotation k0 is no longer accepted (only one previous key).
     assert_eq!(send(addr, &signed(&k0)).await.status, 401);
+    let admin = running.admin();
+    let stats = edge_hmac_tests::client::get(admin, "/stats?filter=edge_hmac")
+        .await
+        .unwrap()
+        .text();
+    let previous_used: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmcustom.edge_hmac.verified_previous_key: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    // The k1 load after the rotation went through the previous key.
+    assert!(previous_used > 0, "{stats}");
+    // Retiring the old key (docs/rotation.md step 5) is followed too: the
+    // AWSPREVIOUS label removed, the next epoch has no previous key.
+    moto.call(
+        "UpdateSecretVersionStage",
+        serde_json::json!({"SecretId": id, "VersionStage": "AWSPREVIOUS", "RemoveFromVersionId": v1}),
+    )
+    .await;
+    running
+        .wait_for("rotation done: epoch 2", Duration::from_secs(30))
+        .await;
+    assert_eq!(send(addr, &signed(&k1)).await.status, 401);
+    assert_eq!(send(addr, &signed(&k2)).await.status, 200);
     // A bad new version (too short) is refused: the running Envoy keeps its
     // keys and keeps serving.
     moto.put_secret_value(&id, &edge_value("too-short-to-use", &env))
@@ -832,7 +856,6 @@ async fn run_watch_follows_rotation_without_failed_requests() {
         )
         .await;
     assert_eq!(send(addr, &signed(&k2)).await.status, 200);
-    assert_eq!(send(addr, &signed(&k1)).await.status, 200);
     // Reported once, not on every poll.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let reports = running
@@ -843,19 +866,15 @@ async fn run_watch_follows_rotation_without_failed_requests() {
         .filter(|l| l.contains("rotation check failed"))
         .count();
     assert_eq!(reports, 1, "{}", running.output());
-    let admin = running.admin();
-    let stats = edge_hmac_tests::client::get(admin, "/stats?filter=edge_hmac")
-        .await
-        .unwrap()
-        .text();
-    assert!(
-        stats.contains("wasmcustom.edge_hmac.verified_previous_key: "),
-        "{stats}"
-    );
     let (code, output) = running.terminate().await;
     assert_eq!(code, 0, "{output}");
     assert!(
         output.contains(&format!("previous key {}", fingerprint(k1.as_bytes()))),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("current key {}", fingerprint(k2.as_bytes())))
+            && output.contains("previous key none"),
         "{output}"
     );
     assert_no_secret(&output, &[&k0, &k1, &k2]);

@@ -10,10 +10,6 @@ use std::path::PathBuf;
 use edge_hmac_filter::config::PluginConfig;
 use serde::Serialize;
 
-/// Environment variables the filter reads by default, passed into the VM
-/// with `host_env_keys` (never `key_values`: those show in `/config_dump`).
-pub const HOST_ENV_KEYS: [&str; 3] = ["HMAC_SECRET", "HMAC_SECRET_PREVIOUS", "HMAC_ENVIRONMENT"];
-
 /// What a listener runs in front of the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerFilter {
@@ -234,15 +230,6 @@ pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/edge_hmac_filter.wa
 /// The checked-in bootstrap, relative to the workspace.
 pub const CHECKED_IN_PATH: &str = "envoy/envoy-local.yaml";
 
-/// The plugin configuration of the checked-in local bootstrap: defaults,
-/// with `/healthz` exempt.
-pub fn default_plugin_config() -> PluginConfig {
-    PluginConfig {
-        exempt_paths: vec!["/healthz".into()],
-        ..PluginConfig::default()
-    }
-}
-
 /// The bootstrap checked in as `envoy/envoy-local.yaml` (what
 /// `edge-hmac render envoy` prints with no flags).
 pub fn checked_in() -> LocalEnvoy {
@@ -251,7 +238,7 @@ pub fn checked_in() -> LocalEnvoy {
         parse_addr(DEFAULT_ADMIN),
         parse_addr(DEFAULT_UPSTREAM),
         PathBuf::from(DEFAULT_WASM),
-        default_plugin_config(),
+        PluginConfig::default(),
     )
 }
 

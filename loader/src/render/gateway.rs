@@ -8,7 +8,7 @@
 use edge_hmac_filter::config::PluginConfig;
 use serde::Serialize;
 
-use crate::render::envoy::{HOST_ENV_KEYS, buffer_limit_for};
+use crate::render::envoy::buffer_limit_for;
 
 /// Where Envoy Gateway downloads the filter from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -834,18 +834,11 @@ pub struct WasmEnv {
     pub host_keys: Vec<String>,
 }
 
-/// The default host keys, for documentation and tests.
-pub fn default_host_keys() -> Vec<String> {
-    HOST_ENV_KEYS.iter().map(|s| s.to_string()).collect()
-}
-
 /// The checked-in copy: `envoy/gateway/edge-hmac-dev.yaml`.
 pub const CHECKED_IN_PATH: &str = "envoy/gateway/edge-hmac-dev.yaml";
-/// The example module reference of the checked-in copy.
-pub const EXAMPLE_IMAGE: &str = "registry.example.com/crawbl/edge-hmac-filter:0.1.0";
-/// The arguments that render the checked-in copy.
-pub const CHECKED_IN_ARGS: &str =
-    "--env dev --wasm-image registry.example.com/crawbl/edge-hmac-filter:0.1.0";
+/// The arguments that render the checked-in copy (an example image, pinned
+/// by digest as the renderer requires).
+pub const CHECKED_IN_ARGS: &str = "--env dev --wasm-image registry.example.com/crawbl/edge-hmac-filter@sha256:5f0c4be3a3a2c4a2d5e9f0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1";
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ pub enum RenderCmd {
 /// Arguments of `edge-hmac render gateway`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderGatewayArgs {
-    /// Environment: secret crawbl/<ENV>/<scope>/<name>, and the filter's expected environment
+    /// Environment: reads the secret crawbl/<ENV>/<scope>/<name>, and the filter refuses a secret whose "environment" is not ENV (expected_environment)
     #[arg(long = "env", value_name = "ENV")]
     pub environment: String,
     /// Secret id (instead of the path convention)
@@ -51,7 +51,7 @@ pub struct RenderGatewayArgs {
     /// The .wasm you publish at --wasm-url: its SHA-256 goes into the policy
     #[arg(long, value_name = "PATH", requires = "wasm_url")]
     pub wasm_file: Option<PathBuf>,
-    /// OCI image with the .wasm (registry/repo:tag or registry/repo@sha256:...)
+    /// OCI image with the .wasm, pinned: registry/repo@sha256:DIGEST (or a tag with --wasm-image-sha256)
     #[arg(long, value_name = "REF")]
     pub wasm_image: Option<String>,
     /// Digest (hex) of the OCI image, when not in --wasm-image
@@ -129,13 +129,23 @@ impl RenderGatewayArgs {
                     sha256,
                 }
             }
-            (None, Some(image)) => gateway::WasmCode::Image {
-                url: image.clone(),
-                sha256: self
-                    .wasm_image_sha256
-                    .as_ref()
-                    .map(|h| h.to_ascii_lowercase()),
-            },
+            (None, Some(image)) => {
+                let pinned = image
+                    .rsplit_once("@sha256:")
+                    .is_some_and(|(_, digest)| is_hex64(digest));
+                if !pinned && self.wasm_image_sha256.is_none() {
+                    return Err(Error::Usage(format!(
+                        "--wasm-image {image:?} is not pinned: use registry/repo@sha256:DIGEST or add --wasm-image-sha256, so a re-pushed tag cannot change the code at the edge"
+                    )));
+                }
+                gateway::WasmCode::Image {
+                    url: image.clone(),
+                    sha256: self
+                        .wasm_image_sha256
+                        .as_ref()
+                        .map(|h| h.to_ascii_lowercase()),
+                }
+            }
             _ => {
                 return Err(Error::Usage(
                     "say where Envoy Gateway downloads the filter: --wasm-url URL --wasm-file PATH, or --wasm-image REF (see docs/deploy.md)".into(),
@@ -152,8 +162,9 @@ impl RenderGatewayArgs {
                 )));
             }
         }
-        let mut o =
-            gateway::GatewayOptions::new(&self.environment, code, self.filter.plugin_config()?);
+        let mut plugin = self.filter.plugin_config()?;
+        plugin.expected_environment = Some(self.environment.clone());
+        let mut o = gateway::GatewayOptions::new(&self.environment, code, plugin);
         o.secret_id = self.secret_id.clone().unwrap_or_else(|| {
             crate::secret::secret_id(&self.environment, &self.scope, &self.name)
         });
