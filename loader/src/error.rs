@@ -185,3 +185,13 @@ Exit codes:
 
 /// Result with the CLI error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// All of standard input.
+pub fn read_stdin() -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|source| Error::Io {
+        path: "<stdin>".into(),
+        source,
+    })?;
+    Ok(bytes)
+}

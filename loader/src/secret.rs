@@ -51,20 +51,13 @@ impl EdgeSecret {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|_| Error::NotJson { id: id.into() })?;
         let obj = value.as_object().ok_or(Error::NotJson { id: id.into() })?;
-        let hmac_secret = obj
-            .get("hmac_secret")
-            .and_then(serde_json::Value::as_str)
-            .ok_or(Error::MissingKey {
-                id: id.into(),
-                key: "hmac_secret",
-            })?;
-        let environment = obj
-            .get("environment")
-            .and_then(serde_json::Value::as_str)
-            .ok_or(Error::MissingKey {
-                id: id.into(),
-                key: "environment",
-            })?;
+        let string = |key: &'static str| {
+            obj.get(key)
+                .and_then(serde_json::Value::as_str)
+                .ok_or(Error::MissingKey { id: id.into(), key })
+        };
+        let hmac_secret = string("hmac_secret")?;
+        let environment = string("environment")?;
         Self::new(
             id,
             hmac_secret.to_owned(),

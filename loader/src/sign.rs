@@ -1,14 +1,13 @@
 //! `edge-hmac sign`: the `x-crawbl-*` headers for a request, or a complete
 //! curl command, made with the same core the filter verifies with.
 
-use std::io::Read as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_hmac_filter::scheme::{
     SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding, sha256,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
 use crate::secret::{EdgeSecret, random_hex};
 
@@ -103,13 +102,7 @@ fn read_body(data: Option<&str>) -> Result<BodyInput> {
             curl_arg: None,
         }),
         Some("-") => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|source| Error::Io {
-                    path: "<stdin>".into(),
-                    source,
-                })?;
+            let bytes = read_stdin()?;
             // curl cannot re-read our stdin: embed text bodies.
             let curl_arg = String::from_utf8(bytes.clone())
                 .ok()

@@ -1,7 +1,6 @@
 //! `edge-hmac verify`: checks a request captured as raw HTTP/1.1 and says
 //! which rule of the spec it fails, for debugging a client.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 
 use edge_hmac_filter::config::DEFAULT_MAX_BODY_BYTES;
@@ -9,7 +8,7 @@ use edge_hmac_filter::scheme::{
     DEFAULT_CLOCK_SKEW_SECONDS, KeyUsed, RequestHead, SecretKey, Verifier, VerifierOptions,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
 use crate::sign::{now, split_url};
 
@@ -133,14 +132,7 @@ fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
 /// Runs `edge-hmac verify`: prints a report; refused requests exit 4.
 pub async fn run(args: VerifyArgs) -> Result<()> {
     let raw = if args.input == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|source| Error::Io {
-                path: "<stdin>".into(),
-                source,
-            })?;
-        buf
+        read_stdin()?
     } else {
         let path = PathBuf::from(&args.input);
         std::fs::read(&path).map_err(|source| Error::Io { path, source })?
