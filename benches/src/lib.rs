@@ -176,70 +176,10 @@ pub struct TimingReport {
     pub n: usize,
     /// Largest |t| over the cropped views (dudect's rule: > 4.5 is a leak).
     pub t: f64,
-    /// Median time of class A, in ns.
+    /// Median time of class A, in ns per operation.
     pub median_a_ns: f64,
-    /// Median time of class B, in ns.
+    /// Median time of class B, in ns per operation.
     pub median_b_ns: f64,
-}
-
-/// dudect-style test: `n` timings of each class, the classes interleaved in
-/// pseudo-random order so drift hits both alike, then Welch's t on the raw
-/// timings and on views cropped at several percentiles (which removes
-/// interrupt and scheduling outliers).
-///
-/// `setup(is_class_a)` puts the input in place (outside the timed region);
-/// `op()` is what is timed. Both classes use the same memory, so only the
-/// data differs between them.
-pub fn compare_timings<S>(
-    n: usize,
-    state: &mut S,
-    mut setup: impl FnMut(&mut S, bool),
-    mut op: impl FnMut(&mut S),
-) -> TimingReport {
-    let mut a = Vec::with_capacity(n);
-    let mut b = Vec::with_capacity(n);
-    let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
-    for i in 0..2000 {
-        setup(state, i % 2 == 0);
-        op(state);
-    }
-    while a.len() < n || b.len() < n {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let is_a = (rng & 1 == 0 && a.len() < n) || b.len() >= n;
-        setup(state, is_a);
-        let start = Instant::now();
-        op(state);
-        let ns = start.elapsed().as_nanos() as f64;
-        if is_a {
-            a.push(ns);
-        } else {
-            b.push(ns);
-        }
-    }
-    let mut all: Vec<f64> = a.iter().chain(b.iter()).copied().collect();
-    all.sort_by(f64::total_cmp);
-    let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
-    let mut t_max = welch_t(&a, &b).abs();
-    for p in [0.5, 0.8, 0.9, 0.99] {
-        let cut = pct(p);
-        let ca: Vec<f64> = a.iter().copied().filter(|x| *x <= cut).collect();
-        let cb: Vec<f64> = b.iter().copied().filter(|x| *x <= cut).collect();
-        if ca.len() > 100 && cb.len() > 100 {
-            t_max = t_max.max(welch_t(&ca, &cb).abs());
-        }
-    }
-    let median = |x: &mut Vec<f64>| {
-        x.sort_by(f64::total_cmp);
-        x[x.len() / 2]
-    };
-    TimingReport {
-        n,
-        t: t_max,
-        median_a_ns: median(&mut a),
-        median_b_ns: median(&mut b),
-    }
 }
 
 /// Which comparison a timing run goes through.
@@ -253,81 +193,187 @@ pub enum Comparison {
     EqHex,
 }
 
-/// Timings of a verify whose tag is wrong at its first byte (class A)
-/// against one wrong at its last byte (class B), through `comparison`.
-pub fn first_vs_last_byte(n: usize, comparison: Comparison) -> TimingReport {
-    let (verifier, _) = verifiers();
-    let key = SecretKey::new(KEY, "current").expect("key");
-    let fixture = Fixture::signed(0, KEY);
-    let sts = fixture.string_to_sign(&verifier);
-    let sig_index = fixture
-        .headers
-        .iter()
-        .position(|(n, _)| n == "x-crawbl-signature")
-        .expect("signature header");
-    let good_hex = fixture.headers[sig_index].1[3..].to_string();
-    let good_tag = hex::decode(&good_hex).expect("hex");
-    // Wrong tags of both classes, same length, flipped in place.
-    let wrong = |index: usize| {
-        let mut t = good_tag.clone();
-        t[index] ^= 0x01;
-        t
-    };
-    let (tag_a, tag_b) = (wrong(0), wrong(31));
-    let (hex_a, hex_b) = (hex::encode(&tag_a), hex::encode(&tag_b));
-    struct State {
-        fixture: Fixture,
-        header: String,
-        raw_tag: Vec<u8>,
-        hex_tag: String,
+/// One verify path with its input switchable between "tag wrong at the first
+/// byte" (class A) and "tag wrong at the last byte" (class B), always in the
+/// same memory so only the data differs between the classes.
+pub struct Probe {
+    comparison: Comparison,
+    verifier: Verifier,
+    key: SecretKey,
+    fixture: Fixture,
+    sig_index: usize,
+    sts: String,
+    tags: [Vec<u8>; 2],
+    hexes: [String; 2],
+    raw_tag: Vec<u8>,
+    hex_tag: String,
+}
+
+impl Probe {
+    /// A probe through `comparison`.
+    pub fn new(comparison: Comparison) -> Probe {
+        let (verifier, _) = verifiers();
+        let fixture = Fixture::signed(0, KEY);
+        let sts = fixture.string_to_sign(&verifier);
+        let sig_index = fixture
+            .headers
+            .iter()
+            .position(|(n, _)| n == "x-crawbl-signature")
+            .expect("signature header");
+        let good = fixture.tag();
+        let wrong = |index: usize| {
+            let mut t = good.clone();
+            t[index] ^= 0x01;
+            t
+        };
+        let tags = [wrong(0), wrong(31)];
+        let hexes = [hex::encode(&tags[0]), hex::encode(&tags[1])];
+        Probe {
+            comparison,
+            verifier,
+            key: SecretKey::new(KEY, "current").expect("key"),
+            fixture,
+            sig_index,
+            sts,
+            raw_tag: tags[0].clone(),
+            hex_tag: hexes[0].clone(),
+            tags,
+            hexes,
+        }
     }
-    let mut state = State {
-        header: format!("v1={hex_a}"),
-        fixture,
-        raw_tag: tag_a.clone(),
-        hex_tag: hex_a.clone(),
-    };
-    compare_timings(
-        n,
-        &mut state,
-        |st, is_a| match comparison {
+
+    /// Puts class A (`true`) or B in place; not timed.
+    pub fn set(&mut self, class_a: bool) {
+        let i = usize::from(!class_a);
+        match self.comparison {
             Comparison::Filter => {
-                st.header.clear();
-                st.header.push_str("v1=");
-                st.header.push_str(if is_a { &hex_a } else { &hex_b });
-                let slot = &mut st.fixture.headers[sig_index].1;
-                slot.clear();
-                slot.push_str(&st.header);
+                let slot = &mut self.fixture.headers[self.sig_index].1;
+                slot.truncate(3); // keep "v1="
+                slot.push_str(&self.hexes[i]);
             }
-            Comparison::EqBytes => st
-                .raw_tag
-                .copy_from_slice(if is_a { &tag_a } else { &tag_b }),
+            Comparison::EqBytes => self.raw_tag.copy_from_slice(&self.tags[i]),
             Comparison::EqHex => {
-                st.hex_tag.clear();
-                st.hex_tag.push_str(if is_a { &hex_a } else { &hex_b });
+                self.hex_tag.clear();
+                self.hex_tag.push_str(&self.hexes[i]);
             }
-        },
-        |st| match comparison {
+        }
+    }
+
+    /// One verification; what is timed.
+    pub fn run(&self) {
+        match self.comparison {
             Comparison::Filter => {
-                let r = black_box(&st.fixture).verify(black_box(&verifier));
+                let r = black_box(&self.fixture).verify(black_box(&self.verifier));
                 black_box(r.is_ok());
             }
             Comparison::EqBytes => {
                 black_box(leaky::verify_eq_bytes(
-                    &key,
-                    black_box(&sts),
-                    black_box(&st.raw_tag),
+                    &self.key,
+                    black_box(&self.sts),
+                    black_box(&self.raw_tag),
                 ));
             }
             Comparison::EqHex => {
                 black_box(leaky::verify_eq_hex(
-                    &key,
-                    black_box(&sts),
-                    black_box(&st.hex_tag),
+                    &self.key,
+                    black_box(&self.sts),
+                    black_box(&self.hex_tag),
                 ));
             }
-        },
-    )
+        }
+    }
+}
+
+/// Timings of one probe, per class, in ns per operation.
+#[derive(Debug, Clone, Default)]
+pub struct Samples {
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Samples {
+    /// dudect's statistic over what was collected: Welch's t on the raw
+    /// timings and on views cropped at several percentiles (which removes
+    /// interrupt and scheduling outliers); the largest |t|.
+    pub fn report(&self) -> TimingReport {
+        let mut all: Vec<f64> = self.a.iter().chain(self.b.iter()).copied().collect();
+        all.sort_by(f64::total_cmp);
+        let pct = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
+        let mut t_max = welch_t(&self.a, &self.b).abs();
+        for p in [0.5, 0.8, 0.9, 0.99] {
+            let cut = pct(p);
+            let ca: Vec<f64> = self.a.iter().copied().filter(|x| *x <= cut).collect();
+            let cb: Vec<f64> = self.b.iter().copied().filter(|x| *x <= cut).collect();
+            if ca.len() > 100 && cb.len() > 100 {
+                t_max = t_max.max(welch_t(&ca, &cb).abs());
+            }
+        }
+        let median = |x: &[f64]| {
+            let mut x = x.to_vec();
+            x.sort_by(f64::total_cmp);
+            x[x.len() / 2]
+        };
+        TimingReport {
+            n: self.a.len().min(self.b.len()),
+            t: t_max,
+            median_a_ns: median(&self.a),
+            median_b_ns: median(&self.b),
+        }
+    }
+}
+
+/// Collects `n` more timings per class for every probe, all probes and
+/// classes interleaved in pseudo-random order (so drift and noise hit them
+/// alike). Each timing covers `batch` back-to-back operations of one class:
+/// a systematic difference adds up over the batch while jitter averages out.
+pub fn collect(
+    probes: &mut [Probe],
+    samples: &mut [Samples],
+    n: usize,
+    batch: usize,
+    seed: &mut u64,
+) {
+    let slots = probes.len() * 2;
+    let mut left = vec![n; slots];
+    for p in probes.iter_mut() {
+        for class_a in [true, false] {
+            p.set(class_a);
+            for _ in 0..200 {
+                p.run();
+            }
+        }
+    }
+    let mut remaining = n * slots;
+    while remaining > 0 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let mut slot = (*seed % slots as u64) as usize;
+        while left[slot] == 0 {
+            slot = (slot + 1) % slots;
+        }
+        left[slot] -= 1;
+        remaining -= 1;
+        let (probe, class_a) = (slot / 2, slot.is_multiple_of(2));
+        probes[probe].set(class_a);
+        let start = Instant::now();
+        for _ in 0..batch {
+            probes[probe].run();
+        }
+        let ns = start.elapsed().as_nanos() as f64 / batch as f64;
+        let s = &mut samples[probe];
+        if class_a { s.a.push(ns) } else { s.b.push(ns) }
+    }
+}
+
+/// Timings of a verify whose tag is wrong at its first byte (class A)
+/// against one wrong at its last byte (class B), through `comparison`.
+pub fn first_vs_last_byte(n: usize, comparison: Comparison) -> TimingReport {
+    let mut probes = [Probe::new(comparison)];
+    let mut samples = [Samples::default()];
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    collect(&mut probes, &mut samples, n, 1, &mut seed);
+    samples[0].report()
 }
 
 #[cfg(test)]
