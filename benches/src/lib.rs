@@ -191,6 +191,9 @@ pub enum Comparison {
     EqBytes,
     /// Leaky: the tag computed, then `==` on the 64-character hex strings.
     EqHex,
+    /// Calibration (A/A): the filter's verify with the same wrong tag in
+    /// both classes. Any |t| here is the harness's own noise floor.
+    FilterSameTag,
 }
 
 /// One verify path with its input switchable between "tag wrong at the first
@@ -226,7 +229,11 @@ impl Probe {
             t[index] ^= 0x01;
             t
         };
-        let tags = [wrong(0), wrong(31)];
+        let tags = if comparison == Comparison::FilterSameTag {
+            [wrong(0), wrong(0)]
+        } else {
+            [wrong(0), wrong(31)]
+        };
         let hexes = [hex::encode(&tags[0]), hex::encode(&tags[1])];
         Probe {
             comparison,
@@ -246,7 +253,7 @@ impl Probe {
     pub fn set(&mut self, class_a: bool) {
         let i = usize::from(!class_a);
         match self.comparison {
-            Comparison::Filter => {
+            Comparison::Filter | Comparison::FilterSameTag => {
                 let slot = &mut self.fixture.headers[self.sig_index].1;
                 slot.truncate(3); // keep "v1="
                 slot.push_str(&self.hexes[i]);
@@ -262,7 +269,7 @@ impl Probe {
     /// One verification; what is timed.
     pub fn run(&self) {
         match self.comparison {
-            Comparison::Filter => {
+            Comparison::Filter | Comparison::FilterSameTag => {
                 let r = black_box(&self.fixture).verify(black_box(&self.verifier));
                 black_box(r.is_ok());
             }
