@@ -4,7 +4,9 @@
 //! so the check is shown to be sensitive enough on this machine before its
 //! verdict on the filter counts. Timings are collected in rounds until that
 //! sensitivity is reached (a busy machine needs more samples). The
-//! thresholds are generous (10, against dudect's 4.5); the full version is
+//! threshold is generous (20, against dudect's 4.5): code-layout and cache
+//! effects alone give the filter |t| up to ~5 here, while the leaky compare
+//! reaches 35-75 in one round; the full version is
 //! `cargo bench -p edge-hmac-benches --bench constant_time`.
 
 use std::process::ExitCode;
@@ -12,9 +14,9 @@ use std::process::ExitCode;
 use edge_hmac_benches::{Comparison, Probe, Samples, collect};
 
 const PER_ROUND: usize = 40_000;
-const MAX_ROUNDS: usize = 12;
+const MAX_ROUNDS: usize = 20;
 const BATCH: usize = 4;
-const THRESHOLD: f64 = 10.0;
+const THRESHOLD: f64 = 20.0;
 
 fn main() -> ExitCode {
     let mut probes = [
