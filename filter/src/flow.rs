@@ -3,7 +3,7 @@
 //! call these, and act on the answer.
 
 use crate::config::FilterConfig;
-use crate::replay::{BucketStore, ClaimError};
+use crate::replay::BucketStore;
 use crate::scheme::{BodyVerifier, Detail, KeyUsed, Reject, Rejection, RequestHead};
 
 /// Why a request passed without verification.
@@ -21,12 +21,7 @@ pub enum HeadersDecision {
     /// Let it through unverified.
     Skip(Skip),
     /// Answer with this rejection; nothing goes upstream.
-    Reject {
-        /// The outcome.
-        rejection: Rejection,
-        /// True when the nonce cache refused because it is full.
-        cache_full: bool,
-    },
+    Reject(Rejection),
     /// Headers verified: continue them upstream. `body` is the check still
     /// to run on the body (`None` when the request has no body).
     Verified {
@@ -64,27 +59,21 @@ pub fn on_request_headers(
     let verified = match config.verifier.verify_headers(head, now) {
         Ok(v) => v,
         Err(rejection) => {
-            return HeadersDecision::Reject {
-                rejection,
-                cache_full: false,
-            };
+            return HeadersDecision::Reject(rejection);
         }
     };
     // The tag is valid: only now may the nonce take a place in the cache.
     if let Some(nonce) = verified.nonce
         && let Err(err) = config.replay.claim(store, nonce, now)
     {
-        return HeadersDecision::Reject {
-            rejection: err.rejection(),
-            cache_full: err == ClaimError::Full,
-        };
+        return HeadersDecision::Reject(err.rejection());
     }
     if end_of_stream {
         if !verified.expects_empty_body() {
-            return HeadersDecision::Reject {
-                rejection: Rejection::new(Reject::ContentMismatch, Detail::BodyHashDiffers),
-                cache_full: false,
-            };
+            return HeadersDecision::Reject(Rejection::new(
+                Reject::ContentMismatch,
+                Detail::BodyHashDiffers,
+            ));
         }
         return HeadersDecision::Verified {
             key: verified.key,
@@ -96,15 +85,12 @@ pub fn on_request_headers(
         .content_length
         .is_some_and(|n| n > config.max_body_bytes)
     {
-        return HeadersDecision::Reject {
-            rejection: Rejection::new(
-                Reject::BodyTooLarge,
-                Detail::BodyOverLimit {
-                    limit: config.max_body_bytes,
-                },
-            ),
-            cache_full: false,
-        };
+        return HeadersDecision::Reject(Rejection::new(
+            Reject::BodyTooLarge,
+            Detail::BodyOverLimit {
+                limit: config.max_body_bytes,
+            },
+        ));
     }
     HeadersDecision::Verified {
         key: verified.key,
@@ -176,7 +162,7 @@ mod tests {
 
     fn reason(d: &HeadersDecision) -> Option<Reject> {
         match d {
-            HeadersDecision::Reject { rejection, .. } => Some(rejection.reason),
+            HeadersDecision::Reject(rejection) => Some(rejection.reason),
             _ => None,
         }
     }

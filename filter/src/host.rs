@@ -14,7 +14,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 
 use crate::replay::{BucketStore, StoreError};
-use crate::scheme::Reject;
+use crate::scheme::{Detail, Reject, Rejection};
 
 /// Raw proxy-wasm ABI imports the SDK does not expose panic-free.
 #[allow(unsafe_code)]
@@ -186,12 +186,12 @@ impl Metrics {
         Self::bump(self.cors_preflight);
     }
 
-    /// A rejection.
-    pub fn rejected(&self, reason: Reject, cache_full: bool) {
-        if let Some(i) = Reject::ALL.iter().position(|r| *r == reason) {
+    /// A rejection (and, for a full nonce bucket, `nonce_cache_full`).
+    pub fn rejected(&self, rejection: Rejection) {
+        if let Some(i) = Reject::ALL.iter().position(|r| *r == rejection.reason) {
             Self::bump(self.rejected.get(i).copied().flatten());
         }
-        if cache_full {
+        if rejection.detail == Detail::ReplayCacheFull {
             Self::bump(self.nonce_cache_full);
         }
     }

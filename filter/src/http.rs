@@ -32,8 +32,8 @@ impl Http {
         }
     }
 
-    fn reject(&mut self, rejection: Rejection, cache_full: bool) -> Action {
-        self.shared.metrics.rejected(rejection.reason, cache_full);
+    fn reject(&mut self, rejection: Rejection) -> Action {
+        self.shared.metrics.rejected(rejection);
         host::log(LogLevel::Debug, || {
             format!("edge-hmac: rejected {rejection}")
         });
@@ -71,7 +71,7 @@ impl Http {
                 self.shared.metrics.verified(key == KeyUsed::Previous);
                 Action::Continue
             }
-            Err(rejection) => self.reject(rejection, false),
+            Err(rejection) => self.reject(rejection),
         }
     }
 }
@@ -100,10 +100,7 @@ impl HttpContext for Http {
                 shared.metrics.cors_preflight();
                 Action::Continue
             }
-            HeadersDecision::Reject {
-                rejection,
-                cache_full,
-            } => self.reject(rejection, cache_full),
+            HeadersDecision::Reject(rejection) => self.reject(rejection),
             HeadersDecision::Verified { key, body: None } => {
                 shared.metrics.verified(key == KeyUsed::Previous);
                 Action::Continue
@@ -136,7 +133,7 @@ impl HttpContext for Http {
             match hostcalls::get_buffer(BufferType::HttpRequestBody, seen, body_size - seen) {
                 Ok(Some(chunk)) => {
                     if let Err(rejection) = check.update(&chunk) {
-                        return self.reject(rejection, false);
+                        return self.reject(rejection);
                     }
                 }
                 Ok(None) => {}

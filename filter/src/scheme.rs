@@ -343,16 +343,7 @@ impl Signer {
             return Err(SchemeError::BadNonce);
         }
         let content = request.content_sha256.unwrap_or(EMPTY_SHA256);
-        let canonical = Canonical {
-            environment: self.environment.as_bytes(),
-            timestamp: timestamp.as_bytes(),
-            nonce: request.nonce.unwrap_or("").as_bytes(),
-            method: request.method.as_bytes(),
-            authority: request.authority.as_bytes(),
-            path: request.path.as_bytes(),
-            content_sha256: &content,
-        };
-        let tag = self.key.tag(&canonical);
+        let tag = self.key.tag(&self.canonical(request, &timestamp, &content));
         let encoded = match encoding {
             TagEncoding::Hex => hex::encode(tag),
             TagEncoding::Base64 => BASE64.encode(tag),
@@ -370,6 +361,15 @@ impl Signer {
     pub fn string_to_sign(&self, request: &SignRequest<'_>) -> String {
         let timestamp = request.timestamp.to_string();
         let content = request.content_sha256.unwrap_or(EMPTY_SHA256);
+        self.canonical(request, &timestamp, &content).to_text()
+    }
+
+    fn canonical<'a>(
+        &'a self,
+        request: &SignRequest<'a>,
+        timestamp: &'a str,
+        content_sha256: &'a [u8; 32],
+    ) -> Canonical<'a> {
         Canonical {
             environment: self.environment.as_bytes(),
             timestamp: timestamp.as_bytes(),
@@ -377,9 +377,8 @@ impl Signer {
             method: request.method.as_bytes(),
             authority: request.authority.as_bytes(),
             path: request.path.as_bytes(),
-            content_sha256: &content,
+            content_sha256,
         }
-        .to_text()
     }
 }
 
