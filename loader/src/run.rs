@@ -260,9 +260,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
 
     let mut local = LocalEnvoy::single(args.listen, args.admin, upstream, wasm.clone(), plugin);
-    let yaml = local
-        .to_yaml()
-        .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
     let dir = tempfile::Builder::new()
         .prefix("edge-hmac-run-")
         .tempdir()
@@ -271,10 +268,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             source,
         })?;
     let config_path = dir.path().join("envoy.yaml");
-    std::fs::write(&config_path, yaml).map_err(|source| Error::Io {
-        path: config_path.clone(),
-        source,
-    })?;
+    write_bootstrap(&local, &config_path)?;
     say(format!("envoy: {envoy_cmd}"));
     say(format!("filter: {}", wasm.display()));
     say(format!(
@@ -307,13 +301,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         if let Some(l) = local.listeners.first_mut() {
             l.address = listen;
         }
-        let yaml = local
-            .to_yaml()
-            .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
-        std::fs::write(&sup.config, yaml).map_err(|source| Error::Io {
-            path: sup.config.clone(),
-            source,
-        })?;
+        write_bootstrap(&local, &sup.config)?;
     }
     say(format!(
         "Envoy ready (epoch 0): listener http://{listen}  admin http://{}",
@@ -326,6 +314,17 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let result = sup.supervise(&mut current, keys, aws, args.watch).await;
     drop(dir);
     result
+}
+
+/// Renders `local` to `path` (no secret is ever in it).
+fn write_bootstrap(local: &LocalEnvoy, path: &std::path::Path) -> Result<()> {
+    let yaml = local
+        .to_yaml()
+        .map_err(|e| Error::Other(format!("cannot render the Envoy bootstrap: {e}")))?;
+    std::fs::write(path, yaml).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result<()> {
