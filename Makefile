@@ -1,6 +1,8 @@
-# edge-hmac — build, test and run. Needs only Rust (rustup), Python 3 and make;
-# everything else (wasm target, Envoy, moto) is installed on first use into
-# this checkout (.venv/) or the pinned toolchain.
+# edge-hmac — build, test and run. `make run` needs only Rust (rustup), Python 3
+# and make; everything else (wasm target, Envoy, moto) is installed on first use
+# into this checkout (.venv/) or the pinned toolchain. `make test` also needs Go
+# (1.25 or newer) and the Go module proxy: it builds Envoy Gateway, the External
+# Secrets Operator and kube-apiserver once into ~/.cache/edge-hmac/components.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV ?= .venv
 CARGO ?= cargo
 WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
 
-.PHONY: help toolchain venv wasm lint vectors ct-check test run demo bench
+.PHONY: help toolchain venv wasm lint vectors ct-check components test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -40,7 +42,10 @@ vectors: ## check the spec vectors with the independent Python implementation
 ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
 	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
 
-test: lint wasm venv vectors ct-check ## the whole test suite (what CI runs)
+components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl and etcd for the tests (cached; ~15 min the first time)
+	bash tests/components/build.sh
+
+test: lint wasm venv vectors ct-check components ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)

@@ -9,21 +9,17 @@ use edge_hmac::render::gateway::{
     CHECKED_IN_ARGS, CHECKED_IN_PATH, GatewayOptions, WasmCode, parse_quantity,
 };
 use edge_hmac_filter::config::{PluginConfig, SecretString, parse};
-use edge_hmac_tests::build::{filter_wasm, loader_bin, workspace};
+use edge_hmac_tests::build::{filter_wasm, loader_bin};
 use edge_hmac_tests::client::{Body, Req, send};
-use edge_hmac_tests::crd::{Checked, Crds, documents};
 use edge_hmac_tests::envoy::{Envoy, validate};
 use edge_hmac_tests::secrets::{assert_no_secret, secret};
 use edge_hmac_tests::upstream::Upstream;
+use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
 
 use crate::render::assert_snapshot;
 
-fn crds() -> Crds {
-    Crds::load().unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn render_cli(args: &str) -> String {
+pub(crate) fn render_cli(args: &str) -> String {
     let out = Command::new(loader_bin())
         .args(["render", "gateway"])
         .args(args.split_whitespace())
@@ -37,14 +33,14 @@ fn render_cli(args: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
 /// Renderings covering every option that changes the shape of a manifest.
-fn renderings() -> Vec<(String, String)> {
+pub(crate) fn renderings() -> Vec<(String, String)> {
     let wasm = filter_wasm().display().to_string();
     [
         CHECKED_IN_ARGS.to_string(),
@@ -68,69 +64,15 @@ fn checked_in_manifests_match_the_renderer() {
     assert_snapshot(CHECKED_IN_PATH, &rendered);
 }
 
-/// Every rendered and checked-in manifest validates against the real CRD
-/// schemas; kinds without a CRD in shared/crds are named, never skipped
-/// silently.
+/// The ClientTrafficPolicy raises the buffer of the Gateway the filter is
+/// on above `max_body_bytes` (its schema is checked by the API server in
+/// `cluster::apiserver_accepts_every_rendered_manifest`).
 #[test]
-fn manifests_validate_against_the_crd_schemas() {
-    let crds = crds();
-    let checked_in = std::fs::read_to_string(workspace().join(CHECKED_IN_PATH)).unwrap();
-    let mut all = vec![("checked-in copy".to_string(), checked_in)];
-    all.extend(renderings());
-    let mut without_crd = std::collections::BTreeSet::new();
-    for (what, yaml) in &all {
-        let docs = documents(yaml);
-        assert_eq!(docs.len(), 8, "{what}");
-        for doc in &docs {
-            match crds.validate(doc) {
-                Ok(Checked::Crd) => {}
-                Ok(Checked::BuiltIn) => assert_eq!(doc["kind"], "Namespace"),
-                Ok(Checked::NoCrd) => {
-                    without_crd.insert(doc["kind"].as_str().unwrap().to_owned());
-                }
-                Err(errors) => panic!(
-                    "{what}: {} {} is invalid:\n{}",
-                    doc["kind"],
-                    doc["metadata"]["name"],
-                    errors.join("\n")
-                ),
-            }
-        }
-    }
-    // shared/crds has no ClientTrafficPolicy CRD: say so; validate it as
-    // soon as it is added there.
-    let expected: std::collections::BTreeSet<String> = if crds
-        .has("gateway.envoyproxy.io/v1alpha1", "ClientTrafficPolicy")
-    {
-        Default::default()
-    } else {
-        eprintln!(
-            "note: no ClientTrafficPolicy CRD in {}; its manifest is checked by ctp_buffer_limit_form instead",
-            edge_hmac_tests::crd::crd_dir().display()
-        );
-        ["ClientTrafficPolicy".to_string()].into()
-    };
-    assert_eq!(without_crd, expected);
-}
-
-/// The ClientTrafficPolicy checked by hand against Envoy Gateway's schema
-/// (api/v1alpha1 ClientTrafficPolicy, connection.bufferLimit): targets the
-/// Gateway, and its bufferLimit matches the CRD's quantity pattern and lies
-/// above max_body_bytes.
-#[test]
-fn ctp_buffer_limit_form() {
-    let pattern = regex::Regex::new(r"^[1-9]+[0-9]*([EPTGMK]i|[EPTGMk])?$").unwrap();
+fn ctp_buffer_limit_above_max_body() {
     for (what, yaml) in renderings() {
         let docs = documents(&yaml);
         let ctp = kind(&docs, "ClientTrafficPolicy");
-        let spec = ctp["spec"].as_object().unwrap();
-        assert_eq!(
-            spec.keys().collect::<Vec<_>>(),
-            vec!["connection", "targetRefs"],
-            "{what}"
-        );
         let limit = ctp["spec"]["connection"]["bufferLimit"].as_str().unwrap();
-        assert!(pattern.is_match(limit), "{what}: {limit}");
         let eep = kind(&docs, "EnvoyExtensionPolicy");
         let max = eep["spec"]["wasm"][0]["config"]["max_body_bytes"]
             .as_u64()
@@ -150,44 +92,34 @@ fn ctp_buffer_limit_form() {
     }
 }
 
-/// The CEL rules of the CRDs that apply to our resources, checked by hand
-/// (the validator does not evaluate CEL), plus the wiring between objects.
+/// The wiring between the objects, which no schema sees: the GatewayClass's
+/// EnvoyProxy maps exactly the host keys of the policy from the Secrets the
+/// ExternalSecrets write in the proxies' namespace; the current key's sync
+/// fails closed (Retain), the previous key's may be absent (Merge, optional
+/// variable); the store serves only that namespace.
 #[test]
-fn cel_rules_and_cross_references() {
+fn resources_reference_each_other() {
     for (what, yaml) in renderings() {
         let docs = documents(&yaml);
         let eep = kind(&docs, "EnvoyExtensionPolicy");
-        // Exactly one of targetRef / targetRefs; group and kind allowed.
-        assert!(eep["spec"].get("targetRef").is_none());
-        for t in eep["spec"]["targetRefs"].as_array().unwrap() {
-            assert_eq!(t["group"], "gateway.networking.k8s.io");
-            assert_eq!(t["kind"], "Gateway");
-        }
-        // code.type HTTP <=> code.http; Image <=> code.image.
-        let code = &eep["spec"]["wasm"][0]["code"];
-        assert_eq!(code["type"] == "HTTP", code.get("http").is_some(), "{what}");
-        assert_eq!(
-            code["type"] == "Image",
-            code.get("image").is_some(),
-            "{what}"
-        );
         assert_eq!(eep["spec"]["wasm"][0]["failOpen"], false);
-        // The EnvoyProxy is the GatewayClass's, in the proxy namespace, and
-        // reads the Secret the ExternalSecret writes in that namespace.
         let gc = kind(&docs, "GatewayClass");
         let ep = kind(&docs, "EnvoyProxy");
-        let es = kind(&docs, "ExternalSecret");
         assert_eq!(gc["spec"]["parametersRef"]["name"], ep["metadata"]["name"]);
         assert_eq!(
             gc["spec"]["parametersRef"]["namespace"],
             ep["metadata"]["namespace"]
         );
-        assert_eq!(es["metadata"]["namespace"], ep["metadata"]["namespace"]);
         assert_eq!(
             kind(&docs, "Gateway")["spec"]["gatewayClassName"],
             gc["metadata"]["name"]
         );
-        let target = es["spec"]["target"]["name"].as_str().unwrap();
+        let ess: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == "ExternalSecret")
+            .collect();
+        assert_eq!(ess.len(), 2, "{what}");
+        let css = kind(&docs, "ClusterSecretStore");
         let host_keys: Vec<&str> = eep["spec"]["wasm"][0]["env"]["hostKeys"]
             .as_array()
             .unwrap()
@@ -197,38 +129,44 @@ fn cel_rules_and_cross_references() {
         let env = ep["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["env"]
             .as_array()
             .unwrap();
-        let es_keys: Vec<&str> = es["spec"]["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["secretKey"].as_str().unwrap())
-            .collect();
+        assert_eq!(env.len(), host_keys.len());
         for var in env {
             let r = &var["valueFrom"]["secretKeyRef"];
-            assert_eq!(r["name"], target);
+            let es = ess
+                .iter()
+                .find(|es| es["spec"]["target"]["name"] == r["name"])
+                .unwrap_or_else(|| panic!("{what}: no ExternalSecret writes {}", r["name"]));
+            assert_eq!(es["metadata"]["namespace"], ep["metadata"]["namespace"]);
             assert!(
-                es_keys.contains(&r["key"].as_str().unwrap()),
+                es["spec"]["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["secretKey"] == r["key"]),
                 "{what}: {var}"
             );
             assert!(
                 host_keys.contains(&var["name"].as_str().unwrap()),
                 "{what}: {var}"
             );
-            // Only the previous key may be missing (never rotated yet).
+            let previous = r["key"] == "hmac_secret_previous";
+            // Only the previous key may be missing; only its sync may skip.
+            assert_eq!(r["optional"] == true, previous, "{what}: {var}");
             assert_eq!(
-                r["optional"] == true,
-                r["key"] == "hmac_secret_previous",
+                es["spec"]["target"]["deletionPolicy"],
+                if previous { "Merge" } else { "Retain" },
                 "{what}: {var}"
             );
+            assert_eq!(es["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
+            assert_eq!(
+                es["spec"]["secretStoreRef"]["name"],
+                css["metadata"]["name"]
+            );
         }
-        assert_eq!(env.len(), host_keys.len());
-        // AWSPREVIOUS must not fail the sync when absent: not Retain.
-        assert_eq!(es["spec"]["target"]["deletionPolicy"], "Merge");
-        assert_eq!(es["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
-        let css = kind(&docs, "ClusterSecretStore");
         assert_eq!(
-            es["spec"]["secretStoreRef"]["name"],
-            css["metadata"]["name"]
+            css["spec"]["conditions"],
+            serde_json::json!([{"namespaces": [ep["metadata"]["namespace"]]}]),
+            "{what}"
         );
         assert_eq!(css["spec"]["provider"]["aws"]["region"], "eu-central-1");
         for r in ["accessKeyIDSecretRef", "secretAccessKeySecretRef"] {
@@ -248,11 +186,10 @@ fn environments_render_their_own_secret_path() {
             "--env {env} --wasm-image r.example.com/f@sha256:{digest}"
         ));
         let docs = documents(&yaml);
-        for d in kind(&docs, "ExternalSecret")["spec"]["data"]
-            .as_array()
-            .unwrap()
-        {
-            assert_eq!(d["remoteRef"]["key"], format!("crawbl/{env}/edge/hmac"));
+        for es in docs.iter().filter(|d| d["kind"] == "ExternalSecret") {
+            for d in es["spec"]["data"].as_array().unwrap() {
+                assert_eq!(d["remoteRef"]["key"], format!("crawbl/{env}/edge/hmac"));
+            }
         }
         // The filter is pinned to the environment it was rendered for.
         let eep = kind(&docs, "EnvoyExtensionPolicy");
@@ -282,99 +219,6 @@ fn environments_render_their_own_secret_path() {
         &["--env", "dev", "--wasm-url", "https://a.example.com/f.wasm"],
         "checksum",
     );
-}
-
-/// The validator rejects what the API server rejects: unknown fields, wrong
-/// types, missing required fields, bad enums and patterns, wrong scope.
-#[test]
-fn validator_rejects_invalid_manifests() {
-    let crds = crds();
-    let docs = documents(&render_cli(CHECKED_IN_ARGS));
-    let mutate = |k: &str, f: &dyn Fn(&mut Value)| {
-        let mut d = kind(&docs, k).clone();
-        f(&mut d);
-        crds.validate(&d)
-    };
-    type Mutation = Box<dyn Fn(&mut Value)>;
-    let cases: Vec<(&str, &str, Mutation)> = vec![
-        (
-            "unknown field",
-            "EnvoyExtensionPolicy",
-            Box::new(|d| d["spec"]["wasm"][0]["failClosed"] = true.into()),
-        ),
-        (
-            "wrong type",
-            "EnvoyExtensionPolicy",
-            Box::new(|d| d["spec"]["wasm"][0]["failOpen"] = "no".into()),
-        ),
-        (
-            "bad enum",
-            "EnvoyExtensionPolicy",
-            Box::new(|d| d["spec"]["wasm"][0]["code"]["type"] = "File".into()),
-        ),
-        (
-            "missing required",
-            "ExternalSecret",
-            Box::new(|d| {
-                d["spec"]["data"][0]["remoteRef"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("key");
-            }),
-        ),
-        (
-            "unknown nested field",
-            "ExternalSecret",
-            Box::new(|d| d["spec"]["target"]["optional"] = true.into()),
-        ),
-        (
-            "served version only",
-            "ExternalSecret",
-            Box::new(|d| d["apiVersion"] = "external-secrets.io/v1beta1".into()),
-        ),
-        (
-            "bad enum",
-            "ClusterSecretStore",
-            Box::new(|d| d["spec"]["provider"]["aws"]["service"] = "SSM".into()),
-        ),
-        (
-            "missing namespace",
-            "EnvoyProxy",
-            Box::new(|d| {
-                d["metadata"].as_object_mut().unwrap().remove("namespace");
-            }),
-        ),
-        (
-            "unknown container field",
-            "EnvoyProxy",
-            Box::new(|d| {
-                d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]["envFrom"] =
-                    serde_json::json!([]);
-            }),
-        ),
-        (
-            "pattern",
-            "Gateway",
-            Box::new(|d| d["spec"]["listeners"][0]["name"] = "Not_A_Name".into()),
-        ),
-        (
-            "bound",
-            "Gateway",
-            Box::new(|d| d["spec"]["listeners"][0]["port"] = 70000.into()),
-        ),
-        (
-            "namespace on cluster-scoped",
-            "GatewayClass",
-            Box::new(|d| d["metadata"]["namespace"] = "x".into()),
-        ),
-    ];
-    for (what, k, f) in cases {
-        assert!(mutate(k, f.as_ref()).is_err(), "{what} on {k} accepted");
-    }
-    // And the unmodified documents pass.
-    for d in &docs {
-        assert!(crds.validate(d).is_ok(), "{}", d["kind"]);
-    }
 }
 
 /// No secret value can appear in rendered manifests: the renderer never
@@ -571,27 +415,4 @@ async fn wiring_runs_in_a_real_envoy() {
     let out = validate(&rendered, &[("HMAC_ENVIRONMENT", "dev")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HMAC_SECRET is unset"));
-}
-
-/// The Gateway API YAML in docs/deploy.md (the example HTTPRoute) validates
-/// against the CRDs too.
-#[test]
-fn deploy_doc_yaml_validates() {
-    let crds = crds();
-    let doc = std::fs::read_to_string(workspace().join("docs/deploy.md")).unwrap();
-    let mut checked = 0;
-    for block in doc.split("```yaml\n").skip(1) {
-        let yaml = block.split("```").next().unwrap();
-        for d in documents(yaml) {
-            let api = d["apiVersion"].as_str().unwrap();
-            let kind = d["kind"].as_str().unwrap();
-            if crds.has(api, kind) {
-                if let Err(e) = crds.validate(&d) {
-                    panic!("docs/deploy.md {kind}: {}", e.join("\n"));
-                }
-                checked += 1;
-            }
-        }
-    }
-    assert_eq!(checked, 1, "expected the example HTTPRoute");
 }

@@ -1,6 +1,8 @@
 //! End-to-end test harness: builds the filter once, starts a real Envoy on
 //! loopback with it, a recording upstream, and (for the loader) moto's
-//! Secrets Manager API server. Everything it starts is torn down on drop.
+//! Secrets Manager API server; and a real Kubernetes control plane with the
+//! External Secrets Operator and Envoy Gateway built from pinned releases.
+//! Everything it starts is torn down on drop or when the test process exits.
 //!
 //! Tests live in `tests/e2e/`, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,7 +10,9 @@
 pub mod aws;
 pub mod build;
 pub mod client;
-pub mod crd;
+pub mod cluster;
 pub mod envoy;
+pub mod eso;
 pub mod secrets;
 pub mod upstream;
+pub mod yaml;

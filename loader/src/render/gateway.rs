@@ -48,8 +48,12 @@ pub struct GatewayOptions {
     pub access_key_id_key: String,
     /// Key of the secret access key in it.
     pub secret_access_key_key: String,
-    /// Secret written by ESO, read by the Envoy pods.
+    /// Secret written by ESO with the current key and the environment
+    /// (required: a missing remote secret fails the sync and keeps it).
     pub target_secret: String,
+    /// Secret written by ESO with the previous key (optional: absent until
+    /// the first rotation, and after the previous key is retired).
+    pub previous_secret: String,
     /// Namespace of the Envoy proxy pods (Envoy Gateway's own by default).
     pub proxy_namespace: String,
     /// How often ESO re-reads Secrets Manager.
@@ -89,6 +93,7 @@ impl GatewayOptions {
             access_key_id_key: "access-key".into(),
             secret_access_key_key: "secret-access-key".into(),
             target_secret: "hmac-wasm-config".into(),
+            previous_secret: "hmac-wasm-config-previous".into(),
             proxy_namespace: "envoy-gateway-system".into(),
             refresh_interval: "1h".into(),
             gateway_class: "edge-hmac".into(),
@@ -110,11 +115,11 @@ impl GatewayOptions {
 
     /// The resources, in apply order.
     pub fn resources(&self) -> Vec<Resource> {
-        let env = |name: &str, key: &str, optional: bool| EnvVar {
+        let env = |name: &str, secret: &str, key: &str, optional: bool| EnvVar {
             name: name.into(),
             value_from: EnvVarSource {
                 secret_key_ref: SecretKeySelector {
-                    name: self.target_secret.clone(),
+                    name: secret.into(),
                     key: key.into(),
                     optional: optional.then_some(true),
                 },
@@ -185,6 +190,7 @@ impl GatewayOptions {
             }
         }
 
+        let [vap, vap_binding] = self.admission_policy();
         vec![
             Resource::Namespace(Object {
                 api_version: "v1",
@@ -192,11 +198,19 @@ impl GatewayOptions {
                 metadata: Metadata::cluster(&self.gateway_namespace),
                 spec: None::<()>,
             }),
+            vap,
+            vap_binding,
             Resource::ClusterSecretStore(Object {
                 api_version: "external-secrets.io/v1",
                 kind: "ClusterSecretStore",
                 metadata: Metadata::cluster(&self.store_name),
                 spec: Some(StoreSpec {
+                    // Only ExternalSecrets in the proxies' namespace may read
+                    // through this store; without conditions any namespace
+                    // could copy the edge key out.
+                    conditions: vec![StoreCondition {
+                        namespaces: vec![self.proxy_namespace.clone()],
+                    }],
                     provider: StoreProvider {
                         aws: AwsProvider {
                             service: "SecretsManager".into(),
@@ -219,31 +233,30 @@ impl GatewayOptions {
                     },
                 }),
             }),
-            Resource::ExternalSecret(Object {
-                api_version: "external-secrets.io/v1",
-                kind: "ExternalSecret",
-                metadata: Metadata::namespaced(&self.target_secret, &self.proxy_namespace),
-                spec: Some(EsSpec {
-                    refresh_interval: self.refresh_interval.clone(),
-                    secret_store_ref: StoreRef {
-                        name: self.store_name.clone(),
-                        kind: "ClusterSecretStore".into(),
-                    },
-                    target: EsTarget {
-                        name: self.target_secret.clone(),
-                        creation_policy: "Owner".into(),
-                        // Merge: a key whose remote version does not exist
-                        // (AWSPREVIOUS of a secret never rotated) is skipped
-                        // instead of failing the whole sync (Retain).
-                        deletion_policy: "Merge".into(),
-                    },
-                    data: vec![
-                        data("hmac_secret", "hmac_secret", None),
-                        data("environment", "environment", None),
-                        data("hmac_secret_previous", "hmac_secret", Some("AWSPREVIOUS")),
-                    ],
-                }),
-            }),
+            self.external_secret(
+                &self.target_secret,
+                // Retain: a NoSecretErr (the current secret deleted or
+                // renamed) fails the sync visibly (Ready=False) and keeps the
+                // last good Secret, so running and restarting proxies keep
+                // their key. (Merge would skip the keys and report Ready.)
+                "Retain",
+                vec![
+                    data("hmac_secret", "hmac_secret", None),
+                    data("environment", "environment", None),
+                ],
+            ),
+            self.external_secret(
+                &self.previous_secret,
+                // Merge: AWSPREVIOUS does not exist before the first
+                // rotation and after it is retired; the key is then left
+                // out (the proxy's variable is optional) instead of failing.
+                "Merge",
+                vec![data(
+                    "hmac_secret_previous",
+                    "hmac_secret",
+                    Some("AWSPREVIOUS"),
+                )],
+            ),
             Resource::EnvoyProxy(Object {
                 api_version: "gateway.envoyproxy.io/v1alpha1",
                 kind: "EnvoyProxy",
@@ -255,13 +268,24 @@ impl GatewayOptions {
                             envoy_deployment: ProxyDeployment {
                                 container: ProxyContainer {
                                     env: vec![
-                                        env(&self.plugin.hmac_secret_env, "hmac_secret", false),
+                                        env(
+                                            &self.plugin.hmac_secret_env,
+                                            &self.target_secret,
+                                            "hmac_secret",
+                                            false,
+                                        ),
                                         env(
                                             &self.plugin.hmac_secret_previous_env,
+                                            &self.previous_secret,
                                             "hmac_secret_previous",
                                             true,
                                         ),
-                                        env(&self.plugin.environment_env, "environment", false),
+                                        env(
+                                            &self.plugin.environment_env,
+                                            &self.target_secret,
+                                            "environment",
+                                            false,
+                                        ),
                                     ],
                                 },
                             },
@@ -328,6 +352,135 @@ impl GatewayOptions {
         ]
     }
 
+    fn external_secret(&self, secret: &str, deletion_policy: &str, data: Vec<EsData>) -> Resource {
+        Resource::ExternalSecret(Object {
+            api_version: "external-secrets.io/v1",
+            kind: "ExternalSecret",
+            metadata: Metadata::namespaced(secret, &self.proxy_namespace),
+            spec: Some(EsSpec {
+                refresh_interval: self.refresh_interval.clone(),
+                secret_store_ref: StoreRef {
+                    name: self.store_name.clone(),
+                    kind: "ClusterSecretStore".into(),
+                },
+                target: EsTarget {
+                    name: secret.into(),
+                    creation_policy: "Owner".into(),
+                    deletion_policy: deletion_policy.into(),
+                },
+                data,
+            }),
+        })
+    }
+
+    /// Name of the admission policy that keeps the filter on every route.
+    pub fn admission_policy_name(&self) -> String {
+        format!("{}-keep-signature-check", self.envoy_proxy_name)
+    }
+
+    /// The `ValidatingAdmissionPolicy` (and its binding) that refuses every
+    /// EnvoyExtensionPolicy able to take the signature check off a route
+    /// under the edge Gateway. In Envoy Gateway a more specific policy
+    /// *replaces* a less specific one (route over listener over Gateway;
+    /// no merging unless the route policy sets `mergeType`), and of two
+    /// policies on one Gateway only the oldest applies. So, for any policy
+    /// but the kit's own:
+    /// - none may target the edge Gateway (whole or one listener);
+    /// - none may select Gateways or ListenerSets by label, or target a
+    ///   ListenerSet (which Gateway they land on is not visible here);
+    /// - a policy on a route must set `mergeType` (it is then merged into
+    ///   the Gateway's policy) and bring no `wasm` list (a merge replaces
+    ///   lists, which would drop the edge-hmac module).
+    fn admission_policy(&self) -> [Resource; 2] {
+        const ROUTES: &str = "['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute']";
+        // Whether any targetRef / targetRefs entry satisfies `pred` (about `r`).
+        let any_ref = |pred: &str| {
+            format!(
+                "((has(object.spec.targetRef) && [object.spec.targetRef].exists(r, {pred})) || \
+                 (has(object.spec.targetRefs) && object.spec.targetRefs.exists(r, {pred})))"
+            )
+        };
+        let any_selector = |pred: &str| {
+            format!(
+                "(has(object.spec.targetSelectors) && object.spec.targetSelectors.exists(r, {pred}))"
+            )
+        };
+        let is_kit = format!(
+            "(object.metadata.namespace == '{ns}' && object.metadata.name == '{name}')",
+            ns = self.gateway_namespace,
+            name = self.envoy_proxy_name
+        );
+        let gw = format!("{}/{}", self.gateway_namespace, self.gateway_name);
+        let kit = format!("{}/{}", self.gateway_namespace, self.envoy_proxy_name);
+        let validations = vec![
+            Validation {
+                expression: format!(
+                    "{is_kit} || object.metadata.namespace != '{ns}' || !{refs}",
+                    ns = self.gateway_namespace,
+                    refs = any_ref(&format!(
+                        "r.kind == 'Gateway' && r.name == '{}'",
+                        self.gateway_name
+                    )),
+                ),
+                message: format!(
+                    "only the EnvoyExtensionPolicy {kit} may target the edge Gateway {gw}: a second Gateway policy is Conflicted (only the oldest applies) and a listener policy replaces the edge-hmac signature check on that listener. Add your extension to {kit} instead."
+                ),
+                reason: "Forbidden",
+            },
+            Validation {
+                expression: format!(
+                    "{is_kit} || !({sel} || {refs})",
+                    sel = any_selector("r.kind in ['Gateway', 'ListenerSet']"),
+                    refs = any_ref("r.kind == 'ListenerSet'"),
+                ),
+                message: format!(
+                    "EnvoyExtensionPolicies may not select Gateways or ListenerSets by label, nor target a ListenerSet: one could land on the edge Gateway {gw} and replace its edge-hmac signature check. Target a Gateway by name, or a route with mergeType."
+                ),
+                reason: "Forbidden",
+            },
+            Validation {
+                expression: format!(
+                    "{is_kit} || !({refs} || {sel}) || (has(object.spec.mergeType) && (!has(object.spec.wasm) || size(object.spec.wasm) == 0))",
+                    refs = any_ref(&format!("r.kind in {ROUTES}")),
+                    sel = any_selector(&format!("r.kind in {ROUTES}")),
+                ),
+                message: format!(
+                    "an EnvoyExtensionPolicy on a route replaces the edge Gateway's edge-hmac signature check for that route unless it sets spec.mergeType (StrategicMerge or JSONMerge), and a merged policy may not carry a wasm list (it would replace the edge-hmac module). Set mergeType, and put wasm modules into {kit}."
+                ),
+                reason: "Forbidden",
+            },
+        ];
+        let name = self.admission_policy_name();
+        [
+            Resource::ValidatingAdmissionPolicy(Object {
+                api_version: "admissionregistration.k8s.io/v1",
+                kind: "ValidatingAdmissionPolicy",
+                metadata: Metadata::cluster(&name),
+                spec: Some(VapSpec {
+                    failure_policy: "Fail".into(),
+                    match_constraints: MatchConstraints {
+                        resource_rules: vec![ResourceRule {
+                            api_groups: vec!["gateway.envoyproxy.io".into()],
+                            api_versions: vec!["*".into()],
+                            operations: vec!["CREATE".into(), "UPDATE".into()],
+                            resources: vec!["envoyextensionpolicies".into()],
+                        }],
+                    },
+                    validations,
+                }),
+            }),
+            Resource::ValidatingAdmissionPolicyBinding(Object {
+                api_version: "admissionregistration.k8s.io/v1",
+                kind: "ValidatingAdmissionPolicyBinding",
+                metadata: Metadata::cluster(&name),
+                spec: Some(VapBindingSpec {
+                    policy_name: name.clone(),
+                    validation_actions: vec!["Deny".into()],
+                }),
+            }),
+        ]
+    }
+
     /// The YAML stream, with a header naming the command that made it.
     pub fn to_yaml(&self, command: &str) -> Result<String, serde_norway::Error> {
         let mut out = format!(
@@ -387,7 +540,11 @@ pub enum Resource {
     Namespace(Object<()>),
     /// AWS Secrets Manager store for ESO.
     ClusterSecretStore(Object<StoreSpec>),
-    /// Sync of the secret into `hmac-wasm-config`.
+    /// Refuses extension policies that would take the filter off a route.
+    ValidatingAdmissionPolicy(Object<VapSpec>),
+    /// Puts that policy in force (`Deny`).
+    ValidatingAdmissionPolicyBinding(Object<VapBindingSpec>),
+    /// Sync of the secret into `hmac-wasm-config` (and `-previous`).
     ExternalSecret(Object<EsSpec>),
     /// Envoy container environment from the Secret.
     EnvoyProxy(Object<EnvoyProxySpec>),
@@ -406,6 +563,8 @@ impl Resource {
     pub fn kind(&self) -> &'static str {
         match self {
             Resource::Namespace(o) => o.kind,
+            Resource::ValidatingAdmissionPolicy(o) => o.kind,
+            Resource::ValidatingAdmissionPolicyBinding(o) => o.kind,
             Resource::ClusterSecretStore(o) => o.kind,
             Resource::ExternalSecret(o) => o.kind,
             Resource::EnvoyProxy(o) => o.kind,
@@ -475,11 +634,75 @@ impl Metadata {
     }
 }
 
+/// ValidatingAdmissionPolicy spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VapSpec {
+    /// `Fail`: if the policy cannot be evaluated, the request is refused.
+    pub failure_policy: String,
+    /// Which requests it sees.
+    pub match_constraints: MatchConstraints,
+    /// CEL checks.
+    pub validations: Vec<Validation>,
+}
+
+/// Match constraints.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchConstraints {
+    /// Resource rules.
+    pub resource_rules: Vec<ResourceRule>,
+}
+
+/// One resource rule.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRule {
+    /// API groups.
+    pub api_groups: Vec<String>,
+    /// API versions.
+    pub api_versions: Vec<String>,
+    /// Operations.
+    pub operations: Vec<String>,
+    /// Resources (plural).
+    pub resources: Vec<String>,
+}
+
+/// One CEL validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// CEL expression that must be true.
+    pub expression: String,
+    /// What the user is told.
+    pub message: String,
+    /// Status reason.
+    pub reason: &'static str,
+}
+
+/// ValidatingAdmissionPolicyBinding spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VapBindingSpec {
+    /// The policy.
+    pub policy_name: String,
+    /// `Deny`.
+    pub validation_actions: Vec<String>,
+}
+
 /// ClusterSecretStore spec.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreSpec {
+    /// Namespaces whose ExternalSecrets may use the store.
+    pub conditions: Vec<StoreCondition>,
     /// Provider.
     pub provider: StoreProvider,
+}
+
+/// One `spec.conditions` entry of a ClusterSecretStore.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreCondition {
+    /// Namespaces allowed.
+    pub namespaces: Vec<String>,
 }
 
 /// Store provider.
