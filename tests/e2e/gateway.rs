@@ -12,46 +12,13 @@ use edge_hmac_filter::config::{PluginConfig, SecretString, parse};
 use edge_hmac_tests::build::{filter_wasm, loader_bin};
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::{Envoy, validate};
+use edge_hmac_tests::kit::{kind, render_cli, renderings};
 use edge_hmac_tests::secrets::{assert_no_secret, secret};
 use edge_hmac_tests::upstream::Upstream;
 use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
 
 use crate::render::assert_snapshot;
-
-pub(crate) fn render_cli(args: &str) -> String {
-    let out = Command::new(loader_bin())
-        .args(["render", "gateway"])
-        .args(args.split_whitespace())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-pub(crate) fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
-    docs.iter()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} rendered"))
-}
-
-/// Renderings covering every option that changes the shape of a manifest.
-pub(crate) fn renderings() -> Vec<(String, String)> {
-    let wasm = filter_wasm().display().to_string();
-    [
-        CHECKED_IN_ARGS.to_string(),
-        "--env prod --wasm-image registry.example.com/crawbl/edge-hmac-filter@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
-        format!("--env dev --wasm-url https://artifacts.example.com/edge-hmac/edge_hmac_filter.wasm --wasm-file {wasm} --require-nonce --max-body-bytes 4194304 --exempt-path /healthz --exempt-path /public/* --allow-cors-preflight --tls-certificate-secret edge-tls --gateway-namespace apps --gateway-name public"),
-        "--env stage --secret-id arn:aws:secretsmanager:eu-central-1:123456789012:secret:crawbl/stage/edge/hmac-AbCdEf --wasm-image registry.example.com/f:1 --wasm-image-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
-    ]
-    .into_iter()
-    .map(|args| (args.clone(), render_cli(&args)))
-    .collect()
-}
 
 /// envoy/gateway/edge-hmac-dev.yaml is exactly `edge-hmac render gateway`
 /// with the arguments in its header.

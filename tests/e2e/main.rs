@@ -2,8 +2,6 @@
 //! One binary; one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-mod cluster;
-mod eso;
 mod filter;
 mod gateway;
 mod loader;

@@ -12,7 +12,7 @@ use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
 
-use crate::gateway::{kind, render_cli, renderings};
+use edge_hmac_tests::kit::{kind, render_cli, renderings};
 
 /// The namespaces a cluster with Envoy Gateway and ESO installed has, plus
 /// the ones a rendering creates itself, so a dry run can check the rest.

@@ -1,0 +1,413 @@
+//! The kit run by the real Envoy Gateway (v1.9.0, standalone: File provider
+//! + Host infrastructure) with the filter delivered as users deliver it (an
+//! HTTP URL + sha256 through EG's wasm cache), the proxy's keys coming from
+//! the Secrets the real ESO wrote.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edge_hmac_filter::scheme::TagEncoding;
+use edge_hmac_tests::aws::{Moto, edge_value, unique_env};
+use edge_hmac_tests::build::filter_wasm;
+use edge_hmac_tests::client::{Body, Req, now, send};
+use edge_hmac_tests::cluster::{Cluster, free_port};
+use edge_hmac_tests::eg::{EnvoyGateway, FileServer, env_from_envoy_proxy};
+use edge_hmac_tests::eso::{
+    Eso, create_aws_credentials, force_sync, secret_data, wait_external_secret,
+};
+use edge_hmac_tests::kit::{kind, render_cli};
+use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
+use edge_hmac_tests::upstream::Upstream;
+use edge_hmac_tests::yaml::documents;
+use serde_json::Value;
+
+/// The kit as `render gateway` emits it for `env`, with the module at
+/// `files` and the listener on `port` (Gateway `edge/edge`).
+fn render_kit(env: &str, files: &FileServer, port: u16) -> String {
+    render_cli(&format!(
+        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --http-port {port} \
+         --proxy-namespace {env}-proxies --aws-credentials-namespace {env}-external-secrets",
+        files.addr,
+        filter_wasm().display()
+    ))
+}
+
+/// The resources EG reads: the kit's Gateway-side documents (the ESO
+/// objects and the admission policy belong to the API server), plus an
+/// HTTPRoute `ns/name` on `prefix` to a loopback Backend.
+fn gateway_resources(kit: &str, routes: &[(&str, &str, &str, SocketAddr)]) -> String {
+    let mut out = String::new();
+    for d in documents(kit) {
+        let k = d["kind"].as_str().unwrap();
+        if matches!(
+            k,
+            "Namespace"
+                | "EnvoyProxy"
+                | "GatewayClass"
+                | "Gateway"
+                | "ClientTrafficPolicy"
+                | "EnvoyExtensionPolicy"
+        ) {
+            out.push_str(&format!("---\n{}\n", serde_json::to_string(&d).unwrap()));
+        }
+    }
+    for (ns, name, prefix, upstream) in routes {
+        out.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: edge, namespace: edge}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
+    backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: {name}}}]
+---
+# Test-only backend: a recording upstream on loopback.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  endpoints: [{{ip: {{address: 127.0.0.1, port: {port}}}}}]
+",
+            port = upstream.port()
+        ));
+    }
+    out
+}
+
+/// Waits until the edge answers an unsigned request with `401` (EG has
+/// translated, Envoy has fetched the module from EG's wasm cache and
+/// configured the filter).
+async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = String::from("no answer");
+    while std::time::Instant::now() < deadline {
+        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
+        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
+            && let Ok(resp) = conn.send(&Req::new("GET", path)).await
+        {
+            if resp.status == 401 {
+                return;
+            }
+            last = format!("{} {}", resp.status, resp.text());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!(
+        "the edge never answered 401 on {path} (last: {last})\n{}",
+        eg.logs()
+    );
+}
+
+fn secrets_of(
+    data: BTreeMap<&str, BTreeMap<String, String>>,
+) -> impl Fn(&str) -> Option<BTreeMap<String, String>> {
+    move |name| data.get(name).cloned()
+}
+
+/// Envoy Gateway, fed the rendered Gateway resources and an HTTPRoute to a
+/// recording upstream, runs Envoy with the filter as EG renders it:
+/// signed, unsigned, tampered, wrong-key and replayed requests get the
+/// documented answers; a 1 MiB signed body passes (the ClientTrafficPolicy
+/// buffer works) and a larger one is refused by the filter; and the path
+/// table of docs/signature-v1.md §7 holds under EG's real listener settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_gateway_runs_the_filter_as_rendered() {
+    let env = unique_env();
+    let wasm = std::fs::read(filter_wasm()).unwrap();
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
+    let port = free_port();
+    let kit = render_kit(&env, &files, port);
+    let docs = documents(&kit);
+    let upstream = Upstream::start().await;
+    let key = secret();
+    let proxy_env = env_from_envoy_proxy(
+        kind(&docs, "EnvoyProxy"),
+        &secrets_of(BTreeMap::from([(
+            "hmac-wasm-config",
+            BTreeMap::from([
+                ("hmac_secret".to_owned(), key.clone()),
+                ("environment".to_owned(), env.clone()),
+            ]),
+        )])),
+    )
+    .unwrap();
+    let eg = EnvoyGateway::start(
+        &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
+        &proxy_env,
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_filter_ready(&eg, addr, "/v1/ready").await;
+    let seen = upstream.settled_records().await.len();
+    assert_eq!(seen, 0, "an unsigned request reached the upstream");
+
+    let ok = send(addr, &Req::new("GET", "/v1/hello?x=1").signed(&key, &env)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let unsigned = send(addr, &Req::new("GET", "/v1/hello")).await;
+    assert_eq!(
+        (unsigned.status, unsigned.error_code().as_deref()),
+        (401, Some("missing_signature"))
+    );
+    let mut tampered = Req::new("GET", "/v1/a").signed(&key, &env);
+    tampered.path = "/v1/b".into();
+    let resp = send(addr, &tampered).await;
+    assert_eq!(
+        (resp.status, resp.error_code().as_deref()),
+        (401, Some("invalid_signature"))
+    );
+    let wrong = send(addr, &Req::new("GET", "/v1/a").signed(&secret(), &env)).await;
+    assert_eq!(wrong.error_code().as_deref(), Some("invalid_signature"));
+    let n = nonce();
+    let once =
+        Req::new("GET", "/v1/once").signed_with(&key, &env, now(), Some(&n), TagEncoding::Hex);
+    assert_eq!(send(addr, &once).await.status, 200);
+    let replay = send(addr, &once).await;
+    assert_eq!(
+        (replay.status, replay.error_code().as_deref()),
+        (401, Some("replayed_request"))
+    );
+    let records = upstream.settled_records().await;
+    assert_eq!(
+        records.iter().map(|r| r.path.as_str()).collect::<Vec<_>>(),
+        ["/v1/hello?x=1", "/v1/once"],
+        "only verified requests reach the upstream"
+    );
+
+    // The ClientTrafficPolicy raises EG's 32 KiB buffer: a signed body of
+    // max_body_bytes passes whole; one byte more is the filter's 413.
+    let max = 1024 * 1024;
+    let big = Req::new("POST", "/v1/upload")
+        .body(Body::Full(vec![b'b'; max]))
+        .signed(&key, &env);
+    let resp = send(addr, &big).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let last = upstream.settled_records().await.pop().unwrap();
+    assert_eq!((last.body.len(), last.complete), (max, true));
+    let over = Req::new("POST", "/v1/upload")
+        .body(Body::Full(vec![b'c'; max + 1]))
+        .signed(&key, &env);
+    let resp = send(addr, &over).await;
+    assert_eq!(
+        (resp.status, resp.error_code().as_deref()),
+        (413, Some("body_too_large"))
+    );
+
+    // docs/signature-v1.md §7, re-measured behind EG's listener: each path
+    // is signed as the verifier should see it and sent as written.
+    let table: &[(&str, &str)] = &[
+        ("/a/./b/../c", "/a/c"),
+        ("/a/%2e%2e/b", "/b"),
+        ("/a//b", "/a/b"),
+        ("/a\\b", "/a/b"),
+        ("/%7Euser", "/~user"),
+        ("/a%41b", "/aAb"),
+        ("/caf%C3%A9", "/caf%C3%A9"),
+        ("/caf%c3%a9", "/caf%c3%a9"),
+        ("/a%20b", "/a%20b"),
+        ("/a;b", "/a;b"),
+        ("/x?y=%2F//../z", "/x?y=%2F//../z"),
+    ];
+    for (sent, verified) in table {
+        let mut req = Req::new("GET", verified).signed(&key, &env);
+        req.path = (*sent).into();
+        let resp = send(addr, &req).await;
+        assert_eq!(
+            resp.status,
+            200,
+            "{sent} (signed as {verified}): {}",
+            resp.text()
+        );
+        let got = upstream.settled_records().await.pop().unwrap();
+        assert_eq!(got.path, *verified, "{sent}");
+    }
+    // Raw non-ASCII bytes in the path: EG's listener refuses the request
+    // (the local bootstrap percent-encodes them instead).
+    let resp = send(addr, &Req::new("GET", "/caf\u{e9}").signed(&key, &env)).await;
+    assert_eq!(resp.status, 400, "raw UTF-8 path: {}", resp.text());
+    for sent in ["/a%2Fb", "/a%2fb"] {
+        let resp = send(addr, &Req::new("GET", sent).signed(&key, &env)).await;
+        assert_eq!(resp.status, 307, "{sent}");
+        assert_eq!(
+            resp.headers.get("location").and_then(|v| v.to_str().ok()),
+            Some("/a/b"),
+            "{sent}"
+        );
+    }
+
+    assert_no_secret(&eg.all_output(), &[&key]);
+    let dump = eg.config_dump().expect("Envoy's config dump");
+    assert_no_secret(&dump.to_string(), &[&key]);
+}
+
+/// The seed's rotation on the real chain — Secrets Manager (moto) → ESO →
+/// Secret → proxy environment → filter: after the Secret changes, the
+/// running proxy still has the old keys; restarting it makes the new key
+/// work (the old one too, as previous); once AWSPREVIOUS is retired, synced
+/// and the proxy restarted, the old key fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_through_eso_and_a_proxy_restart() {
+    let cluster = Cluster::shared();
+    let _eso = Eso::shared();
+    let moto = Moto::shared();
+    let env = unique_env();
+    let wasm = std::fs::read(filter_wasm()).unwrap();
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
+    let port = free_port();
+    let kit = render_kit(&env, &files, port);
+    let docs = documents(&kit);
+    let ns = format!("{env}-proxies");
+    let secret_id = format!("crawbl/{env}/edge/hmac");
+    let (k1, k2) = (secret(), secret());
+    let v1 = moto.create_secret(&secret_id, &edge_value(&k1, &env)).await;
+
+    // The kit's ESO side, applied to the API server as rendered.
+    create_aws_credentials(
+        cluster,
+        &format!("{env}-external-secrets"),
+        "aws-credentials",
+    );
+    cluster.namespace(&ns);
+    for d in &docs {
+        if d["kind"] == "ClusterSecretStore" || d["kind"] == "ExternalSecret" {
+            cluster.apply(&d.to_string());
+        }
+    }
+    let sync = Duration::from_secs(90);
+    wait_external_secret(cluster, &ns, "hmac-wasm-config", "True", sync);
+    wait_external_secret(cluster, &ns, "hmac-wasm-config-previous", "True", sync);
+    let kubelet = || {
+        env_from_envoy_proxy(kind(&docs, "EnvoyProxy"), &|name: &str| {
+            secret_data(cluster, &ns, name)
+        })
+        .unwrap()
+    };
+    let upstream = Upstream::start().await;
+    let mut eg = EnvoyGateway::start(
+        &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
+        &kubelet(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let status = async |key: &str| {
+        send(addr, &Req::new("GET", "/v1/r").signed(key, &env))
+            .await
+            .status
+    };
+    wait_filter_ready(&eg, addr, "/v1/ready").await;
+    assert_eq!(status(&k1).await, 200);
+
+    // Rotate in Secrets Manager; force-sync as the runbook says.
+    moto.put_secret_value(&secret_id, &edge_value(&k2, &env))
+        .await;
+    force_sync(cluster, &ns, "hmac-wasm-config");
+    force_sync(cluster, &ns, "hmac-wasm-config-previous");
+    let synced = edge_hmac_tests::cluster::wait_for(sync, || {
+        let e = kubelet();
+        let has = |k: &str, v: &str| e.iter().any(|(n, x)| n == k && x == v);
+        (has("HMAC_SECRET", &k2) && has("HMAC_SECRET_PREVIOUS", &k1)).then_some(())
+    });
+    assert!(synced.is_some(), "ESO did not sync the rotation");
+    // The running proxy knows only its old key until it restarts.
+    assert_eq!(status(&k2).await, 401);
+    eg.restart(&kubelet());
+    wait_filter_ready(&eg, addr, "/v1/ready").await;
+    assert_eq!(status(&k2).await, 200, "new key after the restart");
+    assert_eq!(status(&k1).await, 200, "old key accepted as previous");
+
+    // Retire AWSPREVIOUS, sync, restart: the old key is refused.
+    moto.call(
+        "UpdateSecretVersionStage",
+        serde_json::json!({"SecretId": secret_id, "VersionStage": "AWSPREVIOUS", "RemoveFromVersionId": v1}),
+    )
+    .await;
+    force_sync(cluster, &ns, "hmac-wasm-config-previous");
+    let retired = edge_hmac_tests::cluster::wait_for(sync, || {
+        (!kubelet().iter().any(|(n, _)| n == "HMAC_SECRET_PREVIOUS")).then_some(())
+    });
+    assert!(retired.is_some(), "ESO did not drop the retired key");
+    eg.restart(&kubelet());
+    wait_filter_ready(&eg, addr, "/v1/ready").await;
+    assert_eq!(status(&k2).await, 200);
+    assert_eq!(status(&k1).await, 401, "the retired key still verifies");
+    assert_no_secret(&eg.all_output(), &[&k1, &k2]);
+}
+
+/// Reproduced: a team's EnvoyExtensionPolicy on its own HTTPRoute under
+/// the edge Gateway replaces the edge-hmac policy for that route — an
+/// unsigned request passes (fail open). The same policy with `mergeType`
+/// (what the kit's admission policy requires) keeps the signature check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_policy_replaces_the_check_unless_it_merges() {
+    let env = unique_env();
+    let wasm = std::fs::read(filter_wasm()).unwrap();
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
+    let port = free_port();
+    let kit = render_kit(&env, &files, port);
+    let upstream = Upstream::start().await;
+    let key = secret();
+    let proxy_env = vec![
+        ("HMAC_SECRET".to_owned(), key.clone()),
+        ("HMAC_ENVIRONMENT".to_owned(), env.clone()),
+    ];
+    let team_policy = |name: &str, merge: Option<&str>| {
+        let mut spec = serde_json::json!({
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": name}],
+            "lua": [{"type": "Inline", "inline": "function envoy_on_request(h) h:headers():add('x-team-lua', '1') end"}],
+        });
+        if let Some(m) = merge {
+            spec["mergeType"] = Value::from(m);
+        }
+        format!(
+            "---\n{}\n",
+            serde_json::json!({
+                "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+                "kind": "EnvoyExtensionPolicy",
+                "metadata": {"name": format!("{name}-lua"), "namespace": "team"},
+                "spec": spec,
+            })
+        )
+    };
+    let mut resources = gateway_resources(
+        &kit,
+        &[
+            ("team", "replaced", "/replaced", upstream.addr),
+            ("team", "merged", "/merged", upstream.addr),
+        ],
+    );
+    resources.push_str(&team_policy("replaced", None));
+    resources.push_str(&team_policy("merged", Some("StrategicMerge")));
+    let eg = EnvoyGateway::start(&resources, &proxy_env);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_filter_ready(&eg, addr, "/merged/ready").await;
+
+    // Fail open, reproduced: no signature, yet the upstream answers.
+    let open = send(addr, &Req::new("GET", "/replaced/x")).await;
+    assert_eq!(
+        open.status, 200,
+        "the route policy did not replace the edge check"
+    );
+    // Merged: the team's Lua runs and the signature is still required.
+    let refused = send(addr, &Req::new("GET", "/merged/x")).await;
+    assert_eq!(
+        (refused.status, refused.error_code().as_deref()),
+        (401, Some("missing_signature"))
+    );
+    let ok = send(addr, &Req::new("GET", "/merged/x").signed(&key, &env)).await;
+    assert_eq!(ok.status, 200);
+    let records = upstream.settled_records().await;
+    let merged = records.iter().find(|r| r.path == "/merged/x").unwrap();
+    assert_eq!(merged.header("x-team-lua"), Some("1"), "the team's Lua ran");
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.path.starts_with("/merged"))
+            .count()
+            == 1,
+        "an unsigned request reached the merged route's upstream"
+    );
+}

@@ -1,0 +1,44 @@
+//! The kit as the CLI renders it, for tests of both binaries.
+
+use std::process::Command;
+
+use edge_hmac::render::gateway::CHECKED_IN_ARGS;
+use serde_json::Value;
+
+use crate::build::{filter_wasm, loader_bin};
+
+/// `edge-hmac render gateway ARGS` (the CLI), its standard output.
+pub fn render_cli(args: &str) -> String {
+    let out = Command::new(loader_bin())
+        .args(["render", "gateway"])
+        .args(args.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The first document of kind `kind` (panics when there is none).
+pub fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+/// Renderings covering every option that changes the shape of a manifest.
+pub fn renderings() -> Vec<(String, String)> {
+    let wasm = filter_wasm().display().to_string();
+    [
+        CHECKED_IN_ARGS.to_string(),
+        "--env prod --wasm-image registry.example.com/crawbl/edge-hmac-filter@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
+        format!("--env dev --wasm-url https://artifacts.example.com/edge-hmac/edge_hmac_filter.wasm --wasm-file {wasm} --require-nonce --max-body-bytes 4194304 --exempt-path /healthz --exempt-path /public/* --allow-cors-preflight --tls-certificate-secret edge-tls --gateway-namespace apps --gateway-name public"),
+        "--env stage --secret-id arn:aws:secretsmanager:eu-central-1:123456789012:secret:crawbl/stage/edge/hmac-AbCdEf --wasm-image registry.example.com/f:1 --wasm-image-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
+    ]
+    .into_iter()
+    .map(|args| (args.clone(), render_cli(&args)))
+    .collect()
+}
