@@ -47,6 +47,44 @@ pub(crate) fn apply_secret_sync(cluster: &Cluster, o: &GatewayOptions) {
 
 const SYNC: Duration = Duration::from_secs(90);
 
+/// A fresh environment's secret in moto and the kit's ESO side applied,
+/// synced once: `(cluster, moto, options, current key)`.
+async fn synced_kit() -> (&'static Cluster, &'static Moto, GatewayOptions, String) {
+    let cluster = Cluster::shared();
+    let _eso = Eso::shared();
+    let moto = Moto::shared();
+    let o = kit(&unique_env());
+    let key = secret();
+    moto.create_secret(&o.secret_id, &edge_value(&key, &o.environment))
+        .await;
+    apply_secret_sync(cluster, &o);
+    wait_external_secret(cluster, &o.proxy_namespace, &o.target_secret, "True", SYNC);
+    (cluster, moto, o, key)
+}
+
+/// A copy of the kit's current-key ExternalSecret as `ns/name`, writing
+/// Secret `name`, with `edit` applied to the copy.
+fn copy_external_secret(
+    cluster: &Cluster,
+    o: &GatewayOptions,
+    ns: &str,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) {
+    let own = cluster
+        .get_json("externalsecret", &o.proxy_namespace, &o.target_secret)
+        .unwrap();
+    let mut doc = serde_json::json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": own["spec"].clone(),
+    });
+    doc["spec"]["target"]["name"] = name.into();
+    edit(&mut doc);
+    cluster.apply(&doc.to_string());
+}
+
 /// ESO syncs crawbl/<env>/edge/hmac into hmac-wasm-config (hmac_secret,
 /// environment) on the first sync with no AWSPREVIOUS; after a rotation in
 /// Secrets Manager nothing changes until the seed's force-sync annotation,
@@ -115,33 +153,16 @@ async fn eso_syncs_the_edge_secret_and_force_sync_rotates_it() {
 /// rendering, reported Ready with the keys gone (reproduced here first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_current_secret_fails_visibly_and_keeps_the_old_secret() {
-    let cluster = Cluster::shared();
-    let _eso = Eso::shared();
-    let moto = Moto::shared();
-    let env = unique_env();
-    let o = kit(&env);
-    let key = secret();
-    moto.create_secret(&o.secret_id, &edge_value(&key, &env))
-        .await;
-    apply_secret_sync(cluster, &o);
+    let (cluster, moto, o, key) = synced_kit().await;
+    let env = &o.environment;
     let ns = &o.proxy_namespace;
-    wait_external_secret(cluster, ns, &o.target_secret, "True", SYNC);
 
     // The old rendering, one ExternalSecret with deletionPolicy Merge, as a
     // second object writing its own Secret.
-    let merge = cluster
-        .get_json("externalsecret", ns, &o.target_secret)
-        .unwrap();
     let merge_name = "old-merge-rendering";
-    let mut doc = serde_json::json!({
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ExternalSecret",
-        "metadata": {"name": merge_name, "namespace": ns},
-        "spec": merge["spec"].clone(),
+    copy_external_secret(cluster, &o, ns, merge_name, |d| {
+        d["spec"]["target"]["deletionPolicy"] = "Merge".into();
     });
-    doc["spec"]["target"]["name"] = merge_name.into();
-    doc["spec"]["target"]["deletionPolicy"] = "Merge".into();
-    cluster.apply(&doc.to_string());
     wait_external_secret(cluster, ns, merge_name, "True", SYNC);
     assert!(secret_data(cluster, ns, merge_name).unwrap()["hmac_secret"] == key);
 
@@ -180,7 +201,7 @@ async fn a_deleted_current_secret_fails_visibly_and_keeps_the_old_secret() {
     assert!(events.contains("Secret does not exist"), "{events}");
     let kept = secret_data(cluster, ns, &o.target_secret).unwrap();
     assert!(kept["hmac_secret"] == key, "the last good key was not kept");
-    assert_eq!(kept["environment"], env);
+    assert_eq!(&kept["environment"], env);
 }
 
 /// The kit's store serves only the proxies' namespace: an ExternalSecret in
@@ -188,30 +209,11 @@ async fn a_deleted_current_secret_fails_visibly_and_keeps_the_old_secret() {
 /// Secret), while the kit's own sync works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_secret_store_serves_only_the_proxy_namespace() {
-    let cluster = Cluster::shared();
-    let _eso = Eso::shared();
-    let moto = Moto::shared();
-    let env = unique_env();
-    let o = kit(&env);
-    let key = secret();
-    moto.create_secret(&o.secret_id, &edge_value(&key, &env))
-        .await;
-    apply_secret_sync(cluster, &o);
-    wait_external_secret(cluster, &o.proxy_namespace, &o.target_secret, "True", SYNC);
-
+    let (cluster, _, o, _) = synced_kit().await;
+    let env = &o.environment;
     let thief_ns = format!("{env}-team");
     cluster.namespace(&thief_ns);
-    let own = cluster
-        .get_json("externalsecret", &o.proxy_namespace, &o.target_secret)
-        .unwrap();
-    let mut doc = serde_json::json!({
-        "apiVersion": "external-secrets.io/v1",
-        "kind": "ExternalSecret",
-        "metadata": {"name": "copy", "namespace": thief_ns},
-        "spec": own["spec"].clone(),
-    });
-    doc["spec"]["target"]["name"] = "copy".into();
-    cluster.apply(&doc.to_string());
+    copy_external_secret(cluster, &o, &thief_ns, "copy", |_| {});
     let (reason, _) = wait_external_secret(cluster, &thief_ns, "copy", "False", SYNC);
     assert_eq!(reason, "SecretSyncedError");
     let events = cluster.kubectl_ok(&[

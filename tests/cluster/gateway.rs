@@ -1,7 +1,7 @@
-//! The kit run by the real Envoy Gateway (v1.9.0, standalone: File provider
-//! + Host infrastructure) with the filter delivered as users deliver it (an
-//! HTTP URL + sha256 through EG's wasm cache), the proxy's keys coming from
-//! the Secrets the real ESO wrote.
+//! The kit run by the real Envoy Gateway (v1.9.0, standalone: the File
+//! provider and Host infrastructure) with the filter delivered as users
+//! deliver it (an HTTP URL and its sha256, through EG's wasm cache), the
+//! proxy's keys coming from the Secrets the real ESO wrote.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +31,17 @@ fn render_kit(env: &str, files: &FileServer, port: u16) -> String {
         files.addr,
         filter_wasm().display()
     ))
+}
+
+/// A fresh environment, the built filter served on loopback, a free
+/// listener port and the kit rendered for them.
+fn kit_with_module() -> (String, FileServer, u16, String) {
+    let env = unique_env();
+    let wasm = std::fs::read(filter_wasm()).unwrap();
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
+    let port = free_port();
+    let kit = render_kit(&env, &files, port);
+    (env, files, port, kit)
 }
 
 /// The resources EG reads: the kit's Gateway-side documents (the ESO
@@ -119,11 +130,7 @@ fn secrets_of(
 /// table of docs/signature-v1.md §7 holds under EG's real listener settings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_gateway_runs_the_filter_as_rendered() {
-    let env = unique_env();
-    let wasm = std::fs::read(filter_wasm()).unwrap();
-    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
-    let port = free_port();
-    let kit = render_kit(&env, &files, port);
+    let (env, _files, port, kit) = kit_with_module();
     let docs = documents(&kit);
     let upstream = Upstream::start().await;
     let key = secret();
@@ -255,11 +262,7 @@ async fn rotation_through_eso_and_a_proxy_restart() {
     let cluster = Cluster::shared();
     let _eso = Eso::shared();
     let moto = Moto::shared();
-    let env = unique_env();
-    let wasm = std::fs::read(filter_wasm()).unwrap();
-    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
-    let port = free_port();
-    let kit = render_kit(&env, &files, port);
+    let (env, _files, port, kit) = kit_with_module();
     let docs = documents(&kit);
     let ns = format!("{env}-proxies");
     let secret_id = format!("crawbl/{env}/edge/hmac");
@@ -343,11 +346,7 @@ async fn rotation_through_eso_and_a_proxy_restart() {
 /// (what the kit's admission policy requires) keeps the signature check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_policy_replaces_the_check_unless_it_merges() {
-    let env = unique_env();
-    let wasm = std::fs::read(filter_wasm()).unwrap();
-    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
-    let port = free_port();
-    let kit = render_kit(&env, &files, port);
+    let (env, _files, port, kit) = kit_with_module();
     let upstream = Upstream::start().await;
     let key = secret();
     let proxy_env = vec![
@@ -410,4 +409,40 @@ async fn a_route_policy_replaces_the_check_unless_it_merges() {
             == 1,
         "an unsigned request reached the merged route's upstream"
     );
+}
+
+/// A module whose bytes do not match the policy's sha256 (a swapped file at
+/// the URL) is refused by Envoy Gateway, and with `failOpen: false` the
+/// routes under the edge Gateway answer 500: nothing passes unverified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swapped_module_fails_closed() {
+    let env = unique_env();
+    let port = free_port();
+    // The URL serves other bytes than the rendered checksum (of the real
+    // filter) promises.
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", b"\0asm not the filter")]);
+    let kit = render_kit(&env, &files, port);
+    let upstream = Upstream::start().await;
+    let eg = EnvoyGateway::start(
+        &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
+        &[
+            ("HMAC_SECRET".to_owned(), secret()),
+            ("HMAC_ENVIRONMENT".to_owned(), env.clone()),
+        ],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = 0;
+    while std::time::Instant::now() < deadline && last != 500 {
+        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
+        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
+            && let Ok(resp) = conn.send(&Req::new("GET", "/v1/x")).await
+        {
+            last = resp.status;
+            assert_ne!(last, 200, "an unverified request passed");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(last, 500, "{}", eg.logs());
+    assert!(upstream.settled_records().await.is_empty());
 }

@@ -38,8 +38,8 @@ command -v go >/dev/null || {
 export GOWORK=off GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 gover="$(go env GOVERSION)"
 
-key_of() { # name, pin, files...
-    { echo "$1 $2 $gover"; shift 2; for f in "$@"; do sha256sum "$f"; done; } | sha256sum | cut -c1-12
+key_of() { # name, pin, files... (their contents, not their paths: any checkout shares the cache)
+    { echo "$1 $2 $gover"; shift 2; for f in "$@"; do sha256sum < "$f"; done; } | sha256sum | cut -c1-12
 }
 
 # build NAME PIN KEYFILES... -- COMMAND: runs COMMAND with $out set, once per key.
