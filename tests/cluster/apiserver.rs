@@ -144,6 +144,12 @@ fn apiserver_rejects_invalid_manifests() {
             "deletionPolicy",
         ),
         (
+            "version no longer served (ESO v0.20.4 serves v1 only)",
+            "ExternalSecret",
+            Box::new(|d| d["apiVersion"] = "external-secrets.io/v1beta1".into()),
+            "v1beta1",
+        ),
+        (
             "bad enum",
             "ClusterSecretStore",
             Box::new(|d| d["spec"]["provider"]["aws"]["service"] = "SSM".into()),

@@ -446,3 +446,56 @@ async fn a_swapped_module_fails_closed() {
     assert_eq!(last, 500, "{}", eg.logs());
     assert!(upstream.settled_records().await.is_empty());
 }
+
+/// Reproduced: of two EnvoyExtensionPolicies on the edge Gateway only the
+/// first in EG's order applies (creation time, then namespace, then name;
+/// the File provider drops creation times, so here the name decides) and
+/// the other is `Conflicted`. A team policy that sorts first takes the check
+/// away: unsigned requests pass. In a cluster that is a policy older than
+/// the kit's (the kit's deleted and re-applied). The kit's admission policy
+/// refuses such a second policy (`apiserver::admission_policy_keeps_the_filter_on_every_route`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_policy_that_sorts_first_takes_the_check_away() {
+    let (env, _files, port, kit) = kit_with_module();
+    let upstream = Upstream::start().await;
+    let mut resources = gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]);
+    resources.push_str(&format!(
+        "---\n{}\n",
+        serde_json::json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyExtensionPolicy",
+            "metadata": {"name": "a-team-lua", "namespace": "edge"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "edge"}],
+                "lua": [{"type": "Inline", "inline": "function envoy_on_request(h) h:headers():add('x-older', '1') end"}],
+            },
+        })
+    ));
+    let eg = EnvoyGateway::start(
+        &resources,
+        &[
+            ("HMAC_SECRET".to_owned(), secret()),
+            ("HMAC_ENVIRONMENT".to_owned(), env),
+        ],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut last = (0, None);
+    while std::time::Instant::now() < deadline && last.0 != 200 {
+        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
+        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
+            && let Ok(resp) = conn.send(&Req::new("GET", "/v1/x")).await
+        {
+            last = (resp.status, resp.error_code());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(last.0, 200, "{last:?}\n{}", eg.logs());
+    let records = upstream.settled_records().await;
+    assert_eq!(records.last().unwrap().header("x-older"), Some("1"));
+    assert!(
+        eg.all_output().contains("reason: Conflicted"),
+        "the kit's policy is not reported Conflicted\n{}",
+        eg.logs()
+    );
+}
