@@ -121,6 +121,7 @@ pub struct EnvoyGateway {
     service: Option<Service>,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    runs: usize,
     _lock: MutexGuard<'static, ()>,
 }
 
@@ -192,6 +193,7 @@ extensionApis:
             service: None,
             dir,
             env: env.to_vec(),
+            runs: 0,
             _lock: lock,
         };
         g.write_resources(resources);
@@ -231,10 +233,11 @@ extensionApis:
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        self.runs += 1;
         self.service = Some(Service::start(
             "envoy-gateway",
             &cmd,
-            &d.join(format!("envoy-gateway-{}.log", free_port())),
+            &d.join(format!("envoy-gateway-{}.log", self.runs)),
         ));
     }
 

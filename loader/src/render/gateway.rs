@@ -487,13 +487,15 @@ impl GatewayOptions {
             "# Envoy Gateway + External Secrets resources for the edge-hmac filter ({env}).\n\
              # Rendered by: {command}\n\
              # Do not edit by hand; re-render (see docs/deploy.md). No secret values in here:\n\
-             # {secret} ({region}) -> ExternalSecret -> Secret {ns}/{target}\n\
-             # -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys -> the filter.\n",
+             # {secret} ({region}) -> ExternalSecrets -> Secrets {ns}/{target} (current)\n\
+             # and {ns}/{previous} (previous) -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys\n\
+             # -> the filter. The admission policy keeps other extension policies from replacing it.\n",
             env = self.environment,
             secret = self.secret_id,
             region = self.region,
             ns = self.proxy_namespace,
             target = self.target_secret,
+            previous = self.previous_secret,
         );
         for r in self.resources() {
             out.push_str("---\n");

@@ -15,7 +15,7 @@ pub mod gateway;
 pub enum RenderCmd {
     /// The Envoy bootstrap for local runs (envoy/envoy-local.yaml is this with no flags)
     Envoy(Box<RenderEnvoyArgs>),
-    /// The Envoy Gateway + External Secrets resources for one environment
+    /// The Envoy Gateway + External Secrets resources for one environment, with the admission policy that keeps the filter on every route
     Gateway(Box<RenderGatewayArgs>),
 }
 
