@@ -173,16 +173,21 @@ pub enum ConfigError {
         expected: String,
     },
     /// An environment variable name is not usable.
-    #[error("{field} = {value:?} is not a valid environment variable name (use A-Z, 0-9 and _)")]
+    #[error(
+        "{field} = {} is not a valid environment variable name (use A-Z, 0-9 and _)",
+        shown(value)
+    )]
     BadEnvName {
         /// The setting.
         field: &'static str,
-        /// The rejected name.
+        /// The rejected name (shown only through [`shown`]: it may be a
+        /// secret pasted in by mistake).
         value: String,
     },
     /// No current secret.
     #[error(
-        "no HMAC secret: environment variable {env} is unset or empty (pass it to the VM with vm_config.environment_variables.host_env_keys / Envoy Gateway env.hostKeys, or set hmac_secret for local runs)"
+        "no HMAC secret: environment variable {} is unset or empty (pass it to the VM with vm_config.environment_variables.host_env_keys / Envoy Gateway env.hostKeys, or set hmac_secret for local runs)",
+        shown_name(env)
     )]
     MissingSecret {
         /// The variable looked at.
@@ -190,7 +195,8 @@ pub enum ConfigError {
     },
     /// No environment name.
     #[error(
-        "no environment name: environment variable {env} is unset or empty (pass it with host_env_keys / env.hostKeys, or set environment)"
+        "no environment name: environment variable {} is unset or empty (pass it with host_env_keys / env.hostKeys, or set environment)",
+        shown_name(env)
     )]
     MissingEnvironment {
         /// The variable looked at.
@@ -206,7 +212,8 @@ pub enum ConfigError {
     },
     /// The environment name is not `expected_environment`.
     #[error(
-        "the environment from {origin} is not expected_environment {expected:?}: this deployment was handed another environment's secret; check where {origin} comes from"
+        "the environment from {origin} is not expected_environment {}: this deployment was handed another environment's secret; check where {origin} comes from",
+        shown(expected)
     )]
     EnvironmentMismatch {
         /// The expected name.
@@ -216,7 +223,7 @@ pub enum ConfigError {
     },
     /// An `exempt_paths` entry is not usable.
     #[error(
-        "exempt_paths entry {0:?} is not valid: it must start with '/', contain no '?', and may only end in '*'"
+        "exempt_paths entry {} is not valid: it must start with '/', contain no '?', and may only end in '*'", shown(.0)
     )]
     BadExemptPath(String),
 }
@@ -307,7 +314,76 @@ pub fn parse(raw: &[u8]) -> Result<PluginConfig, ConfigError> {
     } else {
         raw
     };
-    serde_json::from_slice(raw).map_err(|e| ConfigError::Json(e.to_string()))
+    serde_json::from_slice(raw).map_err(|e| ConfigError::Json(redact_quoted(&e.to_string())))
+}
+
+/// Shortest configuration string that could be a key: the filter refuses
+/// keys under 32 bytes, so a shorter value is never a usable secret.
+pub const SHOWN_MAX_LEN: usize = 31;
+
+/// How a configuration value appears in an error: quoted when it is short
+/// enough that it cannot be a key, else only its length and fingerprint
+/// (first 8 hex of SHA-256, as `edge-hmac fetch` prints for keys), so a
+/// secret pasted into the wrong field never reaches a log but can still be
+/// recognised.
+pub fn shown(value: &str) -> String {
+    if value.len() <= SHOWN_MAX_LEN {
+        format!("{value:?}")
+    } else {
+        format!(
+            "<a value of {} bytes, fingerprint {}, not shown: it may be a secret>",
+            value.len(),
+            crate::scheme::fingerprint(value.as_bytes())
+        )
+    }
+}
+
+/// Like [`shown`] for a name (of an environment variable): a short one as
+/// it is, unquoted; a long one only as its length and fingerprint.
+pub fn shown_name(name: &str) -> String {
+    if name.len() <= SHOWN_MAX_LEN {
+        name.to_owned()
+    } else {
+        shown(name)
+    }
+}
+
+/// `message` with every quoted piece (`"…"` or `` `…` ``, as serde_json
+/// quotes values and field names) passed through [`shown`].
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        // Quotes are ASCII, so every offset below is a character boundary;
+        // `get` keeps this panic-free regardless.
+        let Some(start) = rest.find(['"', '`']) else {
+            out.push_str(rest);
+            break;
+        };
+        let quote = if rest.get(start..=start) == Some("`") {
+            '`'
+        } else {
+            '"'
+        };
+        let after = rest.get(start + 1..).unwrap_or_default();
+        let Some(len) = after.find(quote) else {
+            // Unterminated: keep the tail only if it cannot hide a key.
+            out.push_str(rest.get(..start).unwrap_or_default());
+            out.push_str(&shown(after));
+            break;
+        };
+        let inner = after.get(..len).unwrap_or_default();
+        out.push_str(rest.get(..start).unwrap_or_default());
+        if inner.len() <= SHOWN_MAX_LEN {
+            out.push(quote);
+            out.push_str(inner);
+            out.push(quote);
+        } else {
+            out.push_str(&shown(inner));
+        }
+        rest = after.get(len + 1..).unwrap_or_default();
+    }
+    out
 }
 
 /// Parses, validates and compiles the configuration, reading secrets through
@@ -408,7 +484,7 @@ impl PluginConfig {
             _ => match env(&self.hmac_secret_env).filter(|v| !v.is_empty()) {
                 Some(v) => (
                     Zeroizing::new(v),
-                    format!("environment variable {}", self.hmac_secret_env),
+                    format!("environment variable {}", shown_name(&self.hmac_secret_env)),
                 ),
                 None => {
                     return Err(ConfigError::MissingSecret {
@@ -427,14 +503,20 @@ impl PluginConfig {
             Some(v) => Some(SecretKey::new(v.as_bytes(), "previous").map_err(|source| {
                 ConfigError::Scheme {
                     source,
-                    origin: format!("environment variable {}", self.hmac_secret_previous_env),
+                    origin: format!(
+                        "environment variable {}",
+                        shown_name(&self.hmac_secret_previous_env)
+                    ),
                 }
             })?),
         };
         let (environment, origin) = match &self.environment {
             Some(e) => (e.clone(), "inline environment".to_owned()),
             None => match env(&self.environment_env).filter(|v| !v.is_empty()) {
-                Some(v) => (v, format!("environment variable {}", self.environment_env)),
+                Some(v) => (
+                    v,
+                    format!("environment variable {}", shown_name(&self.environment_env)),
+                ),
                 None => {
                     return Err(ConfigError::MissingEnvironment {
                         env: self.environment_env.clone(),
@@ -730,5 +812,71 @@ mod tests {
         ] {
             assert!(!text.contains(SECRET), "{text}");
         }
+    }
+
+    /// A secret pasted into any string setting of the plugin configuration
+    /// (or as a value of the wrong type, or as a field name) never appears
+    /// in the error Envoy logs; its fingerprint does, so it can be recognised.
+    #[test]
+    fn a_secret_in_the_wrong_field_is_never_echoed() {
+        // Upper-case hex: it passes as an environment variable name too.
+        let secret = "A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718";
+        let fp = crate::scheme::fingerprint(secret.as_bytes());
+        let key = "k".repeat(40);
+        let env = |name: &str| match name {
+            "HMAC_SECRET" => Some(key.clone()),
+            "HMAC_ENVIRONMENT" => Some("dev".to_owned()),
+            _ => None,
+        };
+        let configs = [
+            format!(r#"{{"hmac_secret_env": "{secret}"}}"#),
+            format!(r#"{{"hmac_secret_env": "x{secret}"}}"#),
+            format!(r#"{{"hmac_secret_previous_env": "x-{secret}"}}"#),
+            format!(r#"{{"environment_env": "{secret}"}}"#),
+            format!(r#"{{"environment_env": "{}"}}"#, secret.to_lowercase()),
+            format!(r#"{{"environment": "{secret}"}}"#),
+            format!(r#"{{"expected_environment": "{secret}"}}"#),
+            format!(r#"{{"exempt_paths": ["{secret}"]}}"#),
+            format!(r#"{{"clock_skew_seconds": "{secret}"}}"#),
+            format!(r#"{{"require_nonce": "{secret}"}}"#),
+            format!(r#"{{"{secret}": 1}}"#),
+            format!(r#"{{"hmac_secret_env": "{secret}"#),
+        ];
+        for config in &configs {
+            let err = compile(config.as_bytes(), env)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {} bytes of config", config.len()));
+            let msg = err.to_string();
+            for form in [
+                secret.to_owned(),
+                secret.to_lowercase(),
+                format!("x{secret}"),
+            ] {
+                assert!(
+                    !msg.contains(&form),
+                    "echoed in: {}",
+                    msg.replace(secret, "<SECRET>")
+                );
+            }
+            assert!(!msg.contains(&secret[..20]), "part of it echoed");
+            if !msg.contains("EOF") {
+                assert!(
+                    msg.contains("not shown") || msg.contains("environment name ("),
+                    "no redaction note: {msg}"
+                );
+            }
+        }
+        // The pasted value is recognisable by its fingerprint.
+        let err = compile(configs[0].as_bytes(), env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&fp), "{err}");
+        // Short values (no key is under 32 bytes) are still shown as they are.
+        let err = compile(br#"{"hmac_secret_env": "bad-name"}"#, env)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("\"bad-name\""), "{err}");
     }
 }

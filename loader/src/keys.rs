@@ -36,9 +36,13 @@ impl KeySource {
                 Error::Usage("--secret-env needs --env ENV (the environment to sign for)".into())
             })?;
             let value = std::env::var(var).map_err(|_| {
-                Error::Usage(format!("environment variable {var} is unset or not UTF-8"))
+                Error::Usage(format!(
+                    "environment variable {} is unset or not UTF-8",
+                    edge_hmac_filter::config::shown_name(var)
+                ))
             })?;
-            return EdgeSecret::new(&format!("${var}"), value, env, None);
+            let origin = format!("${}", edge_hmac_filter::config::shown_name(var));
+            return EdgeSecret::new(&origin, value, env, None);
         }
         if let Some(path) = &self.secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

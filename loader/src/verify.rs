@@ -145,8 +145,12 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     let previous = match &args.previous_secret_env {
         None => None,
         Some(var) => {
-            let v = std::env::var(var)
-                .map_err(|_| Error::Usage(format!("environment variable {var} is unset")))?;
+            let v = std::env::var(var).map_err(|_| {
+                Error::Usage(format!(
+                    "environment variable {} is unset",
+                    edge_hmac_filter::config::shown_name(var)
+                ))
+            })?;
             Some(SecretKey::new(v.as_bytes(), "previous").map_err(usage)?)
         }
     };

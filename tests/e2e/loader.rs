@@ -879,3 +879,52 @@ async fn run_watch_follows_rotation_without_failed_requests() {
     );
     assert_no_secret(&output, &[&k0, &k1, &k2]);
 }
+
+/// A secret pasted where a variable name belongs (`sign --secret-env`,
+/// `verify --previous-secret-env`) is refused without being echoed: the
+/// error shows its length and fingerprint only, and exits non-zero.
+#[test]
+fn a_secret_given_as_a_variable_name_is_not_echoed() {
+    let home = home();
+    let pasted = secret().to_uppercase().replace('-', "_");
+    let fp = fingerprint(pasted.as_bytes());
+    let sign = cli(home.path())
+        .args([
+            "sign",
+            "--env",
+            "dev",
+            "--url",
+            "http://127.0.0.1/x",
+            "--secret-env",
+        ])
+        .arg(&pasted)
+        .output()
+        .unwrap();
+    let request = "GET /x HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
+    let request_file = home.path().join("request.http");
+    std::fs::write(&request_file, request).unwrap();
+    let verify = cli(home.path())
+        .env("GOOD_KEY", secret())
+        .args([
+            "verify",
+            "--env",
+            "dev",
+            "--secret-env",
+            "GOOD_KEY",
+            "--previous-secret-env",
+        ])
+        .arg(&pasted)
+        .arg(&request_file)
+        .output()
+        .unwrap();
+    for (what, out) in [("sign", sign), ("verify", verify)] {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{what} accepted it");
+        assert_no_secret(&text, &[&pasted, &pasted[..20]]);
+        assert!(text.contains(&fp), "{what}: no fingerprint in the error");
+    }
+}
