@@ -23,11 +23,12 @@ use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
 
 /// The kit as `render gateway` emits it for `env`, with the module at
-/// `files` and the listener on `port` (Gateway `edge/edge`).
+/// `files` and the listener on `port`; every other setting is the default
+/// (Gateway `edge/edge`, proxies and Secrets in `envoy-gateway-system`,
+/// bootstrap credential `external-secrets/aws-credentials`).
 fn render_kit(env: &str, files: &FileServer, port: u16) -> String {
     render_cli(&format!(
-        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --http-port {port} \
-         --proxy-namespace {env}-proxies --aws-credentials-namespace {env}-external-secrets",
+        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --http-port {port}",
         files.addr,
         filter_wasm().display()
     ))
@@ -264,17 +265,15 @@ async fn rotation_through_eso_and_a_proxy_restart() {
     let moto = Moto::shared();
     let (env, _files, port, kit) = kit_with_module();
     let docs = documents(&kit);
-    let ns = format!("{env}-proxies");
+    let ns = "envoy-gateway-system".to_owned();
     let secret_id = format!("crawbl/{env}/edge/hmac");
     let (k1, k2) = (secret(), secret());
     let v1 = moto.create_secret(&secret_id, &edge_value(&k1, &env)).await;
 
-    // The kit's ESO side, applied to the API server as rendered.
-    create_aws_credentials(
-        cluster,
-        &format!("{env}-external-secrets"),
-        "aws-credentials",
-    );
+    // The kit's ESO side, applied to the API server as rendered, with the
+    // bootstrap credential where the seed puts it. (The other ESO tests use
+    // namespaces and stores of their own; this one is on the defaults.)
+    create_aws_credentials(cluster, "external-secrets", "aws-credentials");
     cluster.namespace(&ns);
     for d in &docs {
         if d["kind"] == "ClusterSecretStore" || d["kind"] == "ExternalSecret" {

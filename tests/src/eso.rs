@@ -145,13 +145,12 @@ pub fn create_aws_credentials(cluster: &Cluster, ns: &str, name: &str) {
     ));
 }
 
-/// `kubectl -n NS annotate externalsecret NAME force-sync=<now> --overwrite`,
-/// the seed's rotation step.
+/// `kubectl -n NS annotate externalsecret NAME force-sync=$(date +%s) --overwrite`,
+/// the seed's rotation step. (Two in the same second would not change the
+/// annotation and so sync nothing: the tests never force-sync one
+/// ExternalSecret twice within a second.)
 pub fn force_sync(cluster: &Cluster, ns: &str, name: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let now = crate::client::now();
     cluster.kubectl_ok(&[
         "-n",
         ns,
