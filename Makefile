@@ -10,7 +10,7 @@ VENV ?= .venv
 CARGO ?= cargo
 WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
 
-.PHONY: help toolchain venv wasm lint vectors ct-check components test run demo bench
+.PHONY: help toolchain venv wasm lint vectors ct-check components fuzz-smoke test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -45,7 +45,12 @@ ct-check: ## short constant-time check of the tag comparison (release build; ful
 components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl and etcd for the tests (cached; ~15 min the first time)
 	bash tests/components/build.sh
 
-test: lint wasm venv vectors ct-check components ## the whole test suite (what CI runs)
+fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, installed on first use; long runs: fuzz/run.sh 500 10000000)
+	@cargo +nightly --version >/dev/null 2>&1 || { echo "fuzz-smoke: needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+	fuzz/run.sh 10
+
+test: lint wasm venv vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)

@@ -314,7 +314,47 @@ pub fn parse(raw: &[u8]) -> Result<PluginConfig, ConfigError> {
     } else {
         raw
     };
-    serde_json::from_slice(raw).map_err(|e| ConfigError::Json(redact_quoted(&e.to_string())))
+    serde_json::from_slice(raw).map_err(|e| ConfigError::Json(json_error_message(&e, raw)))
+}
+
+/// serde_json's message with quoted values passed through [`shown`]; if any
+/// run of more than [`SHOWN_MAX_LEN`] bytes of the input — as written, or
+/// of a key or string value once its escapes are decoded, which is how
+/// serde quotes it — still appears in it (quote characters inside a value
+/// defeat the quoting), only the error's kind and position.
+fn json_error_message(e: &serde_json::Error, raw: &[u8]) -> String {
+    let message = redact_quoted(&e.to_string());
+    let window = SHOWN_MAX_LEN + 1;
+    if message.len() < window {
+        return message;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(raw).ok();
+    let mut decoded = Vec::new();
+    if let Some(value) = &value {
+        collect_strings(value, &mut decoded);
+    }
+    let mut pieces: std::collections::HashSet<&[u8]> = raw.windows(window).collect();
+    for s in &decoded {
+        pieces.extend(s.as_bytes().windows(window));
+    }
+    let echoes_input = message
+        .as_bytes()
+        .windows(window)
+        .any(|w| pieces.contains(w));
+    if !echoes_input {
+        return message;
+    }
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "unknown field or wrong type",
+        serde_json::error::Category::Eof => "unexpected end",
+    };
+    format!(
+        "{kind} error at line {} column {} (the offending text is not shown: it may be a secret)",
+        e.line(),
+        e.column()
+    )
 }
 
 /// Shortest configuration string that could be a key: the filter refuses
@@ -335,6 +375,21 @@ pub fn shown(value: &str) -> String {
             value.len(),
             crate::scheme::fingerprint(value.as_bytes())
         )
+    }
+}
+
+/// Every key and string value in `v`.
+fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(map) => {
+            for (k, x) in map {
+                out.push(k);
+                collect_strings(x, out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -878,5 +933,25 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("\"bad-name\""), "{err}");
+    }
+
+    /// Regression (found by fuzz/config_compile): a field name with quote
+    /// characters inside defeated the quoting in serde's message, which then
+    /// echoed the name; such a message now shows only kind and position.
+    #[test]
+    fn a_quote_inside_a_value_does_not_defeat_the_redaction() {
+        let long = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdef";
+        for config in [
+            format!(r#"{{"`{long}`": 1}}"#),
+            format!(r#"{{"x`{long}": 1}}"#),
+            format!(r#"{{"clock_skew_seconds": "`{long}"}}"#),
+            // Found by the fuzzer: an escaped quote spells the key
+            // differently in the input than serde prints it.
+            format!(r#"{{"a`b``{long}\"c": 1}}"#),
+        ] {
+            let msg = parse(config.as_bytes()).err().unwrap().to_string();
+            assert!(!msg.contains(&long[..SHOWN_MAX_LEN + 1]), "echoed: {msg}");
+            assert!(msg.contains("line 1"), "{msg}");
+        }
     }
 }

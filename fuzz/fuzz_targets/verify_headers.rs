@@ -1,0 +1,170 @@
+//! Header verification from arbitrary header pairs and clock, built around a
+//! validly signed request (structure-aware: the fuzzer edits, drops,
+//! duplicates and adds headers, and moves the clock), through the filter's
+//! own decision function with an in-memory replay store. Never panics; the
+//! untouched signed request at its own time always verifies, and any other
+//! outcome is one of the spec's codes.
+#![no_main]
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use arbitrary::Arbitrary;
+use edge_hmac_filter::config::{FilterConfig, compile};
+use edge_hmac_filter::flow::{HeadersDecision, on_request_headers};
+use edge_hmac_filter::replay::{BucketStore, StoreError};
+use edge_hmac_filter::scheme::{RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256};
+use libfuzzer_sys::fuzz_target;
+
+const SECRET: &str = "fuzz-secret-0123456789abcdef0123456789abcdef";
+const T0: u64 = 1_800_000_000;
+
+#[derive(Default)]
+struct Memory(HashMap<u32, (Vec<u8>, u32)>);
+
+impl BucketStore for Memory {
+    fn get(&mut self, bucket: u32) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Ok(self.0.get(&bucket).cloned())
+    }
+    fn set(&mut self, bucket: u32, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
+        let token = self.0.get(&bucket).map(|(_, t)| *t);
+        if cas.is_some() && cas != token {
+            return Ok(false);
+        }
+        self.0
+            .insert(bucket, (value.to_vec(), token.unwrap_or(0) + 1));
+        Ok(true)
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Edit {
+    Drop(u8),
+    Duplicate(u8),
+    Replace(u8, Vec<u8>),
+    Rename(u8, Vec<u8>),
+    Add(Vec<u8>, Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    method: u8,
+    path: Vec<u8>,
+    body: Option<Vec<u8>>,
+    nonce: bool,
+    clock_offset: i32,
+    edits: Vec<Edit>,
+    end_of_stream: bool,
+    repeat: bool,
+}
+
+/// Compiled once: configuration and signer are per filter instance, not
+/// per request. One replay bucket (16 entries) keeps each run's table
+/// initialisation (what `on_configure` does) cheap.
+fn setup() -> &'static (FilterConfig, Signer) {
+    static SETUP: OnceLock<(FilterConfig, Signer)> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let config = compile(
+            br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16}"#,
+            |name| (name == "HMAC_SECRET").then(|| SECRET.to_owned()),
+        );
+        let key = SecretKey::new(SECRET.as_bytes(), "current");
+        match (config, key) {
+            (Ok(config), Ok(key)) => match Signer::new(key, "fuzz") {
+                Ok(signer) => (config, signer),
+                Err(e) => panic!("fuzz signer: {e}"),
+            },
+            _ => panic!("the fuzz configuration must compile"),
+        }
+    })
+}
+
+fuzz_target!(|input: Input| {
+    let (config, signer) = setup();
+    let method = ["GET", "POST", "PUT", "OPTIONS", "HEAD"][usize::from(input.method) % 5];
+    let path = String::from_utf8_lossy(&input.path);
+    let path = if path.starts_with('/') {
+        path.into_owned()
+    } else {
+        format!("/{path}")
+    };
+    let nonce = input.nonce.then_some("fuzz-nonce-0123456789");
+    let Ok(signed) = signer.sign(
+        &SignRequest {
+            method,
+            authority: "api.example.test",
+            path: &path,
+            timestamp: T0,
+            nonce,
+            content_sha256: input.body.as_deref().map(sha256),
+        },
+        TagEncoding::Hex,
+    ) else {
+        return;
+    };
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b":method".to_vec(), method.as_bytes().to_vec()),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":authority".to_vec(), b"api.example.test".to_vec()),
+    ];
+    for (n, v) in signed.pairs() {
+        pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+    }
+    let untouched = input.edits.is_empty() && input.clock_offset == 0;
+    for edit in input.edits.iter().take(32) {
+        let at = |i: &u8| usize::from(*i) % pairs.len().max(1);
+        match edit {
+            Edit::Drop(i) if !pairs.is_empty() => {
+                pairs.remove(at(i));
+            }
+            Edit::Duplicate(i) if !pairs.is_empty() => {
+                let p = pairs[at(i)].clone();
+                pairs.push(p);
+            }
+            Edit::Replace(i, v) if !pairs.is_empty() => {
+                let j = at(i);
+                pairs[j].1 = v.clone();
+            }
+            Edit::Rename(i, n) if !pairs.is_empty() => {
+                let j = at(i);
+                pairs[j].0 = n.clone();
+            }
+            Edit::Add(n, v) => pairs.push((n.clone(), v.clone())),
+            _ => {}
+        }
+    }
+    let head = RequestHead::from_pairs(pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+    let now = T0.saturating_add_signed(i64::from(input.clock_offset));
+    let mut store = Memory::default();
+    // What on_configure does before any request.
+    if config.replay.initialize(&mut store).is_err() {
+        panic!("the in-memory store cannot fail");
+    }
+    let first = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
+    if untouched && input.body.is_none() && method != "OPTIONS" && path != "/healthz" {
+        assert!(
+            matches!(first, HeadersDecision::Verified { .. }),
+            "a correctly signed request was refused: {first:?}"
+        );
+    }
+    if let HeadersDecision::Reject(r) = &first {
+        // Every rejection maps to a code of the spec and back.
+        let code = r.reason.code();
+        assert_eq!(
+            edge_hmac_filter::scheme::Reject::from_code(code),
+            Some(r.reason)
+        );
+    }
+    if input.repeat {
+        let again = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
+        if nonce.is_some()
+            && matches!(first, HeadersDecision::Verified { .. })
+            && matches!(head.nonce, edge_hmac_filter::scheme::HeaderValue::One(_))
+        {
+            assert!(
+                !matches!(again, HeadersDecision::Verified { .. }),
+                "a nonce was accepted twice"
+            );
+        }
+    }
+});
