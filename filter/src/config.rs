@@ -357,9 +357,10 @@ fn json_error_message(e: &serde_json::Error, raw: &[u8]) -> String {
     )
 }
 
-/// Shortest configuration string that could be a key: the filter refuses
-/// keys under 32 bytes, so a shorter value is never a usable secret.
-pub const SHOWN_MAX_LEN: usize = 31;
+/// Longest configuration string shown in an error: one byte shorter than
+/// the shortest key the filter accepts, so a shown value is never a usable
+/// secret.
+pub const SHOWN_MAX_LEN: usize = crate::scheme::MIN_SECRET_BYTES - 1;
 
 /// How a configuration value appears in an error: quoted when it is short
 /// enough that it cannot be a key, else only its length and fingerprint

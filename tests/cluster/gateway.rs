@@ -93,10 +93,16 @@ spec:
     out
 }
 
-/// Waits until the edge answers an unsigned request with `401` (EG has
-/// translated, Envoy has fetched the module from EG's wasm cache and
-/// configured the filter).
-async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
+/// Sends an unsigned `GET path` every 250 ms until the edge answers
+/// `status` (90 s at most; panics with EG's logs otherwise). `check` sees
+/// every answer on the way, for what must never happen meanwhile.
+async fn wait_for_status(
+    eg: &EnvoyGateway,
+    addr: SocketAddr,
+    path: &str,
+    status: u16,
+    check: impl Fn(&edge_hmac_tests::client::Resp),
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let mut last = String::from("no answer");
     while std::time::Instant::now() < deadline {
@@ -104,7 +110,8 @@ async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
         if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
             && let Ok(resp) = conn.send(&Req::new("GET", path)).await
         {
-            if resp.status == 401 {
+            check(&resp);
+            if resp.status == status {
                 return;
             }
             last = format!("{} {}", resp.status, resp.text());
@@ -112,9 +119,16 @@ async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!(
-        "the edge never answered 401 on {path} (last: {last})\n{}",
+        "the edge never answered {status} on {path} (last: {last})\n{}",
         eg.logs()
     );
+}
+
+/// Waits until the edge answers an unsigned request with `401` (EG has
+/// translated, Envoy has fetched the module from EG's wasm cache and
+/// configured the filter).
+async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
+    wait_for_status(eg, addr, path, 401, |_| {}).await;
 }
 
 fn secrets_of(
@@ -430,19 +444,10 @@ async fn a_swapped_module_fails_closed() {
         ],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let mut last = 0;
-    while std::time::Instant::now() < deadline && last != 500 {
-        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
-        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
-            && let Ok(resp) = conn.send(&Req::new("GET", "/v1/x")).await
-        {
-            last = resp.status;
-            assert_ne!(last, 200, "an unverified request passed");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(last, 500, "{}", eg.logs());
+    wait_for_status(&eg, addr, "/v1/x", 500, |resp| {
+        assert_ne!(resp.status, 200, "an unverified request passed");
+    })
+    .await;
     assert!(upstream.settled_records().await.is_empty());
 }
 
@@ -478,18 +483,7 @@ async fn a_second_gateway_policy_that_sorts_first_takes_the_check_away() {
         ],
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    let mut last = (0, None);
-    while std::time::Instant::now() < deadline && last.0 != 200 {
-        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
-        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
-            && let Ok(resp) = conn.send(&Req::new("GET", "/v1/x")).await
-        {
-            last = (resp.status, resp.error_code());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(last.0, 200, "{last:?}\n{}", eg.logs());
+    wait_for_status(&eg, addr, "/v1/x", 200, |_| {}).await;
     let records = upstream.settled_records().await;
     assert_eq!(records.last().unwrap().header("x-older"), Some("1"));
     assert!(
