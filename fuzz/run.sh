@@ -13,11 +13,12 @@ secs="${1:-10}"
 runs="${2:--1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-for t in ${FUZZ_TARGETS:-hostmap verify_headers config_compile body_chunks}; do
+for t in ${FUZZ_TARGETS:-hostmap verify_headers config_compile body_chunks secret_json raw_request}; do
     dict=()
     case "$t" in
         hostmap | verify_headers) dict=(-dict=fuzz/dict/headers.dict) ;;
-        config_compile) dict=(-dict=fuzz/dict/config.dict) ;;
+        config_compile | secret_json) dict=(-dict=fuzz/dict/config.dict) ;;
+        raw_request) dict=(-dict=fuzz/dict/http.dict) ;;
     esac
     mkdir -p "fuzz/corpus/$t"
     echo "fuzz: $t (${secs}s, runs ${runs})" >&2

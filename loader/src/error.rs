@@ -104,7 +104,8 @@ pub enum Error {
     },
     /// The secret belongs to another environment.
     #[error(
-        "secret {id} is for environment {found:?}, not {expected:?}: check --env / --secret-id"
+        "secret {id} is for environment {found:?}, not {}: check --env / --secret-id",
+        edge_hmac_filter::config::shown(expected)
     )]
     EnvironmentMismatch {
         /// Secret id.

@@ -1,13 +1,23 @@
 //! Library of the `edge-hmac` CLI: everything the binary does, usable by the
-//! end-to-end tests.
+//! end-to-end tests. Without the default `cli` feature only the modules
+//! free of the AWS SDK, network and Envoy remain (`error`, `raw`, `secret`).
 
+#[cfg(feature = "cli")]
 pub mod aws;
+#[cfg(feature = "cli")]
 pub mod envoy;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod fetch;
+#[cfg(feature = "cli")]
 pub mod keys;
+pub mod raw;
+#[cfg(feature = "cli")]
 pub mod render;
+#[cfg(feature = "cli")]
 pub mod run;
 pub mod secret;
+#[cfg(feature = "cli")]
 pub mod sign;
+#[cfg(feature = "cli")]
 pub mod verify;

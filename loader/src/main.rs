@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edge_hmac::error::{EXIT_CODES, Error};
 use edge_hmac::{fetch, render, run, sign, verify};
+use edge_hmac_filter::config::{SHOWN_MAX_LEN, shown};
 
 /// Request signatures at the edge: the operator and developer CLI around the
 /// edge-hmac Envoy filter.
@@ -34,8 +35,43 @@ enum Command {
     EchoUpstream(run::EchoArgs),
 }
 
+/// `message` with every command-line value longer than
+/// [`SHOWN_MAX_LEN`] replaced by its length and fingerprint: a key pasted
+/// into any flag is never echoed, by clap's errors or ours. A value that
+/// names an existing file stays readable (it is a path, not a key).
+fn redact_args(message: &str) -> String {
+    let mut values: Vec<String> = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        let Some(arg) = arg.to_str() else { continue };
+        values.push(arg.to_owned());
+        if let Some((_, value)) = arg.strip_prefix("--").and_then(|a| a.split_once('=')) {
+            values.push(value.to_owned());
+        }
+    }
+    values.retain(|v| v.len() > SHOWN_MAX_LEN && !std::path::Path::new(v).exists());
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = message.to_owned();
+    for v in &values {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), &shown(v));
+        }
+    }
+    out
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("{}", redact_args(&e.render().to_string()));
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +96,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("edge-hmac: error: {e}");
+            eprintln!("edge-hmac: error: {}", redact_args(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -10,6 +10,7 @@ use edge_hmac_filter::scheme::{
 
 use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
+use crate::raw::parse_raw;
 use crate::sign::{now, split_url};
 
 /// Arguments of `edge-hmac verify`.
@@ -36,97 +37,6 @@ pub struct VerifyArgs {
     /// Where the key comes from
     #[command(flatten)]
     pub key: KeySource,
-}
-
-/// A parsed raw HTTP/1.1 request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawRequest {
-    /// Method.
-    pub method: String,
-    /// Request target as sent (path and query, or an absolute URL).
-    pub target: String,
-    /// Header fields in order.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The body (de-chunked).
-    pub body: Vec<u8>,
-}
-
-/// Parses a raw HTTP/1.1 request (CRLF or bare LF line ends).
-pub fn parse_raw(raw: &[u8]) -> Result<RawRequest> {
-    let bad = |why: &str| Error::Usage(format!("not a raw HTTP request: {why}"));
-    let (head, rest) = split_head(raw).ok_or_else(|| bad("no blank line after the headers"))?;
-    let head = std::str::from_utf8(head).map_err(|_| bad("headers are not UTF-8 text"))?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("the first line must be METHOD TARGET HTTP/1.1"));
-    };
-    if !version.starts_with("HTTP/") || method.is_empty() {
-        return Err(bad("the first line must be METHOD TARGET HTTP/1.1"));
-    }
-    let mut headers = Vec::new();
-    for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad(&format!("header line without ':': {line:?}")))?;
-        headers.push((name.trim().to_owned(), value.trim().as_bytes().to_vec()));
-    }
-    let header = |n: &str| {
-        headers
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(n))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    };
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        dechunk(rest).ok_or_else(|| bad("malformed chunked body"))?
-    } else if let Some(len) = header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| bad("content-length is not a number"))?;
-        rest.get(..len)
-            .ok_or_else(|| bad("body shorter than content-length"))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(RawRequest {
-        method: method.into(),
-        target: target.into(),
-        headers,
-        body,
-    })
-}
-
-fn split_head(raw: &[u8]) -> Option<(&[u8], &[u8])> {
-    for (i, w) in raw.windows(2).enumerate() {
-        if w == b"\n\n" {
-            return Some((&raw[..i], &raw[i + 2..]));
-        }
-        if w == b"\n\r" && raw.get(i + 2) == Some(&b'\n') {
-            return Some((&raw[..i], &raw[i + 3..]));
-        }
-    }
-    None
-}
-
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let nl = raw.iter().position(|&b| b == b'\n')?;
-        let size_line = std::str::from_utf8(&raw[..nl]).ok()?.trim();
-        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[nl + 1..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size..)?;
-        raw = raw
-            .strip_prefix(b"\r\n")
-            .or_else(|| raw.strip_prefix(b"\n"))?;
-    }
 }
 
 /// Runs `edge-hmac verify`: prints a report; refused requests exit 4.
@@ -167,12 +77,7 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
 
     // Origin-form target with Host, or absolute-form target.
     let (authority, path) = if req.target.starts_with('/') {
-        let host = req
-            .headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
+        let host = req.header("host").unwrap_or_default();
         (host, req.target.clone())
     } else {
         let u = split_url(&req.target)?;
@@ -236,29 +141,5 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             );
             Err(Error::Refused(rejection.reason.code().into()))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Raw requests with CRLF or LF, content-length or chunked bodies.
-    #[test]
-    fn parses_raw_requests() {
-        let r = parse_raw(b"POST /v1/x?y=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcdef")
-            .unwrap();
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.target, "/v1/x?y=1");
-        assert_eq!(r.body, b"abc");
-        let r = parse_raw(
-            b"PUT /c HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n3\nabc\n2;x=y\nde\n0\n\n",
-        )
-        .unwrap();
-        assert_eq!(r.body, b"abcde");
-        let r = parse_raw(b"GET /a HTTP/1.1\nX-A:  padded  \n\n").unwrap();
-        assert_eq!(r.headers, vec![("X-A".to_string(), b"padded".to_vec())]);
-        assert!(parse_raw(b"GET /a HTTP/1.1\nHost: h\n").is_err());
-        assert!(parse_raw(b"nonsense\n\n").is_err());
     }
 }

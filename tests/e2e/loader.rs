@@ -11,37 +11,13 @@ use std::time::{Duration, Instant};
 use edge_hmac_filter::scheme::fingerprint;
 use edge_hmac_tests::aws::{FakeEndpoint, Misbehaviour, Moto, cli, edge_value, unique_env};
 use edge_hmac_tests::build::{filter_wasm, workspace};
+use edge_hmac_tests::cli::{
+    config_home, register_dev_secret_in, run, run_revealing, scan_moto_log,
+};
 use edge_hmac_tests::client::{Body, Req, Resp, send};
 use edge_hmac_tests::envoy::envoy_bin;
-use edge_hmac_tests::secrets::{assert_no_secret, secret};
+use edge_hmac_tests::secrets::{assert_no_known_secret, assert_no_secret, secret};
 use edge_hmac_tests::upstream::Upstream;
-
-/// A finished CLI run.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-async fn run(mut cmd: Command) -> Out {
-    tokio::task::spawn_blocking(move || {
-        let out = cmd.output().expect("run edge-hmac");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    })
-    .await
-    .unwrap()
-}
 
 fn home() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -126,7 +102,7 @@ async fn fetch_reveal_needs_flag_and_machine_format() {
         refused.stderr
     );
     assert_no_secret(&refused.all(), &[&key]);
-    let env_out = run(fetch_cmd(
+    let env_out = run_revealing(fetch_cmd(
         h.path(),
         moto,
         &["--env", &env, "--format", "env", "--reveal"],
@@ -138,7 +114,7 @@ async fn fetch_reveal_needs_flag_and_machine_format() {
         env_out.stdout == format!("HMAC_SECRET={key}\nHMAC_ENVIRONMENT={env}\n"),
         "--format env --reveal output differs (not shown: it holds the secret)"
     );
-    let json = run(fetch_cmd(
+    let json = run_revealing(fetch_cmd(
         h.path(),
         moto,
         &["--env", &env, "--format", "json", "--reveal"],
@@ -407,6 +383,7 @@ struct Running {
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
+    config_home: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -429,6 +406,7 @@ impl Running {
             child,
             stderr,
             stdout,
+            config_home: config_home(&cmd),
         }
     }
 
@@ -494,6 +472,12 @@ impl Running {
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                // The suite-wide scan (edge_hmac_tests::secrets).
+                if let Some(dir) = &self.config_home {
+                    register_dev_secret_in(dir);
+                }
+                assert_no_known_secret("the output of edge-hmac run", &self.output());
+                scan_moto_log();
                 return (status.code().unwrap_or(-1), self.output());
             }
             assert!(Instant::now() < deadline, "edge-hmac run ignored SIGTERM");
@@ -926,5 +910,122 @@ fn a_secret_given_as_a_variable_name_is_not_echoed() {
         assert!(!out.status.success(), "{what} accepted it");
         assert_no_secret(&text, &[&pasted, &pasted[..20]]);
         assert!(text.contains(&fp), "{what}: no fingerprint in the error");
+    }
+}
+
+/// A key pasted into any flag of any command is never echoed: not by
+/// clap's own errors (bad numbers, addresses, choices), not by ours (ids,
+/// paths, environments), not on standard output. Flags whose value is the
+/// output itself (the signed URL and body, the names and paths `render`
+/// writes) are left out: they are written as given.
+#[test]
+fn a_secret_pasted_into_any_flag_is_not_echoed() {
+    let moto = Moto::shared();
+    let home = home();
+    // Not registered for the suite-wide scan: pasted into --secret-id it is
+    // the id the CLI was asked to read, so Secrets Manager (moto) sees it.
+    let pasted = format!("pasted-{}", edge_hmac_tests::secrets::random_hex(24));
+    let endpoint = moto.endpoint();
+    let aws = [
+        "--endpoint-url",
+        endpoint.as_str(),
+        "--aws-max-attempts",
+        "1",
+    ];
+    let secret_flags = [
+        "--env",
+        "--secret-id",
+        "--scope",
+        "--name",
+        "--region",
+        "--profile",
+        "--endpoint-url",
+    ];
+    let mut cases: Vec<(Vec<&str>, &str)> = Vec::new();
+    for flag in secret_flags.iter().chain(&["--version-stage", "--format"]) {
+        cases.push((vec!["fetch", "--env", "dev"], flag));
+    }
+    let sign = vec!["sign", "--env", "dev", "--url", "http://127.0.0.1/x"];
+    for flag in secret_flags
+        .iter()
+        .chain(&["--secret-env", "--secret-file", "--timestamp"])
+    {
+        cases.push((sign.clone(), flag));
+    }
+    cases.push((
+        vec!["sign", "--dev", "--url", "http://127.0.0.1/x"],
+        "--env",
+    ));
+    for flag in secret_flags.iter().chain(&[
+        "--secret-env",
+        "--previous-secret-env",
+        "--secret-file",
+        "--now",
+        "--clock-skew",
+    ]) {
+        cases.push((vec!["verify", "--env", "dev"], flag));
+    }
+    for flag in secret_flags.iter().chain(&[
+        "--envoy",
+        "--listen",
+        "--admin",
+        "--upstream",
+        "--watch",
+        "--log-level",
+        "--concurrency",
+        "--nonce-ttl",
+    ]) {
+        cases.push((
+            vec!["run", "--env", "dev", "--wasm", "/nonexistent.wasm"],
+            flag,
+        ));
+    }
+    for flag in [
+        "--listen",
+        "--admin",
+        "--upstream",
+        "--failure-policy",
+        "--clock-skew",
+    ] {
+        cases.push((vec!["render", "envoy"], flag));
+    }
+    cases.push((
+        vec!["render", "gateway", "--wasm-url", "https://x/f.wasm"],
+        "--env",
+    ));
+    cases.push((
+        vec![
+            "render",
+            "gateway",
+            "--env",
+            "dev",
+            "--wasm-url",
+            "https://x/f.wasm",
+        ],
+        "--wasm-sha256",
+    ));
+    for (args, flag) in &cases {
+        for joined in [false, true] {
+            let mut cmd = cli(home.path());
+            cmd.args(args);
+            if args[0] != "render" {
+                cmd.args(aws);
+            }
+            if joined {
+                cmd.arg(format!("{flag}={pasted}"));
+            } else {
+                cmd.args([flag, pasted.as_str()]);
+            }
+            let out = cmd.output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let what = format!("{} {flag}", args.join(" "));
+            assert!(!out.status.success(), "{what}: accepted a key as its value");
+            let leaked = std::panic::catch_unwind(|| assert_no_secret(&text, &[&pasted]));
+            assert!(leaked.is_ok(), "{what}: the pasted key is echoed");
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,9 +27,13 @@ pub struct Moto {
     pub addr: SocketAddr,
     /// Credentials of the IAM user without permissions (`--deny` mode).
     pub denied_user: Option<(String, String)>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
     _child: Mutex<Child>,
     _stdin: Mutex<ChildStdin>,
 }
+
+static SHARED: OnceLock<Moto> = OnceLock::new();
 
 impl Moto {
     /// Starts `tests/support/moto_server.py` with `args`.
@@ -39,12 +44,14 @@ impl Moto {
             "no Python venv at {}: run `make venv` (installs moto)",
             build::venv().display()
         );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("moto.log");
         let mut child = Command::new(python)
             .arg(build::workspace().join("tests/support/moto_server.py"))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start moto");
         let stdin = child.stdin.take().unwrap();
@@ -65,6 +72,8 @@ impl Moto {
         Moto {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             denied_user,
+            log,
+            _dir: dir,
             _child: Mutex::new(child),
             _stdin: Mutex::new(stdin),
         }
@@ -72,8 +81,17 @@ impl Moto {
 
     /// The shared instance of this test binary.
     pub fn shared() -> &'static Moto {
-        static MOTO: OnceLock<Moto> = OnceLock::new();
-        MOTO.get_or_init(|| Moto::start(&[]))
+        SHARED.get_or_init(|| Moto::start(&[]))
+    }
+
+    /// The shared instance, if a test has started it.
+    pub fn started() -> Option<&'static Moto> {
+        SHARED.get()
+    }
+
+    /// What moto wrote to standard error (warnings, tracebacks).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:PORT`.

@@ -180,6 +180,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
 }
 
+static SHARED_CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
 /// The static bearer token of the test admin (member of `system:masters`).
 const ADMIN_TOKEN: &str = "edge-hmac-test-admin-token";
 
@@ -187,8 +189,12 @@ impl Cluster {
     /// The cluster shared by this test binary, started on first use
     /// (about 10 s with the components built).
     pub fn shared() -> &'static Cluster {
-        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-        CLUSTER.get_or_init(Cluster::start)
+        SHARED_CLUSTER.get_or_init(Cluster::start)
+    }
+
+    /// The shared cluster, if a test has started it.
+    pub fn started() -> Option<&'static Cluster> {
+        SHARED_CLUSTER.get()
     }
 
     /// Starts etcd and kube-apiserver and applies the CRDs.

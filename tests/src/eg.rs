@@ -314,6 +314,10 @@ extensionApis:
 }
 
 impl Drop for EnvoyGateway {
+    /// Stops EG and its Envoy; unless the test already failed, then checks
+    /// that no key the test process knows is in anything EG, its Envoys
+    /// (logs, access logs, config dumps), ESO or kube-apiserver wrote (the
+    /// suite-wide scan, see [`crate::secrets`]).
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
@@ -321,6 +325,8 @@ impl Drop for EnvoyGateway {
         if let Some(s) = self.service.take() {
             s.stop();
         }
+        crate::secrets::assert_no_known_secret("Envoy Gateway's output", &self.all_output());
+        crate::eso::scan_logs();
     }
 }
 

@@ -100,6 +100,9 @@ pub struct Envoy {
     /// Admin interface address.
     pub admin: SocketAddr,
     log: PathBuf,
+    /// The bootstrap it was started with (keys a test put there on purpose
+    /// are not leaks of Envoy's).
+    bootstrap: String,
     _dir: tempfile::TempDir,
 }
 
@@ -143,6 +146,7 @@ impl Envoy {
             child,
             admin: "127.0.0.1:0".parse().unwrap(),
             log,
+            bootstrap: yaml.to_owned(),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -234,12 +238,39 @@ impl Envoy {
     }
 }
 
+/// `GET path` on the admin interface, without an async runtime (for `Drop`).
+fn admin_get_blocking(admin: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").ok()?;
+    let mut body = Vec::new();
+    conn.read_to_end(&mut body).ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
 impl Drop for Envoy {
+    /// Stops Envoy; unless the test already failed, first checks that no key
+    /// the test process knows is in its `/config_dump` or its log (the
+    /// suite-wide scan, see [`crate::secrets`]).
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("---- Envoy log (last 60 lines) ----\n{}", self.log_tail(60));
         }
+        let dump = if std::thread::panicking() || self.admin.port() == 0 {
+            None
+        } else {
+            admin_get_blocking(self.admin, "/config_dump?include_eds")
+        };
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let allowed: Vec<String> = crate::secrets::known()
+            .into_iter()
+            .filter(|k| self.bootstrap.contains(k.as_str()))
+            .collect();
+        if let Some(dump) = dump {
+            crate::secrets::assert_no_known_secret_except("Envoy's /config_dump", &dump, &allowed);
+        }
+        crate::secrets::assert_no_known_secret_except("Envoy's log", &self.log(), &allowed);
     }
 }

@@ -25,12 +25,29 @@ pub struct Eso {
     pub service: Service,
 }
 
+static SHARED: OnceLock<Eso> = OnceLock::new();
+
+/// The suite-wide scan (see [`crate::secrets`]) of the shared control plane:
+/// no key this test process knows is in ESO's, kube-apiserver's or etcd's
+/// log (those that were started). Run by [`wait_external_secret`] and when
+/// an [`crate::eg::EnvoyGateway`] is dropped.
+#[track_caller]
+pub fn scan_logs() {
+    use crate::secrets::assert_no_known_secret;
+    if let Some(eso) = SHARED.get() {
+        assert_no_known_secret("ESO's log", &eso.service.log_text());
+    }
+    if let Some(cluster) = Cluster::started() {
+        assert_no_known_secret("kube-apiserver's log", &cluster.apiserver.log_text());
+        assert_no_known_secret("etcd's log", &cluster.etcd.log_text());
+    }
+}
+
 impl Eso {
     /// The controller shared by this test binary, started on first use
     /// against [`Cluster::shared`] and [`Moto::shared`].
     pub fn shared() -> &'static Eso {
-        static ESO: OnceLock<Eso> = OnceLock::new();
-        ESO.get_or_init(|| {
+        SHARED.get_or_init(|| {
             let cluster = Cluster::shared();
             let moto = Moto::shared();
             let mut cmd = Command::new(components().eso_bin_dir.join("external-secrets"));
@@ -104,7 +121,10 @@ pub fn wait_external_secret(
         (s == status).then_some((reason, message))
     });
     match got {
-        Some(v) => v,
+        Some(v) => {
+            scan_logs();
+            v
+        }
         None => panic!(
             "ExternalSecret {ns}/{name} not Ready={status} in {timeout:?}: {:?}\n{}",
             cluster

@@ -19,7 +19,10 @@ pub fn render_cli(args: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    // The suite-wide scan (crate::secrets): no key in a rendered file.
+    crate::secrets::assert_no_known_secret("a rendered kit", &yaml);
+    yaml
 }
 
 /// The first document of kind `kind` (panics when there is none).

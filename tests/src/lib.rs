@@ -9,6 +9,7 @@
 
 pub mod aws;
 pub mod build;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod eg;
