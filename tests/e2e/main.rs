@@ -4,5 +4,6 @@
 
 mod filter;
 mod gateway;
+mod hostile;
 mod loader;
 mod render;

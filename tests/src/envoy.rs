@@ -132,6 +132,9 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "2", "--use-dynamic-base-id", "-l", "info"])
+            // The log file is written within 100 ms (default 10 s), so the
+            // leak scan at drop sees all of it.
+            .args(["--file-flush-interval-msec", "100"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
@@ -238,12 +241,12 @@ impl Envoy {
     }
 }
 
-/// `GET path` on the admin interface, without an async runtime (for `Drop`).
-fn admin_get_blocking(admin: SocketAddr, path: &str) -> Option<String> {
+/// `METHOD path` on the admin interface, without an async runtime (for `Drop`).
+fn admin_get_blocking(admin: SocketAddr, method: &str, path: &str) -> Option<String> {
     use std::io::{Read as _, Write as _};
     let mut conn = std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(2)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(conn, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").ok()?;
+    write!(conn, "{method} {path} HTTP/1.0\r\nHost: admin\r\n\r\n").ok()?;
     let mut body = Vec::new();
     conn.read_to_end(&mut body).ok()?;
     Some(String::from_utf8_lossy(&body).into_owned())
@@ -260,8 +263,17 @@ impl Drop for Envoy {
         let dump = if std::thread::panicking() || self.admin.port() == 0 {
             None
         } else {
-            admin_get_blocking(self.admin, "/config_dump?include_eds")
+            admin_get_blocking(self.admin, "GET", "/config_dump?include_eds")
         };
+        // A clean exit flushes the log file (Envoy writes it every 10 s
+        // otherwise); killed after 3 s if it does not stop.
+        if self.admin.port() != 0 {
+            let _ = admin_get_blocking(self.admin, "POST", "/quitquitquit");
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let allowed: Vec<String> = crate::secrets::known()
