@@ -182,8 +182,11 @@ async fn raw_h2(
         .unwrap_or_else(|e| panic!("h2_raw.py: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// An HTTP/2 header list, names and values as raw bytes.
+type Headers = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Signed pseudo-headers and x-crawbl-* headers of `req`, for HTTP/2.
-fn h2_headers(req: &Req) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn h2_headers(req: &Req) -> Headers {
     let mut h: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b":method".to_vec(), req.method.as_bytes().to_vec()),
         (b":scheme".to_vec(), b"http".to_vec()),
@@ -322,7 +325,7 @@ async fn http2_pseudo_header_tricks() {
         }
         h
     };
-    let tricks: Vec<(&str, Vec<(Vec<u8>, Vec<u8>)>)> = vec![
+    let tricks: Vec<(&str, Headers)> = vec![
         ("second :path", with(&[(b":path", b"/admin")], 4)),
         (
             "second :authority",
