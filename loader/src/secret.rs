@@ -232,6 +232,14 @@ mod tests {
             EdgeSecret::parse("id", &ok, Some("prod")),
             Err(Error::EnvironmentMismatch { .. })
         ));
+        // Found by fuzz/secret_json: a key given as the expected
+        // environment (`--env`) was echoed by the mismatch error.
+        let err = EdgeSecret::parse("id", &ok, Some(KEY)).unwrap_err();
+        assert!(matches!(err, Error::EnvironmentMismatch { .. }));
+        assert!(
+            !err.to_string().contains(KEY),
+            "the expected value is echoed"
+        );
         // An environment that is not a name (here: a key under the wrong
         // name) is refused without echoing it.
         let swapped = format!(r#"{{"hmac_secret":"{KEY}","environment":"{KEY}"}}"#);
