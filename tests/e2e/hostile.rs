@@ -60,6 +60,12 @@ impl Edge {
         req.signed(&self.secret, ENV)
     }
 
+    /// The paths of every request the upstream received.
+    async fn upstream_paths(&self) -> Vec<String> {
+        let records = self.upstream.settled_records().await;
+        records.into_iter().map(|r| r.path).collect()
+    }
+
     /// Envoy is ready, the VM was never re-created, the filter never hit an
     /// internal error, no downstream request is still open, and a signed
     /// request still passes while an unsigned one is still refused.
@@ -239,13 +245,7 @@ async fn header_maps_at_envoys_limits() {
     }
     let r = raw_h2(e.addr, &refs(&h), None, false).await;
     assert_ne!(r.status, Some(200), "{r:?}");
-    let paths: Vec<String> = e
-        .upstream
-        .settled_records()
-        .await
-        .into_iter()
-        .map(|r| r.path)
-        .collect();
+    let paths = e.upstream_paths().await;
     assert_eq!(paths, ["/many", "/big"], "only the verified requests pass");
     e.assert_healthy().await;
 }
@@ -295,13 +295,7 @@ async fn look_alike_and_non_utf8_headers() {
     let at = raw_path.iter().position(|&b| b == b' ').unwrap() + 2;
     raw_path.splice(at..at, [0xff, 0xfe]);
     assert_eq!(raw_h1(e.addr, &raw_path).await, 400);
-    let paths: Vec<String> = e
-        .upstream
-        .settled_records()
-        .await
-        .into_iter()
-        .map(|r| r.path)
-        .collect();
+    let paths = e.upstream_paths().await;
     assert_eq!(paths, ["/look-alikes"]);
     e.assert_healthy().await;
 }
@@ -383,13 +377,7 @@ async fn http2_pseudo_header_tricks() {
     h.push((b"host".to_vec(), b"other.test".to_vec()));
     let r = raw_h2(e.addr, &refs(&h), None, false).await;
     assert_ne!(r.status, Some(200), "{r:?}");
-    let paths: Vec<String> = e
-        .upstream
-        .settled_records()
-        .await
-        .into_iter()
-        .map(|r| r.path)
-        .collect();
+    let paths = e.upstream_paths().await;
     assert!(
         paths.iter().all(|p| p == "/h2"),
         "a trick reached the upstream: {paths:?}"

@@ -67,51 +67,49 @@ fn finish(cmd: &Command, out: std::process::Output) -> Out {
     }
 }
 
-/// Runs `cmd` to the end; no known key may appear in its output.
+/// Scans a finished run: all its output, or only standard error when the
+/// run was asked to print the secret; then moto's log.
 #[track_caller]
-pub fn output(mut cmd: Command) -> Out {
-    let out = cmd.output().expect("run edge-hmac");
-    let out = finish(&cmd, out);
-    assert_no_known_secret("the CLI's output", &out.all());
+fn scanned(out: Out, revealing: bool) -> Out {
+    if revealing {
+        assert_no_known_secret("the CLI's standard error", &out.stderr);
+    } else {
+        assert_no_known_secret("the CLI's output", &out.all());
+    }
     scan_moto_log();
     out
+}
+
+fn run_blocking(mut cmd: Command) -> Out {
+    let out = cmd.output().expect("run edge-hmac");
+    finish(&cmd, out)
+}
+
+/// Runs `cmd` to the end; no known key may appear in its output.
+#[track_caller]
+pub fn output(cmd: Command) -> Out {
+    scanned(run_blocking(cmd), false)
 }
 
 /// Like [`output`], for a run asked to print the secret (`fetch --reveal`):
 /// only its standard error is scanned.
 #[track_caller]
-pub fn output_revealing(mut cmd: Command) -> Out {
-    let out = cmd.output().expect("run edge-hmac");
-    let out = finish(&cmd, out);
-    assert_no_known_secret("the CLI's standard error", &out.stderr);
-    scan_moto_log();
-    out
+pub fn output_revealing(cmd: Command) -> Out {
+    scanned(run_blocking(cmd), true)
 }
 
 /// [`output`] off the async runtime's threads.
 pub async fn run(cmd: Command) -> Out {
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = cmd;
-        let out = cmd.output().expect("run edge-hmac");
-        finish(&cmd, out)
-    })
-    .await
-    .unwrap();
-    assert_no_known_secret("the CLI's output", &out.all());
-    scan_moto_log();
-    out
+    let out = tokio::task::spawn_blocking(move || run_blocking(cmd))
+        .await
+        .unwrap();
+    scanned(out, false)
 }
 
 /// [`output_revealing`] off the async runtime's threads.
 pub async fn run_revealing(cmd: Command) -> Out {
-    let out = tokio::task::spawn_blocking(move || {
-        let mut cmd = cmd;
-        let out = cmd.output().expect("run edge-hmac");
-        finish(&cmd, out)
-    })
-    .await
-    .unwrap();
-    assert_no_known_secret("the CLI's standard error", &out.stderr);
-    scan_moto_log();
-    out
+    let out = tokio::task::spawn_blocking(move || run_blocking(cmd))
+        .await
+        .unwrap();
+    scanned(out, true)
 }
