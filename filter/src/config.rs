@@ -160,7 +160,7 @@ impl Default for PluginConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// Not valid JSON, an unknown field, or a value of the wrong type.
-    #[error("plugin configuration is not valid: {0}")]
+    #[error("{JSON_ERROR_PREFIX}{0}")]
     Json(String),
     /// A setting is outside its range.
     #[error("{field} = {value} is out of range: {expected}")]
@@ -317,17 +317,19 @@ pub fn parse(raw: &[u8]) -> Result<PluginConfig, ConfigError> {
     serde_json::from_slice(raw).map_err(|e| ConfigError::Json(json_error_message(&e, raw)))
 }
 
+/// How [`ConfigError::Json`] starts.
+const JSON_ERROR_PREFIX: &str = "plugin configuration is not valid: ";
+
 /// serde_json's message with quoted values passed through [`shown`]; if any
 /// run of more than [`SHOWN_MAX_LEN`] bytes of the input — as written, or
 /// of a key or string value once its escapes are decoded, which is how
-/// serde quotes it — still appears in it (quote characters inside a value
-/// defeat the quoting), only the error's kind and position.
+/// serde quotes it — still appears in the error as displayed (quote
+/// characters inside a value defeat the quoting; input that spells out
+/// serde's own words matches them), only the error's kind and position.
 fn json_error_message(e: &serde_json::Error, raw: &[u8]) -> String {
     let message = redact_quoted(&e.to_string());
     let window = SHOWN_MAX_LEN + 1;
-    if message.len() < window {
-        return message;
-    }
+    let displayed = format!("{JSON_ERROR_PREFIX}{message}");
     let value = serde_json::from_slice::<serde_json::Value>(raw).ok();
     let mut decoded = Vec::new();
     if let Some(value) = &value {
@@ -337,7 +339,7 @@ fn json_error_message(e: &serde_json::Error, raw: &[u8]) -> String {
     for s in &decoded {
         pieces.extend(s.as_bytes().windows(window));
     }
-    let echoes_input = message
+    let echoes_input = displayed
         .as_bytes()
         .windows(window)
         .any(|w| pieces.contains(w));
@@ -952,6 +954,21 @@ mod tests {
         ] {
             let msg = parse(config.as_bytes()).err().unwrap().to_string();
             assert!(!msg.contains(&long[..SHOWN_MAX_LEN + 1]), "echoed: {msg}");
+            assert!(msg.contains("line 1"), "{msg}");
+        }
+        // Found by the fuzzer: input that spells out the error's own words,
+        // across the prefix, is not shown either.
+        for config in [
+            " expected value at line 1 column",
+            "not valid: expected value at line 1 column",
+        ] {
+            let msg = parse(config.as_bytes()).err().unwrap().to_string();
+            for w in config.as_bytes().windows(SHOWN_MAX_LEN + 1) {
+                assert!(
+                    !msg.as_bytes().windows(w.len()).any(|m| m == w),
+                    "echoed: {msg}"
+                );
+            }
             assert!(msg.contains("line 1"), "{msg}");
         }
     }
