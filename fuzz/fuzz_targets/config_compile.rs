@@ -1,7 +1,8 @@
 //! Plugin configuration compile from arbitrary JSON and an arbitrary
 //! environment: never panics, and no error message ever contains the
 //! secret the environment holds, nor a long value of the input (what a
-//! mistaken paste of a secret would look like).
+//! mistaken paste of a secret would look like; text that is the message's
+//! own wording is told apart by changing it in the input).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -28,6 +29,31 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
         }
         _ => {}
     }
+}
+
+/// `text` with every ASCII letter and digit moved one step (a→b, z→a,
+/// 9→0): the same shape, different words.
+fn shifted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'z' => 'a',
+            'Z' => 'A',
+            '9' => '0',
+            'a'..='y' | 'A'..='Y' | '0'..='8' => char::from(c as u8 + 1),
+            c => c,
+        })
+        .collect()
+}
+
+/// True when `head`, found in the error for `json`, is the error's own
+/// fixed text rather than an echo of the input: the error for the same
+/// input with `head` spelled differently still contains it. (The fuzzer
+/// learns the messages' words and feeds them back.)
+fn is_template_text(json: &str, head: &str, env: &impl Fn(&str) -> Option<String>) -> bool {
+    let changed = json.replace(head, &shifted(head));
+    compile(changed.as_bytes(), env)
+        .err()
+        .is_some_and(|e| e.to_string().contains(head))
 }
 
 fuzz_target!(|input: Input| {
@@ -83,10 +109,9 @@ fuzz_target!(|input: Input| {
                     .find(|i| s.is_char_boundary(*i))
                     .unwrap_or(s.len());
                 let head = &s[..cut];
-                assert!(
-                    !msg.contains(head),
-                    "a long configuration value is echoed: {msg}"
-                );
+                if msg.contains(head) && !is_template_text(&input.json, head, &lookup) {
+                    panic!("a long configuration value is echoed: {msg}");
+                }
             }
         }
     }

@@ -70,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             let msg = err.to_string();
             for s in long {
-                assert!(!msg.contains(s.as_str()), "a long input string is in an error: {msg}");
+                assert!(
+                    !msg.contains(s.as_str()),
+                    "a long input string is in an error: {msg}"
+                );
             }
         }
     }
