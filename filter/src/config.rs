@@ -17,6 +17,8 @@ use crate::scheme::{
 pub const DEFAULT_SECRET_ENV: &str = "HMAC_SECRET";
 /// Default for `hmac_secret_previous_env`.
 pub const DEFAULT_SECRET_PREVIOUS_ENV: &str = "HMAC_SECRET_PREVIOUS";
+/// Default for `hmac_secret_pending_env`.
+pub const DEFAULT_SECRET_PENDING_ENV: &str = "HMAC_SECRET_PENDING";
 /// Default for `environment_env`.
 pub const DEFAULT_ENVIRONMENT_ENV: &str = "HMAC_ENVIRONMENT";
 /// Default for `max_body_bytes` (1 MiB).
@@ -78,6 +80,10 @@ pub struct PluginConfig {
     /// empty means none.
     #[serde(default = "default_secret_previous_env")]
     pub hmac_secret_previous_env: String,
+    /// Environment variable holding the pending secret (staged for the next
+    /// rotation, tried last); unset or empty means none.
+    #[serde(default = "default_secret_pending_env")]
+    pub hmac_secret_pending_env: String,
     /// Environment variable holding the environment name.
     #[serde(default = "default_environment_env")]
     pub environment_env: String,
@@ -122,6 +128,9 @@ fn default_secret_env() -> String {
 fn default_secret_previous_env() -> String {
     DEFAULT_SECRET_PREVIOUS_ENV.into()
 }
+fn default_secret_pending_env() -> String {
+    DEFAULT_SECRET_PENDING_ENV.into()
+}
 fn default_environment_env() -> String {
     DEFAULT_ENVIRONMENT_ENV.into()
 }
@@ -140,6 +149,7 @@ impl Default for PluginConfig {
         Self {
             hmac_secret_env: default_secret_env(),
             hmac_secret_previous_env: default_secret_previous_env(),
+            hmac_secret_pending_env: default_secret_pending_env(),
             environment_env: default_environment_env(),
             hmac_secret: None,
             environment: None,
@@ -289,11 +299,14 @@ impl FilterConfig {
     pub fn summary(&self) -> String {
         let options = self.verifier.options();
         format!(
-            "environment={} current_key={} previous_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} allow_cors_preflight={}",
+            "environment={} current_key={} previous_key={} pending_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} allow_cors_preflight={}",
             self.verifier.environment(),
             self.verifier.current_fingerprint(),
             self.verifier
                 .previous_fingerprint()
+                .unwrap_or_else(|| "none".into()),
+            self.verifier
+                .pending_fingerprint()
                 .unwrap_or_else(|| "none".into()),
             options.clock_skew_seconds,
             options.require_nonce,
@@ -489,6 +502,7 @@ impl PluginConfig {
     ) -> Result<FilterConfig, ConfigError> {
         check_env_name("hmac_secret_env", &self.hmac_secret_env)?;
         check_env_name("hmac_secret_previous_env", &self.hmac_secret_previous_env)?;
+        check_env_name("hmac_secret_pending_env", &self.hmac_secret_pending_env)?;
         check_env_name("environment_env", &self.environment_env)?;
         range(
             "clock_skew_seconds",
@@ -553,21 +567,20 @@ impl PluginConfig {
         };
         let current = SecretKey::new(current.as_bytes(), "current")
             .map_err(|source| ConfigError::Scheme { source, origin })?;
-        let previous = match env(&self.hmac_secret_previous_env)
+        let optional_key = |var: &str, which: &'static str| match env(var)
             .filter(|v| !v.is_empty())
             .map(Zeroizing::new)
         {
-            None => None,
-            Some(v) => Some(SecretKey::new(v.as_bytes(), "previous").map_err(|source| {
-                ConfigError::Scheme {
+            None => Ok(None),
+            Some(v) => SecretKey::new(v.as_bytes(), which)
+                .map(Some)
+                .map_err(|source| ConfigError::Scheme {
                     source,
-                    origin: format!(
-                        "environment variable {}",
-                        shown_name(&self.hmac_secret_previous_env)
-                    ),
-                }
-            })?),
+                    origin: format!("environment variable {}", shown_name(var)),
+                }),
         };
+        let previous = optional_key(&self.hmac_secret_previous_env, "previous")?;
+        let pending = optional_key(&self.hmac_secret_pending_env, "pending")?;
         let (environment, origin) = match &self.environment {
             Some(e) => (e.clone(), "inline environment".to_owned()),
             None => match env(&self.environment_env).filter(|v| !v.is_empty()) {
@@ -607,7 +620,8 @@ impl PluginConfig {
                 require_nonce: self.require_nonce,
             },
         )
-        .map_err(|source| ConfigError::Scheme { source, origin })?;
+        .map_err(|source| ConfigError::Scheme { source, origin })?
+        .with_pending(pending);
         Ok(FilterConfig {
             verifier,
             max_body_bytes: self.max_body_bytes,
@@ -715,6 +729,45 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("previous"), "{err}");
         assert!(err.to_string().contains("HMAC_SECRET_PREVIOUS"), "{err}");
+    }
+
+    /// The pending key: unset or empty means none, short fails naming the
+    /// variable (not the value), valid is used and shown in the summary.
+    #[test]
+    fn pending_key() {
+        let pend = "pending-secret-pending-secret-pending-secret";
+        let with = |value: &str| {
+            compile(
+                b"{}",
+                env_with(&[
+                    ("HMAC_SECRET", SECRET),
+                    ("HMAC_SECRET_PENDING", value),
+                    ("HMAC_ENVIRONMENT", "dev"),
+                ]),
+            )
+        };
+        assert!(with("").unwrap().verifier.pending_fingerprint().is_none());
+        let cfg = with(pend).unwrap();
+        let fp = crate::scheme::fingerprint(pend.as_bytes());
+        assert_eq!(cfg.verifier.pending_fingerprint(), Some(fp.clone()));
+        assert!(cfg.summary().contains(&format!("pending_key={fp}")));
+        assert!(!cfg.summary().contains(pend));
+        let err = with("short-pending-secret").unwrap_err().to_string();
+        assert!(
+            err.contains("pending") && err.contains("HMAC_SECRET_PENDING"),
+            "{err}"
+        );
+        assert!(!err.contains("short-pending-secret"), "{err}");
+        let cfg = compile(
+            br#"{"hmac_secret_pending_env":"NEXT_KEY"}"#,
+            env_with(&[
+                ("HMAC_SECRET", SECRET),
+                ("NEXT_KEY", pend),
+                ("HMAC_ENVIRONMENT", "dev"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.verifier.pending_fingerprint(), Some(fp));
     }
 
     /// Inline values win over variables, and custom variable names are read.
@@ -890,6 +943,10 @@ mod tests {
             format!(r#"{{"hmac_secret_env": "{secret}"}}"#),
             format!(r#"{{"hmac_secret_env": "x{secret}"}}"#),
             format!(r#"{{"hmac_secret_previous_env": "x-{secret}"}}"#),
+            format!(
+                r#"{{"hmac_secret_pending_env": "{}"}}"#,
+                secret.to_lowercase()
+            ),
             format!(r#"{{"environment_env": "{secret}"}}"#),
             format!(r#"{{"environment_env": "{}"}}"#, secret.to_lowercase()),
             format!(r#"{{"environment": "{secret}"}}"#),

@@ -14,7 +14,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 
 use crate::replay::{BucketStore, StoreError};
-use crate::scheme::{Detail, Reject, Rejection};
+use crate::scheme::{Detail, KeyUsed, Reject, Rejection};
 
 /// Raw proxy-wasm ABI imports the SDK does not expose panic-free.
 #[allow(unsafe_code)]
@@ -120,11 +120,13 @@ impl BucketStore for SharedBuckets<'_> {
     }
 }
 
-/// The filter's counters (Envoy shows them as `wasmcustom.edge_hmac.*`).
+/// The filter's counters and gauges (Envoy shows them as
+/// `wasmcustom.edge_hmac.*`).
 #[derive(Debug, Default)]
 pub struct Metrics {
     verified: Option<u32>,
-    verified_previous_key: Option<u32>,
+    /// `verified_current_key`, `verified_previous_key`, `verified_pending_key`.
+    verified_key: [Option<u32>; KeyUsed::ALL.len()],
     exempt: Option<u32>,
     cors_preflight: Option<u32>,
     nonce_cache_full: Option<u32>,
@@ -133,7 +135,11 @@ pub struct Metrics {
 }
 
 fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+    metric(MetricType::Counter, name)
+}
+
+fn metric(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log(LogLevel::Warn, || {
@@ -151,9 +157,13 @@ impl Metrics {
         for (slot, reason) in rejected.iter_mut().zip(Reject::ALL) {
             *slot = counter(&format!("edge_hmac.rejected.{}", reason.code()));
         }
+        let mut verified_key = [None; KeyUsed::ALL.len()];
+        for (id, slot) in verified_key.iter_mut().zip(KeyUsed::ALL) {
+            *id = counter(&format!("edge_hmac.verified_{}_key", slot.slot()));
+        }
         Self {
             verified: counter("edge_hmac.verified"),
-            verified_previous_key: counter("edge_hmac.verified_previous_key"),
+            verified_key,
             exempt: counter("edge_hmac.exempt"),
             cors_preflight: counter("edge_hmac.cors_preflight"),
             nonce_cache_full: counter("edge_hmac.nonce_cache_full"),
@@ -168,11 +178,11 @@ impl Metrics {
         }
     }
 
-    /// A request fully verified (headers and body).
-    pub fn verified(&self, previous_key: bool) {
+    /// A request fully verified (headers and body) with the key in `slot`.
+    pub fn verified(&self, slot: KeyUsed) {
         Self::bump(self.verified);
-        if previous_key {
-            Self::bump(self.verified_previous_key);
+        if let Some(i) = KeyUsed::ALL.iter().position(|s| *s == slot) {
+            Self::bump(self.verified_key.get(i).copied().flatten());
         }
     }
 
@@ -199,5 +209,40 @@ impl Metrics {
     /// The filter could not read its input from the host.
     pub fn internal_error(&self) {
         Self::bump(self.internal_error);
+    }
+}
+
+/// The gauges that say which keys a running proxy holds: one per loaded key,
+/// `edge_hmac.key.<slot>.<fingerprint>`, counting the filter instances (one
+/// per worker thread and configuration) that hold it. A proxy holds a key
+/// while its gauge is above zero; `edge-hmac rotate status` reads them.
+#[derive(Debug, Default)]
+pub struct KeyGauges {
+    ids: Vec<u32>,
+}
+
+impl KeyGauges {
+    /// Raises the gauge of every `(slot, fingerprint)` by one.
+    pub fn hold<'a>(keys: impl IntoIterator<Item = (KeyUsed, &'a str)>) -> Self {
+        let ids = keys
+            .into_iter()
+            .filter_map(|(slot, fingerprint)| {
+                metric(
+                    MetricType::Gauge,
+                    &format!("edge_hmac.key.{}.{fingerprint}", slot.slot()),
+                )
+            })
+            .collect::<Vec<_>>();
+        for &id in &ids {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        Self { ids }
+    }
+
+    /// Lowers them again (the filter instance is going away).
+    pub fn release(&mut self) {
+        for id in self.ids.drain(..) {
+            let _ = hostcalls::increment_metric(id, -1);
+        }
     }
 }

@@ -68,7 +68,7 @@ impl Http {
         };
         match check.finish() {
             Ok(()) => {
-                self.shared.metrics.verified(key == KeyUsed::Previous);
+                self.shared.metrics.verified(key);
                 Action::Continue
             }
             Err(rejection) => self.reject(rejection),
@@ -102,7 +102,7 @@ impl HttpContext for Http {
             }
             HeadersDecision::Reject(rejection) => self.reject(rejection),
             HeadersDecision::Verified { key, body: None } => {
-                shared.metrics.verified(key == KeyUsed::Previous);
+                shared.metrics.verified(key);
                 Action::Continue
             }
             HeadersDecision::Verified {

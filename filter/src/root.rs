@@ -8,7 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::{self, FilterConfig};
-use crate::host::{self, Metrics, SharedBuckets};
+use crate::host::{self, KeyGauges, Metrics, SharedBuckets};
 use crate::http::{Http, Unconfigured};
 
 /// What every HTTP context of one filter instance shares.
@@ -25,9 +25,16 @@ pub struct Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    /// The key gauges this instance raised.
+    keys: KeyGauges,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        self.keys.release();
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -83,6 +90,9 @@ impl RootContext for Root {
         host::log(LogLevel::Info, || {
             format!("edge-hmac: configured: {}", config.summary())
         });
+        let fingerprints = config.verifier.fingerprints();
+        self.keys.release();
+        self.keys = KeyGauges::hold(fingerprints.iter().map(|(slot, fp)| (*slot, fp.as_str())));
         self.shared = Some(Rc::new(Shared {
             config,
             metrics: Metrics::define(),

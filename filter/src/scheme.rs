@@ -59,7 +59,7 @@ pub enum SchemeError {
         "the {which} HMAC secret is {len} bytes long; at least {MIN_SECRET_BYTES} bytes are required (generate one with `openssl rand -hex 32`)"
     )]
     SecretTooShort {
-        /// `current` or `previous`.
+        /// `current`, `previous` or `pending`.
         which: &'static str,
         /// Length of the rejected secret.
         len: usize,
@@ -95,7 +95,7 @@ pub struct SecretKey {
 
 impl SecretKey {
     /// Prepares `secret` (its bytes are used as-is) as the key named `which`
-    /// (`"current"` or `"previous"`, used in error messages).
+    /// (`"current"`, `"previous"` or `"pending"`, used in error messages).
     pub fn new(secret: &[u8], which: &'static str) -> Result<Self, SchemeError> {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(SchemeError::SecretTooShort {
@@ -485,13 +485,29 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// Which key produced a valid tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which key produced a valid tag: the key slots, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyUsed {
-    /// The current key.
+    /// The current key (Secrets Manager's `AWSCURRENT`).
     Current,
-    /// The previous key (rotation in progress).
+    /// The previous key, still accepted after a rotation (`AWSPREVIOUS`).
     Previous,
+    /// The next key, staged before clients move to it (`AWSPENDING`).
+    Pending,
+}
+
+impl KeyUsed {
+    /// Every slot, in the order keys are tried.
+    pub const ALL: [KeyUsed; 3] = [KeyUsed::Current, KeyUsed::Previous, KeyUsed::Pending];
+
+    /// The slot's name in metrics, logs and errors: `current`, `previous`, `pending`.
+    pub fn slot(self) -> &'static str {
+        match self {
+            KeyUsed::Current => "current",
+            KeyUsed::Previous => "previous",
+            KeyUsed::Pending => "pending",
+        }
+    }
 }
 
 /// The outcome codes of the spec, in the order they are checked.
@@ -715,6 +731,7 @@ pub struct Verifier {
     environment: String,
     current: SecretKey,
     previous: Option<SecretKey>,
+    pending: Option<SecretKey>,
     options: VerifierOptions,
 }
 
@@ -758,8 +775,16 @@ impl Verifier {
             environment: environment.to_owned(),
             current,
             previous,
+            pending: None,
             options,
         })
+    }
+
+    /// The same verifier also accepting tags from `pending`, the key staged
+    /// for the next rotation (tried after current and previous).
+    pub fn with_pending(mut self, pending: Option<SecretKey>) -> Self {
+        self.pending = pending;
+        self
     }
 
     /// The environment signed into every request.
@@ -780,6 +805,29 @@ impl Verifier {
     /// Fingerprint of the previous key, if one is configured.
     pub fn previous_fingerprint(&self) -> Option<String> {
         self.previous.as_ref().map(SecretKey::fingerprint)
+    }
+
+    /// Fingerprint of the pending key, if one is configured.
+    pub fn pending_fingerprint(&self) -> Option<String> {
+        self.pending.as_ref().map(SecretKey::fingerprint)
+    }
+
+    /// The key in `slot`, if one is configured.
+    fn key(&self, slot: KeyUsed) -> Option<&SecretKey> {
+        match slot {
+            KeyUsed::Current => Some(&self.current),
+            KeyUsed::Previous => self.previous.as_ref(),
+            KeyUsed::Pending => self.pending.as_ref(),
+        }
+    }
+
+    /// The configured slots with their keys' fingerprints, in the order
+    /// they are tried (what an operator compares with Secrets Manager).
+    pub fn fingerprints(&self) -> Vec<(KeyUsed, String)> {
+        KeyUsed::ALL
+            .iter()
+            .filter_map(|&slot| self.key(slot).map(|k| (slot, k.fingerprint())))
+            .collect()
     }
 
     /// Runs the header-level checks of the spec in order (missing, malformed,
@@ -805,20 +853,20 @@ impl Verifier {
         }
         // 4. invalid_signature
         let canonical = parsed.canonical(self, head);
-        let key = if self.current.matches(&canonical, &parsed.tag) {
-            KeyUsed::Current
-        } else if self
-            .previous
-            .as_ref()
-            .is_some_and(|k| k.matches(&canonical, &parsed.tag))
-        {
-            KeyUsed::Previous
-        } else {
+        let mut keys_tried = 0u8;
+        let mut matched = None;
+        for slot in KeyUsed::ALL {
+            let Some(key) = self.key(slot) else { continue };
+            keys_tried += 1;
+            if key.matches(&canonical, &parsed.tag) {
+                matched = Some(slot);
+                break;
+            }
+        }
+        let Some(key) = matched else {
             return Err(Rejection::new(
                 Reject::InvalidSignature,
-                Detail::NoKeyMatched {
-                    keys_tried: 1 + u8::from(self.previous.is_some()),
-                },
+                Detail::NoKeyMatched { keys_tried },
             ));
         };
         Ok(HeadersVerified {
@@ -1109,6 +1157,74 @@ mod tests {
             assert!(!text.contains("previous-secret"), "{text}");
             assert!(text.contains(&fingerprint(SECRET.as_bytes())), "{text}");
         }
+    }
+
+    /// Each slot's key verifies and is reported as that slot; the pending
+    /// key is tried last, and a key in no slot matches none of them.
+    #[test]
+    fn key_slots() {
+        let (prev, pend, other) = (
+            "previous-secret-0123456789abcdef-prev",
+            "pending-secret-0123456789abcdef-pending",
+            "another-secret-0123456789abcdef-another",
+        );
+        let v = verifier(Some(prev))
+            .with_pending(Some(SecretKey::new(pend.as_bytes(), "pending").unwrap()));
+        assert_eq!(
+            v.fingerprints(),
+            vec![
+                (KeyUsed::Current, fingerprint(SECRET.as_bytes())),
+                (KeyUsed::Previous, fingerprint(prev.as_bytes())),
+                (KeyUsed::Pending, fingerprint(pend.as_bytes())),
+            ]
+        );
+        let signed = |secret: &str| {
+            let signer =
+                Signer::new(SecretKey::new(secret.as_bytes(), "current").unwrap(), "dev").unwrap();
+            let h = signer
+                .sign(
+                    &SignRequest {
+                        method: "GET",
+                        authority: "api.test",
+                        path: "/p",
+                        timestamp: 1000,
+                        nonce: None,
+                        content_sha256: None,
+                    },
+                    TagEncoding::Hex,
+                )
+                .unwrap();
+            (h.timestamp, h.signature)
+        };
+        for (secret, slot) in [
+            (SECRET, KeyUsed::Current),
+            (prev, KeyUsed::Previous),
+            (pend, KeyUsed::Pending),
+        ] {
+            let (ts, sig) = signed(secret);
+            let head = RequestHead::from_str_pairs([
+                (":method", "GET"),
+                (":authority", "api.test"),
+                (":path", "/p"),
+                ("x-crawbl-timestamp", ts.as_str()),
+                ("x-crawbl-signature", sig.as_str()),
+            ]);
+            assert_eq!(v.verify_headers(&head, 1000).unwrap().key, slot);
+            // Without the pending slot, the pending key is refused.
+            let without = verifier(Some(prev)).verify_headers(&head, 1000);
+            assert_eq!(without.is_ok(), slot != KeyUsed::Pending, "{slot:?}");
+        }
+        let (ts, sig) = signed(other);
+        let head = RequestHead::from_str_pairs([
+            (":method", "GET"),
+            (":authority", "api.test"),
+            (":path", "/p"),
+            ("x-crawbl-timestamp", ts.as_str()),
+            ("x-crawbl-signature", sig.as_str()),
+        ]);
+        let err = v.verify_headers(&head, 1000).unwrap_err();
+        assert_eq!(err.detail, Detail::NoKeyMatched { keys_tried: 3 });
+        assert!(!format!("{v:?}").contains(pend));
     }
 
     /// Secrets under 32 bytes are refused with the length, never the value.

@@ -1,9 +1,11 @@
 //! Header verification from arbitrary header pairs and clock, built around a
 //! validly signed request (structure-aware: the fuzzer edits, drops,
 //! duplicates and adds headers, and moves the clock), through the filter's
-//! own decision function with an in-memory replay store. Never panics; the
-//! untouched signed request at its own time always verifies, and any other
-//! outcome is one of the spec's codes.
+//! own decision function with an in-memory replay store. The request is
+//! signed with the current, previous or pending key (all three loaded).
+//! Never panics; the untouched signed request at its own time always
+//! verifies, with the key it was signed with, and any other outcome is one
+//! of the spec's codes.
 #![no_main]
 
 use std::collections::HashMap;
@@ -13,10 +15,14 @@ use arbitrary::Arbitrary;
 use edge_hmac_filter::config::{FilterConfig, compile};
 use edge_hmac_filter::flow::{HeadersDecision, on_request_headers};
 use edge_hmac_filter::replay::{BucketStore, StoreError};
-use edge_hmac_filter::scheme::{RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256};
+use edge_hmac_filter::scheme::{
+    KeyUsed, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256,
+};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "fuzz-secret-0123456789abcdef0123456789abcdef";
+const PREVIOUS: &str = "fuzz-previous-0123456789abcdef0123456789abcdef";
+const PENDING: &str = "fuzz-pending-0123456789abcdef0123456789abcdef";
 const T0: u64 = 1_800_000_000;
 
 #[derive(Default)]
@@ -56,31 +62,47 @@ struct Input {
     edits: Vec<Edit>,
     end_of_stream: bool,
     repeat: bool,
+    slot: u8,
 }
 
 /// Compiled once: configuration and signer are per filter instance, not
 /// per request. One replay bucket (16 entries) keeps each run's table
 /// initialisation (what `on_configure` does) cheap.
-fn setup() -> &'static (FilterConfig, Signer) {
-    static SETUP: OnceLock<(FilterConfig, Signer)> = OnceLock::new();
+fn setup() -> &'static (FilterConfig, Vec<(KeyUsed, Signer)>) {
+    static SETUP: OnceLock<(FilterConfig, Vec<(KeyUsed, Signer)>)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let config = compile(
             br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16}"#,
-            |name| (name == "HMAC_SECRET").then(|| SECRET.to_owned()),
-        );
-        let key = SecretKey::new(SECRET.as_bytes(), "current");
-        match (config, key) {
-            (Ok(config), Ok(key)) => match Signer::new(key, "fuzz") {
-                Ok(signer) => (config, signer),
-                Err(e) => panic!("fuzz signer: {e}"),
+            |name| match name {
+                "HMAC_SECRET" => Some(SECRET.to_owned()),
+                "HMAC_SECRET_PREVIOUS" => Some(PREVIOUS.to_owned()),
+                "HMAC_SECRET_PENDING" => Some(PENDING.to_owned()),
+                _ => None,
             },
-            _ => panic!("the fuzz configuration must compile"),
-        }
+        );
+        let Ok(config) = config else {
+            panic!("the fuzz configuration must compile");
+        };
+        let signers = [
+            (KeyUsed::Current, SECRET),
+            (KeyUsed::Previous, PREVIOUS),
+            (KeyUsed::Pending, PENDING),
+        ]
+        .into_iter()
+        .map(|(slot, secret)| {
+            match SecretKey::new(secret.as_bytes(), "current").and_then(|k| Signer::new(k, "fuzz")) {
+                Ok(signer) => (slot, signer),
+                Err(e) => panic!("fuzz signer: {e}"),
+            }
+        })
+        .collect();
+        (config, signers)
     })
 }
 
 fuzz_target!(|input: Input| {
-    let (config, signer) = setup();
+    let (config, signers) = setup();
+    let (slot, signer) = &signers[usize::from(input.slot) % signers.len()];
     let method = ["GET", "POST", "PUT", "OPTIONS", "HEAD"][usize::from(input.method) % 5];
     let path = String::from_utf8_lossy(&input.path);
     let path = if path.starts_with('/') {
@@ -143,8 +165,8 @@ fuzz_target!(|input: Input| {
     let first = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
     if untouched && input.body.is_none() && method != "OPTIONS" && path != "/healthz" {
         assert!(
-            matches!(first, HeadersDecision::Verified { .. }),
-            "a correctly signed request was refused: {first:?}"
+            matches!(first, HeadersDecision::Verified { key, .. } if key == *slot),
+            "a correctly signed request was refused or given the wrong key: {first:?} ({slot:?})"
         );
     }
     if let HeadersDecision::Reject(r) = &first {
