@@ -130,13 +130,22 @@ impl AwsArgs {
     }
 }
 
-/// Which versions carry the two stages the filter uses.
+/// The staging label of the key clients sign with.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The staging label of the key before the last rotation.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+/// The staging label of the key staged for the next rotation.
+pub const AWSPENDING: &str = "AWSPENDING";
+
+/// Which versions carry the three stages the filter uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stages {
     /// Version id staged AWSCURRENT.
     pub current: String,
     /// Version id staged AWSPREVIOUS, if any.
     pub previous: Option<String>,
+    /// Version id staged AWSPENDING, if any.
+    pub pending: Option<String>,
 }
 
 /// A secret version as read from Secrets Manager.
@@ -204,8 +213,8 @@ impl Sm {
         }
     }
 
-    /// The version ids staged `AWSCURRENT` and `AWSPREVIOUS` (cheap: no
-    /// secret value is read).
+    /// The version ids staged `AWSCURRENT`, `AWSPREVIOUS` and `AWSPENDING`
+    /// (cheap: no secret value is read).
     pub async fn stages(&self, id: &str) -> Result<Stages> {
         let out = self
             .client
@@ -213,7 +222,7 @@ impl Sm {
             .secret_id(id)
             .send()
             .await
-            .map_err(|e| self.map_error(e, id, "AWSCURRENT"))?;
+            .map_err(|e| self.map_error(e, id, AWSCURRENT))?;
         let with = |stage: &str| {
             out.version_ids_to_stages().and_then(|m| {
                 m.iter()
@@ -221,15 +230,99 @@ impl Sm {
                     .map(|(v, _)| v.clone())
             })
         };
-        let current = with("AWSCURRENT").ok_or_else(|| Error::NotFound {
+        let current = with(AWSCURRENT).ok_or_else(|| Error::NotFound {
             id: id.into(),
-            stage: "AWSCURRENT".into(),
+            stage: AWSCURRENT.into(),
             region: self.region.clone(),
         })?;
         Ok(Stages {
             current,
-            previous: with("AWSPREVIOUS"),
+            previous: with(AWSPREVIOUS),
+            pending: with(AWSPENDING),
         })
+    }
+
+    /// Reads version `version_id` of `id` and validates it like [`Sm::fetch`].
+    pub async fn fetch_version(
+        &self,
+        id: &str,
+        version_id: &str,
+        expected_environment: Option<&str>,
+    ) -> Result<Fetched> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, version_id))?;
+        let text = out
+            .secret_string()
+            .ok_or(Error::NotJson { id: id.into() })?;
+        let secret = EdgeSecret::parse(id, text, expected_environment)?;
+        Ok(Fetched {
+            id: id.into(),
+            arn: out.arn().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+            stages: out.version_stages().to_vec(),
+            secret,
+        })
+    }
+
+    /// The raw value of version `version_id` (for `rotate begin`, which
+    /// keeps the current value's other keys). Never printed.
+    pub async fn value(&self, id: &str, version_id: &str) -> Result<zeroize::Zeroizing<String>> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(id)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, version_id))?;
+        out.secret_string()
+            .map(|s| zeroize::Zeroizing::new(s.to_owned()))
+            .ok_or(Error::NotJson { id: id.into() })
+    }
+
+    /// Stores `value` as a new version of `id` labelled only `AWSPENDING`;
+    /// returns its version id.
+    pub async fn put_pending(&self, id: &str, value: &str) -> Result<String> {
+        let out = self
+            .client
+            .put_secret_value()
+            .secret_id(id)
+            .secret_string(value)
+            .version_stages(AWSPENDING)
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, AWSPENDING))?;
+        out.version_id()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Other(format!("Secrets Manager gave no version id for {id}")))
+    }
+
+    /// Moves label `stage` to `to` (if given) and removes it from `from` (if
+    /// given), in one call. Moving `AWSCURRENT` makes Secrets Manager label
+    /// the version it leaves `AWSPREVIOUS`.
+    pub async fn move_stage(
+        &self,
+        id: &str,
+        stage: &str,
+        to: Option<&str>,
+        from: Option<&str>,
+    ) -> Result<()> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(id)
+            .version_stage(stage)
+            .set_move_to_version_id(to.map(str::to_owned))
+            .set_remove_from_version_id(from.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.map_error(e, id, stage))?;
+        Ok(())
     }
 
     fn map_error<E>(&self, err: SdkError<E, HttpResponse>, id: &str, stage: &str) -> Error

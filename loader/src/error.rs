@@ -129,6 +129,9 @@ pub enum Error {
     /// Bad command-line input.
     #[error("{0}")]
     Usage(String),
+    /// A rotation step would make some request fail (`edge-hmac rotate`).
+    #[error("{0}")]
+    NotSafe(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -146,12 +149,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when a secret value was read and failed validation (not JSON, a
+    /// key missing or invalid, too short, another environment): retrying
+    /// the same version cannot help. Every other failure (network,
+    /// throttling, credentials, service errors) may pass on its own.
+    pub fn is_invalid_value(&self) -> bool {
+        matches!(
+            self,
+            Error::NotJson { .. }
+                | Error::MissingKey { .. }
+                | Error::InvalidKey { .. }
+                | Error::TooShort { .. }
+                | Error::EnvironmentMismatch { .. }
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Other(_) => 1,
             Error::Usage(_) => 2,
             Error::Refused(_) => 4,
+            Error::NotSafe(_) => 5,
             Error::NoCredentials { .. } => 10,
             Error::AccessDenied { .. } => 11,
             Error::NotFound { .. } => 12,
@@ -177,11 +196,11 @@ Exit codes:
    1  unexpected error             15  other Secrets Manager error
    2  bad usage                    16  secret value is not JSON
    4  verify: request refused      17  hmac_secret/environment missing or invalid
-  10  no AWS credentials           18  hmac_secret shorter than 32 bytes
-  11  access denied                19  environment mismatch
-  12  secret or version not found  20  no Envoy binary found
-  13  throttled after retries      21  filter .wasm not found
-                                   22  Envoy failed   23  file error
+   5  rotate: step not safe yet    18  hmac_secret shorter than 32 bytes
+  10  no AWS credentials           19  environment mismatch
+  11  access denied                20  no Envoy binary found
+  12  secret or version not found  21  filter .wasm not found
+  13  throttled after retries      22  Envoy failed   23  file error
 (run: otherwise Envoy's own exit status)";
 
 /// Result with the CLI error.

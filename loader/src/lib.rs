@@ -15,6 +15,8 @@ pub mod raw;
 #[cfg(feature = "cli")]
 pub mod render;
 #[cfg(feature = "cli")]
+pub mod rotate;
+#[cfg(feature = "cli")]
 pub mod run;
 pub mod secret;
 #[cfg(feature = "cli")]

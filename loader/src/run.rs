@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edge_hmac_filter::config::{
     DEFAULT_ENVIRONMENT_ENV, DEFAULT_MAX_BODY_BYTES, DEFAULT_NONCE_CACHE_MAX_ENTRIES,
-    DEFAULT_SECRET_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
+    DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
 };
 use edge_hmac_filter::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, TagEncoding};
 use http_body_util::{BodyExt as _, Full};
@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::aws::{AwsArgs, SecretArgs, Sm, Stages};
+use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages};
 use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
 use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy};
@@ -100,7 +100,7 @@ pub struct RunArgs {
     /// Upstream to route to [default: the built-in echo upstream with --dev]
     #[arg(long, value_name = "ADDR")]
     pub upstream: Option<SocketAddr>,
-    /// Poll the secret this often (e.g. 30s, 5m) and hot-restart Envoy when AWSCURRENT changes
+    /// Poll the secret this often (e.g. 30s, 5m) and hot-restart Envoy when the version staged AWSCURRENT, AWSPREVIOUS or AWSPENDING changes (a failed poll is retried at the next one)
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
     pub watch: Option<Duration>,
     /// Seconds an old Envoy keeps draining connections after a hot restart
@@ -157,6 +157,7 @@ fn say(msg: impl std::fmt::Display) {
 struct Keys {
     current: EdgeSecret,
     previous: Option<EdgeSecret>,
+    pending: Option<EdgeSecret>,
     versions: Option<Stages>,
 }
 
@@ -169,28 +170,33 @@ impl Keys {
             ),
             (DEFAULT_ENVIRONMENT_ENV, self.current.environment.clone()),
         ];
-        if let Some(p) = &self.previous {
-            env.push((
-                DEFAULT_SECRET_PREVIOUS_ENV,
-                p.hmac_secret.expose().to_owned(),
-            ));
+        for (var, key) in [
+            (DEFAULT_SECRET_PREVIOUS_ENV, &self.previous),
+            (DEFAULT_SECRET_PENDING_ENV, &self.pending),
+        ] {
+            if let Some(k) = key {
+                env.push((var, k.hmac_secret.expose().to_owned()));
+            }
         }
         env
     }
 
     fn describe(&self) -> String {
+        let fp = |k: &Option<EdgeSecret>| {
+            k.as_ref()
+                .map(EdgeSecret::fingerprint)
+                .unwrap_or_else(|| "none".into())
+        };
         format!(
-            "environment {}, current key {}{}, previous key {}",
+            "environment {}, current key {}{}, previous key {}, pending key {}",
             self.current.environment,
             self.current.fingerprint(),
             self.versions
                 .as_ref()
                 .map(|v| format!(" (version {})", v.current))
                 .unwrap_or_default(),
-            self.previous
-                .as_ref()
-                .map(EdgeSecret::fingerprint)
-                .unwrap_or_else(|| "none".into())
+            fp(&self.previous),
+            fp(&self.pending),
         )
     }
 }
@@ -218,14 +224,16 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Keys {
             current: secret,
             previous: None,
+            pending: None,
             versions: None,
         }
     } else {
         let id = args.secret.id()?;
         let sm = args.aws.client().await;
         let env = args.secret.environment.as_deref();
-        let current = sm.fetch(&id, "AWSCURRENT", env).await?;
-        let previous = sm.fetch_optional(&id, "AWSPREVIOUS", env).await?;
+        let current = sm.fetch(&id, AWSCURRENT, env).await?;
+        let previous = sm.fetch_optional(&id, AWSPREVIOUS, env).await?;
+        let pending = pending_or_none(sm.fetch_optional(&id, AWSPENDING, env).await)?;
         say(format!(
             "secret {id} from Secrets Manager in {}",
             sm.region()
@@ -233,10 +241,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let versions = current.version_id.clone().map(|c| Stages {
             current: c,
             previous: previous.as_ref().and_then(|p| p.version_id.clone()),
+            pending: pending.as_ref().and_then(|p| p.version_id.clone()),
         });
         let keys = Keys {
             current: current.secret,
             previous: previous.map(|p| p.secret),
+            pending: pending.map(|p| p.secret),
             versions,
         };
         aws = Some((sm, id));
@@ -387,6 +397,7 @@ impl Supervisor {
         for var in [
             DEFAULT_SECRET_ENV,
             DEFAULT_SECRET_PREVIOUS_ENV,
+            DEFAULT_SECRET_PENDING_ENV,
             DEFAULT_ENVIRONMENT_ENV,
         ] {
             cmd.env_remove(var);
@@ -489,21 +500,25 @@ impl Supervisor {
                             keys = new_keys;
                             say(format!("rotation done: epoch {} serving; {}", self.epoch, keys.describe()));
                         }
-                        Err(e) => say(format!("rotation check failed, keeping the running Envoy and its keys: {e}")),
+                        Err(e) if e.is_invalid_value() => say(format!("secret refused, keeping the running Envoy and its keys until a staging label moves: {e}")),
+                        Err(e) => say(format!("rotation check failed, keeping the running Envoy and its keys; trying again at the next poll: {e}")),
                     }
                 }
             }
         }
     }
 
-    /// Checks which versions are AWSCURRENT and AWSPREVIOUS; when either
-    /// changed, hot-restarts Envoy with those two keys (so a rotation makes
-    /// the old key previous, and removing AWSPREVIOUS retires it, as in the
-    /// cluster).
+    /// Checks which versions are AWSCURRENT, AWSPREVIOUS and AWSPENDING;
+    /// when any changed, hot-restarts Envoy with those keys (so staging a
+    /// key as AWSPENDING makes the proxy accept it before clients move to
+    /// it, promoting it keeps the old key as previous, and removing
+    /// AWSPREVIOUS retires it, as in the cluster).
     ///
-    /// A pair of versions whose values were refused (not JSON, too short,
-    /// ...) is remembered in `refused` and not fetched again: one log line per
-    /// bad version, not one per poll.
+    /// Only a set of versions whose values were refused (not JSON, too
+    /// short, another environment) is remembered in `refused` and not
+    /// fetched again until a label moves: one log line per bad version, not
+    /// one per poll. Any other failure (network, throttling, credentials,
+    /// service errors, Envoy not starting) is tried again at the next poll.
     async fn rotate(
         &mut self,
         sm: &Sm,
@@ -517,21 +532,27 @@ impl Supervisor {
         }
         let environment = keys.current.environment.clone();
         let fetched = async {
-            let current = sm.fetch(id, "AWSCURRENT", Some(&environment)).await?;
-            let previous = match stages.previous {
-                Some(_) => {
-                    sm.fetch_optional(id, "AWSPREVIOUS", Some(&environment))
-                        .await?
+            // By version id, so the keys match the stages just read even
+            // if a label moves meanwhile.
+            let env = Some(environment.as_str());
+            let current = sm.fetch_version(id, &stages.current, env).await?;
+            let previous = match &stages.previous {
+                Some(v) => Some(sm.fetch_version(id, v, env).await?.secret),
+                None => None,
+            };
+            let pending = match &stages.pending {
+                Some(v) => {
+                    pending_or_none(sm.fetch_version(id, v, env).await.map(Some))?.map(|f| f.secret)
                 }
                 None => None,
             };
-            Ok::<_, Error>((current, previous))
+            Ok::<_, Error>((current, previous, pending))
         }
         .await;
-        let (current, previous) = match fetched {
+        let (current, previous, pending) = match fetched {
             Ok(f) => f,
             Err(e) => {
-                if !matches!(e, Error::Network { .. } | Error::Throttled { .. }) {
+                if e.is_invalid_value() {
                     *refused = Some(stages);
                 }
                 return Err(e);
@@ -539,14 +560,16 @@ impl Supervisor {
         };
         let new_keys = Keys {
             current: current.secret,
-            previous: previous.map(|p| p.secret),
+            previous,
+            pending,
             versions: Some(stages.clone()),
         };
         self.epoch += 1;
         say(format!(
-            "secret {id} changed (AWSCURRENT {}, AWSPREVIOUS {}); hot restart to epoch {}",
+            "secret {id} changed (AWSCURRENT {}, AWSPREVIOUS {}, AWSPENDING {}); hot restart to epoch {}",
             stages.current,
             stages.previous.as_deref().unwrap_or("none"),
+            stages.pending.as_deref().unwrap_or("none"),
             self.epoch
         ));
         match self.start(&new_keys).await {
@@ -556,6 +579,23 @@ impl Supervisor {
                 Err(e)
             }
         }
+    }
+}
+
+/// The pending key is optional: a version staged AWSPENDING whose value is
+/// invalid (not one `edge-hmac rotate begin` made) is left out with a
+/// warning, so it cannot stop the proxy or the keys it does have.
+fn pending_or_none(
+    fetched: Result<Option<crate::aws::Fetched>>,
+) -> Result<Option<crate::aws::Fetched>> {
+    match fetched {
+        Err(e) if e.is_invalid_value() => {
+            say(format!(
+                "warning: the AWSPENDING version is left out: {e} (`edge-hmac rotate cancel` drops it)"
+            ));
+            Ok(None)
+        }
+        other => other,
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use edge_hmac_filter::config::DEFAULT_MAX_BODY_BYTES;
 use edge_hmac_filter::scheme::{
-    DEFAULT_CLOCK_SKEW_SECONDS, KeyUsed, RequestHead, SecretKey, Verifier, VerifierOptions,
+    DEFAULT_CLOCK_SKEW_SECONDS, RequestHead, SecretKey, Verifier, VerifierOptions,
 };
 
 use crate::error::{Error, Result, read_stdin};
@@ -124,12 +124,9 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     });
     match outcome {
         Ok(key) => {
-            let which = match key {
-                KeyUsed::Current => "current key",
-                KeyUsed::Previous => "previous key",
-            };
             println!(
-                "result:      verified ({which}); a nonce, if any, was not checked against a replay cache"
+                "result:      verified ({} key); a nonce, if any, was not checked against a replay cache",
+                key.slot()
             );
             Ok(())
         }

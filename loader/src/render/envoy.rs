@@ -157,6 +157,7 @@ impl LocalEnvoy {
                 for key in [
                     &config.hmac_secret_env,
                     &config.hmac_secret_previous_env,
+                    &config.hmac_secret_pending_env,
                     &config.environment_env,
                 ] {
                     if !keys.contains(key) {

@@ -51,9 +51,11 @@ pub struct GatewayOptions {
     /// Secret written by ESO with the current key and the environment
     /// (required: a missing remote secret fails the sync and keeps it).
     pub target_secret: String,
-    /// Secret written by ESO with the previous key (optional: absent until
-    /// the first rotation, and after the previous key is retired).
-    pub previous_secret: String,
+    /// Secret written by ESO with the rotation keys, `hmac_secret_previous`
+    /// (AWSPREVIOUS) and `hmac_secret_pending` (AWSPENDING), each optional:
+    /// absent outside a rotation. (Two ExternalSecrets cannot own one
+    /// Secret, and the current key's sync must fail where these may skip.)
+    pub rotation_secret: String,
     /// Namespace of the Envoy proxy pods (Envoy Gateway's own by default).
     pub proxy_namespace: String,
     /// How often ESO re-reads Secrets Manager.
@@ -64,9 +66,16 @@ pub struct GatewayOptions {
     pub gateway_name: String,
     /// Gateway namespace (the policies live there too).
     pub gateway_namespace: String,
-    /// HTTP listener port.
+    /// Port of the plain-HTTP listener, when there is one (`plain_http`).
     pub http_port: u16,
-    /// TLS certificate Secret for an HTTPS listener on 443 (in the Gateway namespace).
+    /// Also a plain-HTTP listener (off by default: signatures give no
+    /// confidentiality, and a captured request can be replayed within the
+    /// window on every replica).
+    pub plain_http: bool,
+    /// Port of the HTTPS listener.
+    pub https_port: u16,
+    /// TLS certificate Secret of the HTTPS listener (in the Gateway
+    /// namespace); `None` leaves HTTPS out (then `plain_http` must be set).
     pub tls_certificate_secret: Option<String>,
     /// EnvoyProxy name.
     pub envoy_proxy_name: String,
@@ -93,14 +102,16 @@ impl GatewayOptions {
             access_key_id_key: "access-key".into(),
             secret_access_key_key: "secret-access-key".into(),
             target_secret: "hmac-wasm-config".into(),
-            previous_secret: "hmac-wasm-config-previous".into(),
+            rotation_secret: "hmac-wasm-config-rotation".into(),
             proxy_namespace: "envoy-gateway-system".into(),
             refresh_interval: "1h".into(),
             gateway_class: "edge-hmac".into(),
             gateway_name: "edge".into(),
             gateway_namespace: "edge".into(),
             http_port: 80,
-            tls_certificate_secret: None,
+            plain_http: false,
+            https_port: 443,
+            tls_certificate_secret: Some("edge-tls".into()),
             envoy_proxy_name: "edge-hmac".into(),
             code,
             plugin,
@@ -138,18 +149,21 @@ impl GatewayOptions {
                 version: version.map(str::to_owned),
             },
         };
-        let mut listeners = vec![GatewayListener {
-            name: "http".into(),
-            protocol: "HTTP".into(),
-            port: self.http_port,
-            tls: None,
-            allowed_routes: AllowedRoutes::all(),
-        }];
+        let mut listeners = Vec::new();
+        if self.plain_http {
+            listeners.push(GatewayListener {
+                name: "http".into(),
+                protocol: "HTTP".into(),
+                port: self.http_port,
+                tls: None,
+                allowed_routes: AllowedRoutes::all(),
+            });
+        }
         if let Some(cert) = &self.tls_certificate_secret {
             listeners.push(GatewayListener {
                 name: "https".into(),
                 protocol: "HTTPS".into(),
-                port: 443,
+                port: self.https_port,
                 tls: Some(GatewayTls {
                     mode: "Terminate".into(),
                     certificate_refs: vec![ObjectRef {
@@ -183,6 +197,7 @@ impl GatewayOptions {
         for key in [
             &self.plugin.hmac_secret_env,
             &self.plugin.hmac_secret_previous_env,
+            &self.plugin.hmac_secret_pending_env,
             &self.plugin.environment_env,
         ] {
             if !host_keys.contains(key) {
@@ -246,16 +261,16 @@ impl GatewayOptions {
                 ],
             ),
             self.external_secret(
-                &self.previous_secret,
+                &self.rotation_secret,
                 // Merge: AWSPREVIOUS does not exist before the first
-                // rotation and after it is retired; the key is then left
+                // rotation and after it is retired, AWSPENDING only between
+                // `rotate begin` and `rotate promote`; a missing one is left
                 // out (the proxy's variable is optional) instead of failing.
                 "Merge",
-                vec![data(
-                    "hmac_secret_previous",
-                    "hmac_secret",
-                    Some("AWSPREVIOUS"),
-                )],
+                vec![
+                    data("hmac_secret_previous", "hmac_secret", Some("AWSPREVIOUS")),
+                    data("hmac_secret_pending", "hmac_secret", Some("AWSPENDING")),
+                ],
             ),
             Resource::EnvoyProxy(Object {
                 api_version: "gateway.envoyproxy.io/v1alpha1",
@@ -276,8 +291,14 @@ impl GatewayOptions {
                                         ),
                                         env(
                                             &self.plugin.hmac_secret_previous_env,
-                                            &self.previous_secret,
+                                            &self.rotation_secret,
                                             "hmac_secret_previous",
+                                            true,
+                                        ),
+                                        env(
+                                            &self.plugin.hmac_secret_pending_env,
+                                            &self.rotation_secret,
+                                            "hmac_secret_pending",
                                             true,
                                         ),
                                         env(
@@ -488,14 +509,14 @@ impl GatewayOptions {
              # Rendered by: {command}\n\
              # Do not edit by hand; re-render (see docs/deploy.md). No secret values in here:\n\
              # {secret} ({region}) -> ExternalSecrets -> Secrets {ns}/{target} (current)\n\
-             # and {ns}/{previous} (previous) -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys\n\
+             # and {ns}/{rotation} (previous, pending) -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys\n\
              # -> the filter. The admission policy keeps other extension policies from replacing it.\n",
             env = self.environment,
             secret = self.secret_id,
             region = self.region,
             ns = self.proxy_namespace,
             target = self.target_secret,
-            previous = self.previous_secret,
+            rotation = self.rotation_secret,
         );
         for r in self.resources() {
             out.push_str("---\n");
@@ -546,7 +567,7 @@ pub enum Resource {
     ValidatingAdmissionPolicy(Object<VapSpec>),
     /// Puts that policy in force (`Deny`).
     ValidatingAdmissionPolicyBinding(Object<VapBindingSpec>),
-    /// Sync of the secret into `hmac-wasm-config` (and `-previous`).
+    /// Sync of the secret into `hmac-wasm-config` (and `-rotation`).
     ExternalSecret(Object<EsSpec>),
     /// Envoy container environment from the Secret.
     EnvoyProxy(Object<EnvoyProxySpec>),

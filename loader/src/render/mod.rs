@@ -66,12 +66,21 @@ pub struct RenderGatewayArgs {
     /// GatewayClass name
     #[arg(long, default_value = "edge-hmac")]
     pub gateway_class: String,
-    /// HTTP listener port of the Gateway
-    #[arg(long, default_value_t = 80)]
+    /// TLS certificate Secret (type kubernetes.io/tls, in the Gateway namespace, e.g. issued by cert-manager) of the HTTPS listener
+    #[arg(long, value_name = "SECRET", default_value = "edge-tls")]
+    pub tls_certificate_secret: String,
+    /// HTTPS listener port of the Gateway
+    #[arg(long, default_value_t = 443)]
+    pub https_port: u16,
+    /// Also listen in plain HTTP (signatures give no confidentiality, and a captured request can be replayed within the window on every replica: only behind a TLS-terminating load balancer or for tests)
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Plain-HTTP listener port (with --plain-http)
+    #[arg(long, default_value_t = 80, requires = "plain_http")]
     pub http_port: u16,
-    /// TLS Secret (in the Gateway namespace) for an HTTPS listener on 443
-    #[arg(long, value_name = "SECRET")]
-    pub tls_certificate_secret: Option<String>,
+    /// Leave the HTTPS listener out (needs --plain-http; TLS is then terminated in front of the Gateway)
+    #[arg(long, requires = "plain_http")]
+    pub no_https: bool,
     /// Namespace of the Envoy proxy pods and of the hmac-wasm-config Secret
     #[arg(long, default_value = "envoy-gateway-system")]
     pub proxy_namespace: String,
@@ -173,7 +182,9 @@ impl RenderGatewayArgs {
         o.gateway_namespace = self.gateway_namespace.clone();
         o.gateway_class = self.gateway_class.clone();
         o.http_port = self.http_port;
-        o.tls_certificate_secret = self.tls_certificate_secret.clone();
+        o.plain_http = self.plain_http;
+        o.https_port = self.https_port;
+        o.tls_certificate_secret = (!self.no_https).then(|| self.tls_certificate_secret.clone());
         o.proxy_namespace = self.proxy_namespace.clone();
         o.refresh_interval = self.refresh_interval.clone();
         o.credentials_secret = self.aws_credentials_secret.clone();
