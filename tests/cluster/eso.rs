@@ -115,9 +115,9 @@ async fn eso_syncs_the_edge_secret_and_force_sync_rotates_it() {
     );
     assert_eq!(data["environment"], env);
     // Never rotated: the previous key's sync succeeds without the key.
-    let (reason, _) = wait_external_secret(cluster, ns, &o.previous_secret, "True", SYNC);
+    let (reason, _) = wait_external_secret(cluster, ns, &o.rotation_secret, "True", SYNC);
     assert_eq!(reason, "SecretSynced");
-    let prev = secret_data(cluster, ns, &o.previous_secret).unwrap_or_default();
+    let prev = secret_data(cluster, ns, &o.rotation_secret).unwrap_or_default();
     assert!(!prev.contains_key("hmac_secret_previous"));
 
     // Rotation in Secrets Manager: the Secret keeps the old key (refresh is
@@ -127,10 +127,10 @@ async fn eso_syncs_the_edge_secret_and_force_sync_rotates_it() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(secret_data(cluster, ns, &o.target_secret).unwrap()["hmac_secret"] == k1);
     force_sync(cluster, ns, &o.target_secret);
-    force_sync(cluster, ns, &o.previous_secret);
+    force_sync(cluster, ns, &o.rotation_secret);
     let synced = wait_for(SYNC, || {
         let cur = secret_data(cluster, ns, &o.target_secret)?;
-        let prev = secret_data(cluster, ns, &o.previous_secret)?;
+        let prev = secret_data(cluster, ns, &o.rotation_secret)?;
         (cur.get("hmac_secret") == Some(&k2) && prev.get("hmac_secret_previous") == Some(&k1))
             .then_some(())
     });

@@ -28,7 +28,7 @@ use serde_json::Value;
 /// bootstrap credential `external-secrets/aws-credentials`).
 fn render_kit(env: &str, files: &FileServer, port: u16) -> String {
     render_cli(&format!(
-        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --http-port {port}",
+        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --plain-http --no-https --http-port {port}",
         files.addr,
         filter_wasm().display()
     ))
@@ -267,11 +267,42 @@ async fn envoy_gateway_runs_the_filter_as_rendered() {
     assert_no_secret(&dump.to_string(), &[&key]);
 }
 
-/// The seed's rotation on the real chain — Secrets Manager (moto) → ESO →
-/// Secret → proxy environment → filter: after the Secret changes, the
-/// running proxy still has the old keys; restarting it makes the new key
-/// work (the old one too, as previous); once AWSPREVIOUS is retired, synced
-/// and the proxy restarted, the old key fails.
+/// The admin address of the proxy EG runs now (once func-e wrote it).
+fn proxy_admin(eg: &EnvoyGateway) -> SocketAddr {
+    // After a restart the previous run's file may still be the newest for
+    // a moment; its Envoy is gone, so take an address that answers.
+    edge_hmac_tests::cluster::wait_for(Duration::from_secs(20), || {
+        eg.proxy_admin()
+            .filter(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok())
+    })
+    .unwrap_or_else(|| panic!("no admin address for the proxy\n{}", eg.logs()))
+}
+
+/// `edge-hmac rotate <args> --env env --admin admin` against moto.
+async fn rotate(
+    moto: &Moto,
+    env: &str,
+    admin: SocketAddr,
+    args: &[&str],
+) -> edge_hmac_tests::cli::Out {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = edge_hmac_tests::aws::cli(home.path());
+    cmd.arg("rotate")
+        .args(args)
+        .args(["--env", env, "--endpoint-url", &moto.endpoint()])
+        .args(["--admin", &admin.to_string()]);
+    edge_hmac_tests::cli::run(cmd).await
+}
+
+/// The rotation of docs/rotation.md on the real chain — Secrets Manager
+/// (moto) → ESO → Secrets → proxy environment → filter — driven by
+/// `edge-hmac rotate` with the commands it prints (force-sync, restart):
+/// `begin` stages AWSPENDING, which ESO syncs as the optional pending key;
+/// `promote` refuses until the restarted proxy holds it, then moves
+/// AWSCURRENT; after the next sync and restart both keys verify; `retire`
+/// removes AWSPREVIOUS, and after a last sync and restart the old key is
+/// refused. Before promotion a client reading AWSCURRENT still gets the old
+/// key, which every proxy generation accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_through_eso_and_a_proxy_restart() {
     let cluster = Cluster::shared();
@@ -281,8 +312,8 @@ async fn rotation_through_eso_and_a_proxy_restart() {
     let docs = documents(&kit);
     let ns = "envoy-gateway-system".to_owned();
     let secret_id = format!("crawbl/{env}/edge/hmac");
-    let (k1, k2) = (secret(), secret());
-    let v1 = moto.create_secret(&secret_id, &edge_value(&k1, &env)).await;
+    let k1 = secret();
+    moto.create_secret(&secret_id, &edge_value(&k1, &env)).await;
 
     // The kit's ESO side, applied to the API server as rendered, with the
     // bootstrap credential where the seed puts it. (The other ESO tests use
@@ -296,13 +327,14 @@ async fn rotation_through_eso_and_a_proxy_restart() {
     }
     let sync = Duration::from_secs(90);
     wait_external_secret(cluster, &ns, "hmac-wasm-config", "True", sync);
-    wait_external_secret(cluster, &ns, "hmac-wasm-config-previous", "True", sync);
+    wait_external_secret(cluster, &ns, "hmac-wasm-config-rotation", "True", sync);
     let kubelet = || {
         env_from_envoy_proxy(kind(&docs, "EnvoyProxy"), &|name: &str| {
             secret_data(cluster, &ns, name)
         })
         .unwrap()
     };
+    let has = |e: &[(String, String)], k: &str, v: &str| e.iter().any(|(n, x)| n == k && x == v);
     let upstream = Upstream::start().await;
     let mut eg = EnvoyGateway::start(
         &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
@@ -316,32 +348,62 @@ async fn rotation_through_eso_and_a_proxy_restart() {
     };
     wait_filter_ready(&eg, addr, "/v1/ready").await;
     assert_eq!(status(&k1).await, 200);
+    let admin = proxy_admin(&eg);
 
-    // Rotate in Secrets Manager; force-sync as the runbook says.
-    moto.put_secret_value(&secret_id, &edge_value(&k2, &env))
-        .await;
-    force_sync(cluster, &ns, "hmac-wasm-config");
-    force_sync(cluster, &ns, "hmac-wasm-config-previous");
+    // begin: the new key is staged; ESO syncs it as the pending key.
+    let out = rotate(moto, &env, admin, &["begin"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    let k2 = moto.key_at(&secret_id, "AWSPENDING").await.unwrap();
+    for printed in [
+        "kubectl -n envoy-gateway-system annotate externalsecret hmac-wasm-config-rotation force-sync=$(date +%s) --overwrite",
+        "rollout restart deployment -l gateway.envoyproxy.io/owning-gateway-name=edge,gateway.envoyproxy.io/owning-gateway-namespace=edge",
+    ] {
+        assert!(out.stdout.contains(printed), "{}", out.stdout);
+    }
+    force_sync(cluster, &ns, "hmac-wasm-config-rotation");
     let synced = edge_hmac_tests::cluster::wait_for(sync, || {
-        let e = kubelet();
-        let has = |k: &str, v: &str| e.iter().any(|(n, x)| n == k && x == v);
-        (has("HMAC_SECRET", &k2) && has("HMAC_SECRET_PREVIOUS", &k1)).then_some(())
+        has(&kubelet(), "HMAC_SECRET_PENDING", &k2).then_some(())
     });
-    assert!(synced.is_some(), "ESO did not sync the rotation");
-    // The running proxy knows only its old key until it restarts.
+    assert!(synced.is_some(), "ESO did not sync the pending key");
+    // The running proxy has not loaded it: promote refuses.
+    let out = rotate(moto, &env, admin, &["promote"]).await;
+    assert_eq!(out.code, 5, "{}", out.all());
     assert_eq!(status(&k2).await, 401);
     eg.restart(&kubelet());
     wait_filter_ready(&eg, addr, "/v1/ready").await;
+    let admin = proxy_admin(&eg);
+    assert_eq!(status(&k1).await, 200, "current key after the restart");
+    assert_eq!(status(&k2).await, 200, "pending key after the restart");
+
+    // promote: AWSCURRENT moves; after sync + restart both keys verify.
+    let out = rotate(moto, &env, admin, &["promote"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(moto.key_at(&secret_id, "AWSCURRENT").await.unwrap(), k2);
+    force_sync(cluster, &ns, "hmac-wasm-config");
+    force_sync(cluster, &ns, "hmac-wasm-config-rotation");
+    let synced = edge_hmac_tests::cluster::wait_for(sync, || {
+        let e = kubelet();
+        (has(&e, "HMAC_SECRET", &k2)
+            && has(&e, "HMAC_SECRET_PREVIOUS", &k1)
+            && !e.iter().any(|(n, _)| n == "HMAC_SECRET_PENDING"))
+        .then_some(())
+    });
+    assert!(synced.is_some(), "ESO did not sync the promotion");
+    assert_eq!(
+        status(&k2).await,
+        200,
+        "the new key works before the restart (pending)"
+    );
+    eg.restart(&kubelet());
+    wait_filter_ready(&eg, addr, "/v1/ready").await;
+    let admin = proxy_admin(&eg);
     assert_eq!(status(&k2).await, 200, "new key after the restart");
     assert_eq!(status(&k1).await, 200, "old key accepted as previous");
 
-    // Retire AWSPREVIOUS, sync, restart: the old key is refused.
-    moto.call(
-        "UpdateSecretVersionStage",
-        serde_json::json!({"SecretId": secret_id, "VersionStage": "AWSPREVIOUS", "RemoveFromVersionId": v1}),
-    )
-    .await;
-    force_sync(cluster, &ns, "hmac-wasm-config-previous");
+    // retire: nobody signed with k1 in the window; sync, restart: refused.
+    let out = rotate(moto, &env, admin, &["retire", "--window", "2s"]).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    force_sync(cluster, &ns, "hmac-wasm-config-rotation");
     let retired = edge_hmac_tests::cluster::wait_for(sync, || {
         (!kubelet().iter().any(|(n, _)| n == "HMAC_SECRET_PREVIOUS")).then_some(())
     });

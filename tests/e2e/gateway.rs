@@ -31,6 +31,62 @@ fn checked_in_manifests_match_the_renderer() {
     assert_snapshot(CHECKED_IN_PATH, &rendered);
 }
 
+/// The Gateway listens in HTTPS only by default (certificate from the
+/// Secret `--tls-certificate-secret` names); plain HTTP only with
+/// `--plain-http`, and HTTP alone only with `--no-https` on top; the flags
+/// that make sense only with plain HTTP are refused without it.
+#[test]
+fn https_by_default_plain_http_only_when_asked() {
+    let listeners = |args: &str| -> Vec<(String, u64, Option<String>)> {
+        let docs = documents(&render_cli(&format!(
+            "--env dev --wasm-image r.example.com/f@sha256:{} {args}",
+            "a".repeat(64)
+        )));
+        kind(&docs, "Gateway")["spec"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["protocol"].as_str().unwrap().to_owned(),
+                    l["port"].as_u64().unwrap(),
+                    l["tls"]["certificateRefs"][0]["name"]
+                        .as_str()
+                        .map(str::to_owned),
+                )
+            })
+            .collect()
+    };
+    let https = |name: &str, port| ("HTTPS".to_owned(), port, Some(name.to_owned()));
+    let http = |port| ("HTTP".to_owned(), port, None);
+    assert_eq!(listeners(""), [https("edge-tls", 443)]);
+    assert_eq!(
+        listeners("--tls-certificate-secret api-tls --https-port 8443"),
+        [https("api-tls", 8443)]
+    );
+    assert_eq!(
+        listeners("--plain-http"),
+        [http(80), https("edge-tls", 443)]
+    );
+    assert_eq!(
+        listeners("--plain-http --no-https --http-port 8080"),
+        [http(8080)]
+    );
+    for refused in ["--no-https", "--http-port 8080"] {
+        let out = Command::new(loader_bin())
+            .args(["render", "gateway", "--env", "dev", "--wasm-image"])
+            .arg(format!("r.example.com/f@sha256:{}", "a".repeat(64)))
+            .args(refused.split_whitespace())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{refused}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--plain-http"),
+            "{refused}"
+        );
+    }
+}
+
 /// The ClientTrafficPolicy raises the buffer of the Gateway the filter is
 /// on above `max_body_bytes` (its schema is checked by the API server in
 /// `cluster::apiserver_accepts_every_rendered_manifest`).
@@ -116,12 +172,13 @@ fn resources_reference_each_other() {
                 host_keys.contains(&var["name"].as_str().unwrap()),
                 "{what}: {var}"
             );
-            let previous = r["key"] == "hmac_secret_previous";
-            // Only the previous key may be missing; only its sync may skip.
-            assert_eq!(r["optional"] == true, previous, "{what}: {var}");
+            let rotation = r["key"] == "hmac_secret_previous" || r["key"] == "hmac_secret_pending";
+            // Only the previous and pending keys may be missing; only their
+            // sync may skip.
+            assert_eq!(r["optional"] == true, rotation, "{what}: {var}");
             assert_eq!(
                 es["spec"]["target"]["deletionPolicy"],
-                if previous { "Merge" } else { "Retain" },
+                if rotation { "Merge" } else { "Retain" },
                 "{what}: {var}"
             );
             assert_eq!(es["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");

@@ -19,7 +19,7 @@ use edge_hmac_tests::envoy::envoy_bin;
 use edge_hmac_tests::secrets::{assert_no_known_secret, assert_no_secret, secret};
 use edge_hmac_tests::upstream::Upstream;
 
-fn home() -> tempfile::TempDir {
+pub(crate) fn home() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
@@ -379,7 +379,7 @@ async fn region_fallback_and_profile() {
 }
 
 /// A background `edge-hmac run` whose stderr is collected line by line.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -387,7 +387,7 @@ struct Running {
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    pub(crate) fn start(mut cmd: Command) -> Running {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start edge-hmac run");
         let collect = |r: Box<dyn std::io::Read + Send>| {
@@ -410,7 +410,7 @@ impl Running {
         }
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         format!(
             "{}\n{}",
             self.stdout.lock().unwrap().join("\n"),
@@ -419,7 +419,7 @@ impl Running {
     }
 
     /// Waits for an output line containing `needle`; returns it.
-    async fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+    pub(crate) async fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             for lines in [&self.stderr, &self.stdout] {
@@ -443,13 +443,13 @@ impl Running {
     }
 
     /// The listener address from the "Envoy ready" line.
-    async fn listener(&mut self) -> SocketAddr {
+    pub(crate) async fn listener(&mut self) -> SocketAddr {
         let line = self.wait_for("Envoy ready", Duration::from_secs(60)).await;
         let url = line.split("listener http://").nth(1).unwrap();
         url.split_whitespace().next().unwrap().parse().unwrap()
     }
 
-    fn admin(&self) -> SocketAddr {
+    pub(crate) fn admin(&self) -> SocketAddr {
         let lines = self.stderr.lock().unwrap();
         let line = lines
             .iter()
@@ -465,7 +465,7 @@ impl Running {
     }
 
     /// Sends SIGTERM and returns the exit code.
-    async fn terminate(mut self) -> (i32, String) {
+    pub(crate) async fn terminate(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -493,7 +493,7 @@ impl Drop for Running {
     }
 }
 
-fn run_cmd(home: &std::path::Path) -> Command {
+pub(crate) fn run_cmd(home: &std::path::Path) -> Command {
     let mut cmd = cli(home);
     let envoy = envoy_bin();
     if envoy.prefix.is_empty() {
@@ -835,7 +835,7 @@ async fn run_watch_follows_rotation_without_failed_requests() {
         .await;
     running
         .wait_for(
-            "rotation check failed, keeping the running Envoy",
+            "secret refused, keeping the running Envoy",
             Duration::from_secs(15),
         )
         .await;
@@ -847,7 +847,7 @@ async fn run_watch_follows_rotation_without_failed_requests() {
         .lock()
         .unwrap()
         .iter()
-        .filter(|l| l.contains("rotation check failed"))
+        .filter(|l| l.contains("secret refused"))
         .count();
     assert_eq!(reports, 1, "{}", running.output());
     let (code, output) = running.terminate().await;
@@ -989,6 +989,11 @@ fn a_secret_pasted_into_any_flag_is_not_echoed() {
     ] {
         cases.push((vec!["render", "envoy"], flag));
     }
+    for flag in secret_flags.iter().chain(&["--admin"]) {
+        cases.push((vec!["rotate", "begin", "--env", "dev"], flag));
+    }
+    cases.push((vec!["rotate", "retire", "--env", "dev"], "--window"));
+    cases.push((vec!["rotate", "status", "--env", "dev"], "--format"));
     cases.push((
         vec!["render", "gateway", "--wasm-url", "https://x/f.wasm"],
         "--env",

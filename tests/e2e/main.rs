@@ -7,3 +7,4 @@ mod gateway;
 mod hostile;
 mod loader;
 mod render;
+mod rotation;

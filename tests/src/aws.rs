@@ -102,6 +102,13 @@ impl Moto {
     /// Calls Secrets Manager action `target` with a JSON body (region
     /// eu-central-1, fake credentials).
     pub async fn call(&self, target: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, text) = self.try_call(target, body).await;
+        assert_eq!(status, 200, "{target}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Like [`Moto::call`], returning the status and body whatever they are.
+    pub async fn try_call(&self, target: &str, body: serde_json::Value) -> (u16, String) {
         let mut req = Req::new("POST", "/")
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", format!("secretsmanager.{target}"))
@@ -113,8 +120,41 @@ impl Moto {
         req.authority = self.addr.to_string();
         let mut conn = Conn::h1(self.addr).await.unwrap();
         let resp = conn.send(&req).await.unwrap();
-        assert_eq!(resp.status, 200, "{target}: {}", resp.text());
-        serde_json::from_slice(&resp.body).unwrap()
+        (resp.status, resp.text())
+    }
+
+    /// The `hmac_secret` of the version staged `stage` of `name`, as a
+    /// client reads it (registered with the suite-wide leak scan: keys made
+    /// by `edge-hmac rotate` are not known to the test otherwise); `None`
+    /// when no version carries the stage.
+    pub async fn key_at(&self, name: &str, stage: &str) -> Option<String> {
+        let (status, text) = self
+            .try_call(
+                "GetSecretValue",
+                serde_json::json!({"SecretId": name, "VersionStage": stage}),
+            )
+            .await;
+        if status != 200 {
+            assert!(
+                text.contains("ResourceNotFoundException"),
+                "{stage}: {status} {text}"
+            );
+            return None;
+        }
+        let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(out["SecretString"].as_str().unwrap()).unwrap();
+        let key = value["hmac_secret"].as_str().unwrap().to_owned();
+        crate::secrets::register(&key);
+        Some(key)
+    }
+
+    /// Version id -> stages of `name`.
+    pub async fn stages(&self, name: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let out = self
+            .call("DescribeSecret", serde_json::json!({"SecretId": name}))
+            .await;
+        serde_json::from_value(out["VersionIdsToStages"].clone()).unwrap()
     }
 
     /// Creates secret `name` with `value`; returns its first version id.
@@ -275,4 +315,122 @@ pub fn cli(home: &std::path::Path) -> Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
         .stdin(Stdio::null());
     cmd
+}
+
+/// A loopback HTTP proxy in front of moto that forwards every request,
+/// except that while [`FaultyProxy::fail`] is set, requests for that Secrets
+/// Manager operation get HTTP 500 `InternalFailure` — the transient service
+/// failure moto cannot produce. Counts the requests it failed.
+pub struct FaultyProxy {
+    /// Its address.
+    pub addr: SocketAddr,
+    failing: Arc<Mutex<Option<String>>>,
+    failed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    /// Starts it in front of `upstream`.
+    pub async fn start(upstream: SocketAddr) -> FaultyProxy {
+        use http_body_util::{BodyExt as _, Full};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let failing: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let (fail_op, fail_count) = (Arc::clone(&failing), Arc::clone(&failed));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (fail_op, fail_count) = (Arc::clone(&fail_op), Arc::clone(&fail_count));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (fail_op, fail_count) =
+                                (Arc::clone(&fail_op), Arc::clone(&fail_count));
+                            async move {
+                                let target = req
+                                    .headers()
+                                    .get("x-amz-target")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned();
+                                let op = fail_op.lock().unwrap().clone();
+                                if op.is_some_and(|op| target == format!("secretsmanager.{op}")) {
+                                    fail_count.fetch_add(1, Ordering::SeqCst);
+                                    let body = r#"{"__type":"InternalFailure","message":"injected by the test"}"#;
+                                    return Ok::<_, std::io::Error>(
+                                        hyper::Response::builder()
+                                            .status(500)
+                                            .header("content-type", "application/x-amz-json-1.1")
+                                            .header("x-amzn-errortype", "InternalFailure")
+                                            .body(Full::new(bytes::Bytes::from(body)))
+                                            .unwrap(),
+                                    );
+                                }
+                                let (parts, body) = req.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map_err(std::io::Error::other)?
+                                    .to_bytes();
+                                let stream = tokio::net::TcpStream::connect(upstream).await?;
+                                let (mut sender, conn) = hyper::client::conn::http1::handshake(
+                                    hyper_util::rt::TokioIo::new(stream),
+                                )
+                                .await
+                                .map_err(std::io::Error::other)?;
+                                tokio::spawn(conn);
+                                let resp = sender
+                                    .send_request(hyper::Request::from_parts(
+                                        parts,
+                                        Full::new(body),
+                                    ))
+                                    .await
+                                    .map_err(std::io::Error::other)?;
+                                let (parts, body) = resp.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map_err(std::io::Error::other)?
+                                    .to_bytes();
+                                Ok(hyper::Response::from_parts(parts, Full::new(body)))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FaultyProxy {
+            addr,
+            failing,
+            failed,
+            task,
+        }
+    }
+
+    /// From now on, fail operation `op` (e.g. `GetSecretValue`); `None` heals.
+    pub fn fail(&self, op: Option<&str>) {
+        *self.failing.lock().unwrap() = op.map(str::to_owned);
+    }
+
+    /// Requests failed so far.
+    pub fn failed(&self) -> usize {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

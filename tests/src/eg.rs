@@ -300,6 +300,27 @@ extensionApis:
         runs.pop()
     }
 
+    /// The admin address of the Envoy EG runs now: func-e starts it with an
+    /// ephemeral admin port and writes the address to `admin-address.txt`
+    /// in its runtime directory (under this EG's directory); the newest one.
+    pub fn proxy_admin(&self) -> Option<SocketAddr> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.file_name().is_some_and(|n| n == "admin-address.txt") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(self.dir.path(), &mut files);
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        let text = std::fs::read_to_string(files.pop()?).ok()?;
+        text.trim().parse().ok()
+    }
+
     /// The config dump Envoy wrote at its last start (as EG's func-e saves it).
     pub fn config_dump(&self) -> Option<Value> {
         let text =
