@@ -1196,32 +1196,29 @@ mod tests {
                 .unwrap();
             (h.timestamp, h.signature)
         };
+        fn head_of<'a>(ts: &'a str, sig: &'a str) -> RequestHead<'a> {
+            RequestHead::from_str_pairs([
+                (":method", "GET"),
+                (":authority", "api.test"),
+                (":path", "/p"),
+                ("x-crawbl-timestamp", ts),
+                ("x-crawbl-signature", sig),
+            ])
+        }
         for (secret, slot) in [
             (SECRET, KeyUsed::Current),
             (prev, KeyUsed::Previous),
             (pend, KeyUsed::Pending),
         ] {
             let (ts, sig) = signed(secret);
-            let head = RequestHead::from_str_pairs([
-                (":method", "GET"),
-                (":authority", "api.test"),
-                (":path", "/p"),
-                ("x-crawbl-timestamp", ts.as_str()),
-                ("x-crawbl-signature", sig.as_str()),
-            ]);
+            let head = head_of(&ts, &sig);
             assert_eq!(v.verify_headers(&head, 1000).unwrap().key, slot);
             // Without the pending slot, the pending key is refused.
             let without = verifier(Some(prev)).verify_headers(&head, 1000);
             assert_eq!(without.is_ok(), slot != KeyUsed::Pending, "{slot:?}");
         }
         let (ts, sig) = signed(other);
-        let head = RequestHead::from_str_pairs([
-            (":method", "GET"),
-            (":authority", "api.test"),
-            (":path", "/p"),
-            ("x-crawbl-timestamp", ts.as_str()),
-            ("x-crawbl-signature", sig.as_str()),
-        ]);
+        let head = head_of(&ts, &sig);
         let err = v.verify_headers(&head, 1000).unwrap_err();
         assert_eq!(err.detail, Detail::NoKeyMatched { keys_tried: 3 });
         assert!(!format!("{v:?}").contains(pend));

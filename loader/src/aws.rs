@@ -148,6 +148,15 @@ pub struct Stages {
     pub pending: Option<String>,
 }
 
+/// Which version of a secret to read.
+#[derive(Debug, Clone, Copy)]
+enum Version<'a> {
+    /// The one carrying this staging label.
+    Stage(&'a str),
+    /// This version id.
+    Id(&'a str),
+}
+
 /// A secret version as read from Secrets Manager.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -177,14 +186,36 @@ impl Sm {
         stage: &str,
         expected_environment: Option<&str>,
     ) -> Result<Fetched> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(id)
-            .version_stage(stage)
+        self.get(id, Version::Stage(stage), expected_environment)
+            .await
+    }
+
+    /// Reads version `version_id` of `id` and validates it like [`Sm::fetch`].
+    pub async fn fetch_version(
+        &self,
+        id: &str,
+        version_id: &str,
+        expected_environment: Option<&str>,
+    ) -> Result<Fetched> {
+        self.get(id, Version::Id(version_id), expected_environment)
+            .await
+    }
+
+    async fn get(
+        &self,
+        id: &str,
+        version: Version<'_>,
+        expected_environment: Option<&str>,
+    ) -> Result<Fetched> {
+        let request = self.client.get_secret_value().secret_id(id);
+        let (request, what) = match version {
+            Version::Stage(s) => (request.version_stage(s), s),
+            Version::Id(v) => (request.version_id(v), v),
+        };
+        let out = request
             .send()
             .await
-            .map_err(|e| self.map_error(e, id, stage))?;
+            .map_err(|e| self.map_error(e, id, what))?;
         let text = out
             .secret_string()
             .ok_or(Error::NotJson { id: id.into() })?;
@@ -239,34 +270,6 @@ impl Sm {
             current,
             previous: with(AWSPREVIOUS),
             pending: with(AWSPENDING),
-        })
-    }
-
-    /// Reads version `version_id` of `id` and validates it like [`Sm::fetch`].
-    pub async fn fetch_version(
-        &self,
-        id: &str,
-        version_id: &str,
-        expected_environment: Option<&str>,
-    ) -> Result<Fetched> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(id)
-            .version_id(version_id)
-            .send()
-            .await
-            .map_err(|e| self.map_error(e, id, version_id))?;
-        let text = out
-            .secret_string()
-            .ok_or(Error::NotJson { id: id.into() })?;
-        let secret = EdgeSecret::parse(id, text, expected_environment)?;
-        Ok(Fetched {
-            id: id.into(),
-            arn: out.arn().map(str::to_owned),
-            version_id: out.version_id().map(str::to_owned),
-            stages: out.version_stages().to_vec(),
-            secret,
         })
     }
 

@@ -252,14 +252,19 @@ impl Common {
         }
     }
 
+    /// ` --admin A` for each admin address given.
+    fn admin_flags(&self) -> String {
+        self.admins
+            .iter()
+            .map(|a| format!(" --admin {a}"))
+            .collect()
+    }
+
     fn check_hint(&self) -> String {
         let admins = if self.admins.is_empty() {
-            " --admin HOST:PORT".to_owned()
+            " --admin IP:PORT".to_owned()
         } else {
-            self.admins
-                .iter()
-                .map(|a| format!(" --admin {a}"))
-                .collect()
+            self.admin_flags()
         };
         format!("edge-hmac rotate status {}{admins}", self.id_flags())
     }
@@ -376,10 +381,7 @@ async fn begin(g: &Gate) -> Result<()> {
         "Then check that every proxy holds key {fp}:\n  {}\nand promote it:\n  edge-hmac rotate promote {}{}",
         c.check_hint(),
         c.id_flags(),
-        c.admins
-            .iter()
-            .map(|a| format!(" --admin {a}"))
-            .collect::<String>()
+        c.admin_flags()
     ));
     Ok(())
 }
@@ -484,10 +486,7 @@ async fn promote(g: &Gate) -> Result<()> {
     say(format!(
         "Then, once no client signs with the old key any more (counter wasmcustom.edge_hmac.verified_previous_key stops rising), retire it:\n  edge-hmac rotate retire {}{}",
         c.id_flags(),
-        c.admins
-            .iter()
-            .map(|a| format!(" --admin {a}"))
-            .collect::<String>()
+        c.admin_flags()
     ));
     Ok(())
 }

@@ -38,6 +38,17 @@ async fn status(moto: &Moto, env: &str, admins: &[std::net::SocketAddr]) -> Valu
     serde_json::from_str(&out.stdout).unwrap()
 }
 
+/// A fresh environment and its secret in moto with a first key: (moto,
+/// environment, secret id, key).
+async fn new_secret() -> (&'static Moto, String, String, String) {
+    let moto = Moto::shared();
+    let env = unique_env();
+    let id = format!("crawbl/{env}/edge/hmac");
+    let k0 = secret();
+    moto.create_secret(&id, &edge_value(&k0, &env)).await;
+    (moto, env, id, k0)
+}
+
 fn fp(key: &str) -> String {
     fingerprint(key.as_bytes())
 }
@@ -97,11 +108,7 @@ impl Load {
 /// the truth in each phase, and at the end the old key is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_rotation_under_load_fails_no_request() {
-    let moto = Moto::shared();
-    let env = unique_env();
-    let id = format!("crawbl/{env}/edge/hmac");
-    let k0 = secret();
-    moto.create_secret(&id, &edge_value(&k0, &env)).await;
+    let (moto, env, id, k0) = new_secret().await;
     let upstream = Upstream::start().await;
     let h = home();
     let mut cmd = run_cmd(h.path());
@@ -260,11 +267,7 @@ async fn a_full_rotation_under_load_fails_no_request() {
 /// the pending key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_steps_refuse_what_would_fail_a_request() {
-    let moto = Moto::shared();
-    let env = unique_env();
-    let id = format!("crawbl/{env}/edge/hmac");
-    let k0 = secret();
-    moto.create_secret(&id, &edge_value(&k0, &env)).await;
+    let (moto, env, id, k0) = new_secret().await;
     let upstream = Upstream::start().await;
     let ep = moto.endpoint();
     // A proxy that does not follow Secrets Manager (no --watch).
@@ -438,11 +441,7 @@ async fn the_steps_refuse_what_would_fail_a_request() {
 /// the service heals, the rotation is applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_during_watch_does_not_block_a_later_rotation() {
-    let moto = Moto::shared();
-    let env = unique_env();
-    let id = format!("crawbl/{env}/edge/hmac");
-    let k0 = secret();
-    moto.create_secret(&id, &edge_value(&k0, &env)).await;
+    let (moto, env, id, _) = new_secret().await;
     let proxy = FaultyProxy::start(moto.addr).await;
     let upstream = Upstream::start().await;
     let h = home();
