@@ -181,9 +181,8 @@ impl Metrics {
     /// A request fully verified (headers and body) with the key in `slot`.
     pub fn verified(&self, slot: KeyUsed) {
         Self::bump(self.verified);
-        if let Some(i) = KeyUsed::ALL.iter().position(|s| *s == slot) {
-            Self::bump(self.verified_key.get(i).copied().flatten());
-        }
+        // KeyUsed's discriminants are its index in KeyUsed::ALL.
+        Self::bump(self.verified_key.get(slot as usize).copied().flatten());
     }
 
     /// A request on an exempt path.

@@ -497,7 +497,8 @@ pub enum KeyUsed {
 }
 
 impl KeyUsed {
-    /// Every slot, in the order keys are tried.
+    /// Every slot, in the order keys are tried (each at the index of its
+    /// discriminant).
     pub const ALL: [KeyUsed; 3] = [KeyUsed::Current, KeyUsed::Previous, KeyUsed::Pending];
 
     /// The slot's name in metrics, logs and errors: `current`, `previous`, `pending`.
@@ -1168,6 +1169,10 @@ mod tests {
             "pending-secret-0123456789abcdef-pending",
             "another-secret-0123456789abcdef-another",
         );
+        // The metrics index per-slot counters by discriminant.
+        for (i, slot) in KeyUsed::ALL.iter().enumerate() {
+            assert_eq!(*slot as usize, i);
+        }
         let v = verifier(Some(prev))
             .with_pending(Some(SecretKey::new(pend.as_bytes(), "pending").unwrap()));
         assert_eq!(

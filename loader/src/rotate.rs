@@ -512,7 +512,7 @@ async fn retire(r: &RetireArgs) -> Result<()> {
         ));
     }
     let mut watched = Vec::new();
-    for v in views(&c.admins).await {
+    for (v, &addr) in views(&c.admins).await.into_iter().zip(&c.admins) {
         let v = match v {
             Ok(v) => v,
             Err(e) => {
@@ -532,7 +532,7 @@ async fn retire(r: &RetireArgs) -> Result<()> {
         if let Some(old) = &old
             && v.holds(old)
         {
-            watched.push(v);
+            watched.push((addr, v));
         } else {
             checked += 1;
         }
@@ -546,11 +546,7 @@ async fn retire(r: &RetireArgs) -> Result<()> {
             old.as_deref().unwrap_or("?")
         ));
         tokio::time::sleep(window).await;
-        for before in watched {
-            let addr: SocketAddr = before
-                .admin
-                .parse()
-                .map_err(|_| Error::Other(format!("bad admin address {}", before.admin)))?;
+        for (addr, before) in watched {
             match view(addr).await {
                 Ok(after) => {
                     let count = |v: &ProxyView| v.verified.get("previous").copied().unwrap_or(0);
