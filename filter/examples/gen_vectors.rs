@@ -11,7 +11,8 @@
 
 use base64::Engine as _;
 use edge_hmac_filter::scheme::{
-    RequestHead, SecretKey, SignRequest, Signer, TagEncoding, Verifier, VerifierOptions, sha256,
+    Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, UNSIGNED_PAYLOAD, Verifier,
+    VerifierOptions, sha256,
 };
 use serde_json::{Value, json};
 
@@ -31,6 +32,7 @@ struct Case {
     clock_skew_seconds: u64,
     require_nonce: bool,
     max_body_bytes: u64,
+    unsigned_payload_allowed: bool,
     now: u64,
     seen_nonces: Vec<String>,
     method: String,
@@ -53,6 +55,8 @@ struct Sign {
     timestamp: u64,
     nonce: Option<String>,
     body: Option<Vec<u8>>,
+    /// Sign UNSIGNED-PAYLOAD instead of the body's hash.
+    unsigned: bool,
     encoding: TagEncoding,
 }
 
@@ -67,6 +71,7 @@ impl Default for Sign {
             timestamp: NOW,
             nonce: None,
             body: None,
+            unsigned: false,
             encoding: TagEncoding::Hex,
         }
     }
@@ -84,7 +89,11 @@ fn signed(name: &str, s: &Sign) -> Case {
         path: &s.path,
         timestamp: s.timestamp,
         nonce: s.nonce.as_deref(),
-        content_sha256: s.body.as_deref().map(sha256),
+        payload: if s.unsigned {
+            Some(Payload::Unsigned)
+        } else {
+            s.body.as_deref().map(|b| Payload::Sha256(sha256(b)))
+        },
     };
     let headers = signer.sign(&req, s.encoding).unwrap();
     Case {
@@ -95,6 +104,7 @@ fn signed(name: &str, s: &Sign) -> Case {
         clock_skew_seconds: 300,
         require_nonce: false,
         max_body_bytes: 1024 * 1024,
+        unsigned_payload_allowed: false,
         now: NOW,
         seen_nonces: vec![],
         method: s.method.clone(),
@@ -200,6 +210,7 @@ impl Case {
                 "clock_skew_seconds": self.clock_skew_seconds,
                 "require_nonce": self.require_nonce,
                 "max_body_bytes": self.max_body_bytes,
+                "unsigned_payload_allowed": self.unsigned_payload_allowed,
                 "now": self.now,
                 "seen_nonces": self.seen_nonces,
             },
@@ -219,6 +230,13 @@ fn main() {
     };
     let with_nonce = Sign {
         nonce: Some(NONCE.into()),
+        ..Sign::default()
+    };
+    let unsigned = Sign {
+        method: "POST".into(),
+        path: "/v1/uploads?part=1".into(),
+        body: Some(b"chunk-1 chunk-2 chunk-3".to_vec()),
+        unsigned: true,
         ..Sign::default()
     };
     let mut cases = vec![
@@ -329,7 +347,7 @@ fn main() {
                     path: &get.path,
                     timestamp: NOW,
                     nonce: None,
-                    content_sha256: None,
+                    payload: None,
                 })
                 .replacen(&format!("\n{NOW}\n"), &format!("\n0{NOW}\n"), 1);
             let tag = edge_hmac_filter::scheme::hmac_sha256(SECRET.as_bytes(), sts.as_bytes());
@@ -654,6 +672,65 @@ fn main() {
             c.max_body_bytes = c.body.len() as u64;
             c
         },
+        // UNSIGNED-PAYLOAD (field 8 is the literal; the body is not covered).
+        {
+            let mut c = signed("UNSIGNED-PAYLOAD on an unsigned-payload path", &unsigned);
+            c.unsigned_payload_allowed = true;
+            c
+        },
+        {
+            let mut c = signed(
+                "UNSIGNED-PAYLOAD with a body over max_body_bytes on an unsigned-payload path",
+                &unsigned,
+            );
+            c.unsigned_payload_allowed = true;
+            c.max_body_bytes = 4;
+            c
+        },
+        {
+            let mut c = signed(
+                "UNSIGNED-PAYLOAD body changed after signing on an unsigned-payload path",
+                &unsigned,
+            );
+            c.unsigned_payload_allowed = true;
+            c.body = b"another body entirely".to_vec();
+            c
+        },
+        signed(
+            "UNSIGNED-PAYLOAD on a path that does not allow it",
+            &unsigned,
+        )
+        .expect("malformed_signature"),
+        {
+            let mut c = signed("UNSIGNED-PAYLOAD in lowercase", &unsigned)
+                .set_header("x-crawbl-content-sha256", "unsigned-payload")
+                .expect("malformed_signature");
+            c.unsigned_payload_allowed = true;
+            c
+        },
+        {
+            // A body hash cannot be swapped for the literal to get out of the body check.
+            let mut c = signed(
+                "body hash replaced by UNSIGNED-PAYLOAD after signing",
+                &post,
+            )
+            .set_header("x-crawbl-content-sha256", UNSIGNED_PAYLOAD)
+            .expect("invalid_signature");
+            c.unsigned_payload_allowed = true;
+            c
+        },
+        {
+            let mut c = signed(
+                "UNSIGNED-PAYLOAD replaced by the body hash after signing",
+                &unsigned,
+            );
+            let hash = hex::encode(sha256(&c.body));
+            c = c
+                .set_header("x-crawbl-content-sha256", &hash)
+                .expect("invalid_signature");
+            c.unsigned_payload_allowed = true;
+            c
+        },
     ];
     // Rotation cases carry their own secrets; unrelated-key cases are signed
     // with OTHER but verified with SECRET, which `signed` already arranges.
@@ -671,7 +748,7 @@ fn main() {
     let doc = json!({
         "scheme": "CRAWBL-HMAC-SHA256-V1",
         "spec": "docs/signature-v1.md",
-        "notes": "Each case: a verifier (keys, environment, options, clock, nonces already accepted) and a request as the verifier receives it. expected.outcome is 'ok' or the outcome code; expected.string_to_sign is given where the signature headers are well-formed. Bodies are UTF-8 text in 'body' or bytes in 'body_base64'.",
+        "notes": "Each case: a verifier (keys, environment, options, clock, nonces already accepted; unsigned_payload_allowed: the request's path is one of unsigned_payload_paths) and a request as the verifier receives it. expected.outcome is 'ok' or the outcome code; expected.string_to_sign is given where the signature headers are well-formed. Bodies are UTF-8 text in 'body' or bytes in 'body_base64'.",
         "cases": cases.iter().map(Case::to_json).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&doc).unwrap());

@@ -31,7 +31,7 @@ pub const MAX_CLOCK_SKEW_SECONDS: u64 = 3600;
 pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 /// Largest accepted `nonce_ttl_seconds`.
 pub const MAX_NONCE_TTL_SECONDS: u64 = 86_400;
-/// Most entries in `exempt_paths`.
+/// Most entries in `exempt_paths`, and in `unsigned_payload_paths`.
 pub const MAX_EXEMPT_PATHS: usize = 64;
 
 /// A string that never shows its value in `Debug` and is wiped on drop.
@@ -114,9 +114,15 @@ pub struct PluginConfig {
     /// Upper bound on remembered nonces (memory bound of the replay cache).
     #[serde(default = "default_nonce_cache_max_entries")]
     pub nonce_cache_max_entries: u64,
-    /// Paths that skip verification: exact, or a prefix when ending in `*`.
+    /// Paths where requests with no body and no upgrade skip verification:
+    /// exact, or a prefix when ending in `*`.
     #[serde(default)]
     pub exempt_paths: Vec<String>,
+    /// Paths (matched as `exempt_paths`) where a client may sign
+    /// `x-crawbl-content-sha256: UNSIGNED-PAYLOAD`: the headers are verified
+    /// and the body streams through unread, with no size limit.
+    #[serde(default)]
+    pub unsigned_payload_paths: Vec<String>,
     /// Let CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass unsigned.
     #[serde(default)]
     pub allow_cors_preflight: bool,
@@ -160,6 +166,7 @@ impl Default for PluginConfig {
             nonce_ttl_seconds: None,
             nonce_cache_max_entries: DEFAULT_NONCE_CACHE_MAX_ENTRIES,
             exempt_paths: Vec::new(),
+            unsigned_payload_paths: Vec::new(),
             allow_cors_preflight: false,
         }
     }
@@ -231,14 +238,20 @@ pub enum ConfigError {
         /// Where the actual name came from.
         origin: String,
     },
-    /// An `exempt_paths` entry is not usable.
+    /// An `exempt_paths` or `unsigned_payload_paths` entry is not usable.
     #[error(
-        "exempt_paths entry {} is not valid: it must start with '/', contain no '?', and may only end in '*'", shown(.0)
+        "{field} entry {} is not valid: it must start with '/', contain no '?', and may only end in '*'",
+        shown(entry)
     )]
-    BadExemptPath(String),
+    BadPath {
+        /// `exempt_paths` or `unsigned_payload_paths`.
+        field: &'static str,
+        /// The rejected entry (shown only through [`shown`]).
+        entry: String,
+    },
 }
 
-/// A compiled `exempt_paths` entry.
+/// A compiled `exempt_paths` or `unsigned_payload_paths` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     /// The path without query equals this.
@@ -248,8 +261,11 @@ pub enum PathMatch {
 }
 
 impl PathMatch {
-    fn parse(entry: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::BadExemptPath(entry.to_owned());
+    fn parse(field: &'static str, entry: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadPath {
+            field,
+            entry: entry.to_owned(),
+        };
         if !entry.starts_with('/') || entry.contains('?') {
             return Err(bad());
         }
@@ -283,23 +299,31 @@ pub struct FilterConfig {
     pub max_body_bytes: u64,
     /// Layout of the replay cache.
     pub replay: ReplayCache,
-    /// Paths that skip verification.
+    /// Paths where requests with no body and no upgrade skip verification.
     pub exempt_paths: Vec<PathMatch>,
+    /// Paths that accept `UNSIGNED-PAYLOAD`.
+    pub unsigned_payload_paths: Vec<PathMatch>,
     /// Let CORS preflights pass unsigned.
     pub allow_cors_preflight: bool,
 }
 
 impl FilterConfig {
-    /// True when `path` skips verification.
+    /// True when `path` is an exempt path (a request there with no body
+    /// and no upgrade skips verification).
     pub fn is_exempt(&self, path: &[u8]) -> bool {
         self.exempt_paths.iter().any(|m| m.matches(path))
+    }
+
+    /// True when `path` accepts `x-crawbl-content-sha256: UNSIGNED-PAYLOAD`.
+    pub fn allows_unsigned_payload(&self, path: &[u8]) -> bool {
+        self.unsigned_payload_paths.iter().any(|m| m.matches(path))
     }
 
     /// One log line describing the configuration, without secrets.
     pub fn summary(&self) -> String {
         let options = self.verifier.options();
         format!(
-            "environment={} current_key={} previous_key={} pending_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} allow_cors_preflight={}",
+            "environment={} current_key={} previous_key={} pending_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} unsigned_payload_paths={} allow_cors_preflight={}",
             self.verifier.environment(),
             self.verifier.current_fingerprint(),
             self.verifier
@@ -314,6 +338,7 @@ impl FilterConfig {
             self.replay.capacity(),
             self.max_body_bytes,
             self.exempt_paths.len(),
+            self.unsigned_payload_paths.len(),
             self.allow_cors_preflight,
         )
     }
@@ -534,18 +559,21 @@ impl PluginConfig {
             MAX_ENTRIES_LIMIT,
             "",
         )?;
-        if self.exempt_paths.len() > MAX_EXEMPT_PATHS {
-            return Err(ConfigError::OutOfRange {
-                field: "exempt_paths",
-                value: self.exempt_paths.len() as u64,
-                expected: format!("at most {MAX_EXEMPT_PATHS} entries"),
-            });
-        }
-        let exempt_paths = self
-            .exempt_paths
-            .iter()
-            .map(|p| PathMatch::parse(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let paths = |field: &'static str, entries: &[String]| {
+            if entries.len() > MAX_EXEMPT_PATHS {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    value: entries.len() as u64,
+                    expected: format!("at most {MAX_EXEMPT_PATHS} entries"),
+                });
+            }
+            entries
+                .iter()
+                .map(|p| PathMatch::parse(field, p))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let exempt_paths = paths("exempt_paths", &self.exempt_paths)?;
+        let unsigned_payload_paths = paths("unsigned_payload_paths", &self.unsigned_payload_paths)?;
 
         // Secrets: inline wins over the variable; never echo a value.
         let (current, origin) = match &self.hmac_secret {
@@ -627,6 +655,7 @@ impl PluginConfig {
             max_body_bytes: self.max_body_bytes,
             replay: ReplayCache::new(self.nonce_cache_max_entries, ttl),
             exempt_paths,
+            unsigned_payload_paths,
             allow_cors_preflight: self.allow_cors_preflight,
         })
     }
@@ -873,21 +902,49 @@ mod tests {
         assert!(cfg.is_exempt(b"/public/a/b?x"));
         assert!(!cfg.is_exempt(b"/publicx"));
         assert!(!cfg.is_exempt(b"/api?/healthz"));
-        for bad in [
-            r#"["healthz"]"#,
-            r#"["/a*b"]"#,
-            r#"["/a?b"]"#,
-            r#"["/a**"]"#,
-        ] {
-            let raw = format!(r#"{{"exempt_paths":{bad}}}"#);
-            assert!(
-                matches!(
-                    compile(raw.as_bytes(), base_env()),
-                    Err(ConfigError::BadExemptPath(_))
-                ),
-                "{bad}"
-            );
+        for field in ["exempt_paths", "unsigned_payload_paths"] {
+            for bad in [
+                r#"["healthz"]"#,
+                r#"["/a*b"]"#,
+                r#"["/a?b"]"#,
+                r#"["/a**"]"#,
+            ] {
+                let raw = format!(r#"{{"{field}":{bad}}}"#);
+                let err = compile(raw.as_bytes(), base_env()).unwrap_err();
+                assert!(
+                    matches!(&err, ConfigError::BadPath { field: f, .. } if *f == field),
+                    "{field} {bad}: {err:?}"
+                );
+                assert!(err.to_string().starts_with(field), "{err}");
+            }
         }
+    }
+
+    /// Unsigned-payload paths match like exempt paths and are off by default.
+    #[test]
+    fn unsigned_payload_paths() {
+        let cfg = compile(
+            br#"{"unsigned_payload_paths":["/upload","/grpc.Echo/*"]}"#,
+            base_env(),
+        )
+        .unwrap();
+        assert!(cfg.allows_unsigned_payload(b"/upload?part=1"));
+        assert!(cfg.allows_unsigned_payload(b"/grpc.Echo/Stream"));
+        assert!(!cfg.allows_unsigned_payload(b"/upload/x"));
+        assert!(!cfg.is_exempt(b"/upload"));
+        let none = compile(b"{}", base_env()).unwrap();
+        assert!(!none.allows_unsigned_payload(b"/upload"));
+        let many: Vec<String> = (0..=MAX_EXEMPT_PATHS)
+            .map(|i| format!("\"/p{i}\""))
+            .collect();
+        let raw = format!(r#"{{"unsigned_payload_paths":[{}]}}"#, many.join(","));
+        assert!(matches!(
+            compile(raw.as_bytes(), base_env()),
+            Err(ConfigError::OutOfRange {
+                field: "unsigned_payload_paths",
+                ..
+            })
+        ));
     }
 
     /// Serializing a configuration (to render it) never writes the inline

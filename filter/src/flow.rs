@@ -4,7 +4,7 @@
 
 use crate::config::FilterConfig;
 use crate::replay::BucketStore;
-use crate::scheme::{BodyVerifier, Detail, KeyUsed, Reject, Rejection, RequestHead};
+use crate::scheme::{BodyVerifier, Detail, KeyUsed, Payload, Reject, Rejection, RequestHead};
 
 /// Why a request passed without verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,22 @@ pub enum Skip {
     CorsPreflight,
 }
 
+/// What happens to the request stream after its headers were verified.
+#[derive(Debug)]
+pub enum Body {
+    /// The request has no body (end of stream at the headers).
+    Empty,
+    /// Hold the body back until its SHA-256 matches the signed one.
+    Check(BodyVerifier),
+    /// Signed as `UNSIGNED-PAYLOAD` on an unsigned-payload path: the body
+    /// streams through unread.
+    Unsigned,
+    /// An upgrade (websocket, `CONNECT`): hold any request data until the
+    /// upstream accepts the upgrade (see [`upgrade_accepted`]), then pass the
+    /// stream through unread both ways. Data is dropped if it refuses.
+    Upgrade,
+}
+
 /// The decision taken on the request headers.
 #[derive(Debug)]
 pub enum HeadersDecision {
@@ -22,13 +38,15 @@ pub enum HeadersDecision {
     Skip(Skip),
     /// Answer with this rejection; nothing goes upstream.
     Reject(Rejection),
-    /// Headers verified: continue them upstream. `body` is the check still
-    /// to run on the body (`None` when the request has no body).
+    /// Headers verified: continue them upstream, and treat the rest of the
+    /// stream as `body` says.
     Verified {
         /// Which key matched.
         key: KeyUsed,
-        /// The pending body check.
-        body: Option<BodyVerifier>,
+        /// What to do with the rest of the request stream.
+        body: Body,
+        /// The signature claimed `UNSIGNED-PAYLOAD`.
+        unsigned_payload: bool,
     },
 }
 
@@ -41,22 +59,29 @@ pub fn on_request_headers(
     end_of_stream: bool,
     store: &mut impl BucketStore,
 ) -> HeadersDecision {
+    // Exempt paths and preflights are for requests that carry nothing: no
+    // body and no upgraded stream. Anything else there is verified.
+    let carries_nothing = end_of_stream && !head.upgrade;
     // Exempt paths are for health checks: GET and HEAD only. Any other
     // method on an exempt path is verified like every request.
-    if matches!(head.method, b"GET" | b"HEAD") && config.is_exempt(head.path) {
+    if carries_nothing && matches!(head.method, b"GET" | b"HEAD") && config.is_exempt(head.path) {
         return HeadersDecision::Skip(Skip::ExemptPath);
     }
     // A CORS preflight as browsers send it: OPTIONS with Origin and
     // Access-Control-Request-Method, and no body. Anything else is verified.
     if config.allow_cors_preflight
+        && carries_nothing
         && head.method == b"OPTIONS"
         && head.cors_request_method
         && head.origin
-        && end_of_stream
     {
         return HeadersDecision::Skip(Skip::CorsPreflight);
     }
-    let verified = match config.verifier.verify_headers(head, now) {
+    let unsigned_allowed = config.allows_unsigned_payload(head.path);
+    let verified = match config
+        .verifier
+        .verify_headers_on(head, now, unsigned_allowed)
+    {
         Ok(v) => v,
         Err(rejection) => {
             return HeadersDecision::Reject(rejection);
@@ -68,17 +93,36 @@ pub fn on_request_headers(
     {
         return HeadersDecision::Reject(err.rejection());
     }
+    let key = verified.key;
+    let unsigned_payload = verified.payload == Payload::Unsigned;
+    let verified_with = |body| HeadersDecision::Verified {
+        key,
+        body,
+        unsigned_payload,
+    };
+    let content_mismatch = || {
+        HeadersDecision::Reject(Rejection::new(
+            Reject::ContentMismatch,
+            Detail::BodyHashDiffers,
+        ))
+    };
+    if head.upgrade && !end_of_stream {
+        // The upgraded stream is not a body: the handshake must sign the
+        // empty body (or UNSIGNED-PAYLOAD where allowed).
+        if !unsigned_payload && !verified.expects_empty_body() {
+            return content_mismatch();
+        }
+        return verified_with(Body::Upgrade);
+    }
+    let Some(check) = verified.body_verifier(config.max_body_bytes) else {
+        // UNSIGNED-PAYLOAD on an allowed path: no hash, no size limit.
+        return verified_with(Body::Unsigned);
+    };
     if end_of_stream {
         if !verified.expects_empty_body() {
-            return HeadersDecision::Reject(Rejection::new(
-                Reject::ContentMismatch,
-                Detail::BodyHashDiffers,
-            ));
+            return content_mismatch();
         }
-        return HeadersDecision::Verified {
-            key: verified.key,
-            body: None,
-        };
+        return verified_with(Body::Empty);
     }
     // A declared length over the limit is refused before any byte is read.
     if head
@@ -92,10 +136,14 @@ pub fn on_request_headers(
             },
         ));
     }
-    HeadersDecision::Verified {
-        key: verified.key,
-        body: Some(verified.body_verifier(config.max_body_bytes)),
-    }
+    verified_with(Body::Check(check))
+}
+
+/// True when the upstream's response `status` accepts an upgrade:
+/// `101 Switching Protocols` (Envoy shows an HTTP/2 extended CONNECT's `200`
+/// as `101`), or a `2xx` when the request is a `CONNECT` (`connect`).
+pub fn upgrade_accepted(connect: bool, status: u32) -> bool {
+    status == 101 || (connect && (200..300).contains(&status))
 }
 
 #[cfg(test)]
@@ -129,7 +177,7 @@ mod tests {
                     path,
                     timestamp: NOW,
                     nonce,
-                    content_sha256: body.map(sha256),
+                    payload: body.map(|b| Payload::Sha256(sha256(b))),
                 },
                 TagEncoding::Hex,
             )
@@ -182,7 +230,8 @@ mod tests {
                 d,
                 HeadersDecision::Verified {
                     key: KeyUsed::Current,
-                    body: None
+                    body: Body::Empty,
+                    unsigned_payload: false,
                 }
             ),
             "{d:?}"
@@ -201,7 +250,7 @@ mod tests {
             &mut MemoryStore::default(),
         );
         let HeadersDecision::Verified {
-            body: Some(mut check),
+            body: Body::Check(mut check),
             ..
         } = d
         else {
@@ -345,7 +394,7 @@ mod tests {
         let body = b"payload";
         let req = signed("POST", "/v1/x", Some(body), Some("nonce-body-fails-0001"));
         let HeadersDecision::Verified {
-            body: Some(mut check),
+            body: Body::Check(mut check),
             ..
         } = decide(&cfg, &req, false, &mut store)
         else {
@@ -400,5 +449,284 @@ mod tests {
             &mut MemoryStore::default(),
         );
         assert!(matches!(d, HeadersDecision::Verified { .. }));
+    }
+}
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+    use crate::config::compile;
+    use crate::replay::MemoryStore;
+    use crate::scheme::{SecretKey, SignRequest, Signer, TagEncoding, UNSIGNED_PAYLOAD, sha256};
+
+    const SECRET: &str = "flow-test-secret-flow-test-secret-0001";
+    const NOW: u64 = 1_800_000_000;
+    const WEBSOCKET: &[(&str, &str)] = &[("connection", "Upgrade"), ("upgrade", "websocket")];
+
+    type Pairs = Vec<(String, String)>;
+
+    fn config(extra: &str) -> FilterConfig {
+        let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
+        compile(raw.as_bytes(), |_| None).unwrap()
+    }
+
+    fn head_pairs(method: &str, path: &str) -> Pairs {
+        vec![
+            (":method".to_string(), method.to_string()),
+            (":authority".to_string(), "api.example.test".to_string()),
+            (":path".to_string(), path.to_string()),
+        ]
+    }
+
+    /// A request signed with `payload` (and `nonce`).
+    fn signed(method: &str, path: &str, payload: Option<Payload>, nonce: Option<&str>) -> Pairs {
+        let signer =
+            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
+        let h = signer
+            .sign(
+                &SignRequest {
+                    method,
+                    authority: "api.example.test",
+                    path,
+                    timestamp: NOW,
+                    nonce,
+                    payload,
+                },
+                TagEncoding::Hex,
+            )
+            .unwrap();
+        let mut pairs = head_pairs(method, path);
+        pairs.extend(
+            h.pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        pairs
+    }
+
+    fn with(mut pairs: Pairs, extra: &[(&str, &str)]) -> Pairs {
+        pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        pairs
+    }
+
+    fn decide(
+        cfg: &FilterConfig,
+        pairs: &Pairs,
+        eos: bool,
+        store: &mut MemoryStore,
+    ) -> HeadersDecision {
+        let head = RequestHead::from_str_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        on_request_headers(cfg, &head, NOW, eos, store)
+    }
+
+    fn reason(d: &HeadersDecision) -> Option<Reject> {
+        match d {
+            HeadersDecision::Reject(rejection) => Some(rejection.reason),
+            _ => None,
+        }
+    }
+
+    /// An exempt path skips only requests that carry nothing: a GET with a
+    /// body or an upgrade there is verified (and refused unsigned).
+    #[test]
+    fn exempt_path_with_body_or_upgrade_is_verified() {
+        let cfg = config(r#","exempt_paths":["/healthz"],"allow_cors_preflight":true"#);
+        let mut store = MemoryStore::default();
+        let bare = head_pairs("GET", "/healthz");
+        assert!(matches!(
+            decide(&cfg, &bare, true, &mut store),
+            HeadersDecision::Skip(Skip::ExemptPath)
+        ));
+        // A body (no end of stream at the headers).
+        assert_eq!(
+            reason(&decide(&cfg, &bare, false, &mut store)),
+            Some(Reject::MissingSignature)
+        );
+        // An upgrade, whether or not the headers end the stream.
+        let upgrade = with(bare.clone(), WEBSOCKET);
+        for eos in [false, true] {
+            assert_eq!(
+                reason(&decide(&cfg, &upgrade, eos, &mut store)),
+                Some(Reject::MissingSignature),
+                "eos={eos}"
+            );
+        }
+        // A preflight with an upgrade is verified too.
+        let preflight = with(
+            head_pairs("OPTIONS", "/v1"),
+            &[
+                ("origin", "https://app.example.test"),
+                ("access-control-request-method", "GET"),
+            ],
+        );
+        assert!(matches!(
+            decide(&cfg, &preflight, true, &mut store),
+            HeadersDecision::Skip(Skip::CorsPreflight)
+        ));
+        assert_eq!(
+            reason(&decide(&cfg, &with(preflight, WEBSOCKET), true, &mut store)),
+            Some(Reject::MissingSignature)
+        );
+        // A signed websocket handshake on the exempt path is an upgrade.
+        let signed_ws = with(signed("GET", "/healthz", None, None), WEBSOCKET);
+        assert!(matches!(
+            decide(&cfg, &signed_ws, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Upgrade,
+                ..
+            }
+        ));
+    }
+
+    /// A signed handshake (empty-body hash) is an upgrade; a handshake that
+    /// signs a body hash is content_mismatch; unsigned is refused; `Upgrade`
+    /// without the `Connection` token is an ordinary request.
+    #[test]
+    fn upgrades() {
+        let cfg = config("");
+        let mut store = MemoryStore::default();
+        let ws = with(signed("GET", "/ws", None, None), WEBSOCKET);
+        assert!(matches!(
+            decide(&cfg, &ws, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Upgrade,
+                unsigned_payload: false,
+                ..
+            }
+        ));
+        let hash = Some(Payload::Sha256(sha256(b"frames")));
+        let with_hash = with(signed("GET", "/ws", hash, None), WEBSOCKET);
+        assert_eq!(
+            reason(&decide(&cfg, &with_hash, false, &mut store)),
+            Some(Reject::ContentMismatch)
+        );
+        let unsigned = with(head_pairs("GET", "/ws"), WEBSOCKET);
+        assert_eq!(
+            reason(&decide(&cfg, &unsigned, false, &mut store)),
+            Some(Reject::MissingSignature)
+        );
+        for connection in ["keep-alive", "upgraded", ""] {
+            let not_upgrade = with(
+                signed("POST", "/ws", None, None),
+                &[("upgrade", "websocket"), ("connection", connection)],
+            );
+            assert!(
+                matches!(
+                    decide(&cfg, &not_upgrade, false, &mut store),
+                    HeadersDecision::Verified {
+                        body: Body::Check(_),
+                        ..
+                    }
+                ),
+                "connection: {connection}"
+            );
+        }
+        let listed = with(
+            signed("GET", "/ws", None, None),
+            &[
+                ("connection", "keep-alive, UPGRADE"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        assert!(matches!(
+            decide(&cfg, &listed, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Upgrade,
+                ..
+            }
+        ));
+        let connect = signed("CONNECT", "/", None, None);
+        assert!(matches!(
+            decide(&cfg, &connect, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Upgrade,
+                ..
+            }
+        ));
+        assert!(upgrade_accepted(false, 101));
+        assert!(!upgrade_accepted(false, 200));
+        assert!(upgrade_accepted(true, 200));
+        assert!(!upgrade_accepted(true, 403));
+        assert!(!upgrade_accepted(false, 401));
+    }
+
+    /// UNSIGNED-PAYLOAD streams unread, with no size limit, on an
+    /// unsigned-payload path; anywhere else it is malformed_signature.
+    #[test]
+    fn unsigned_payload() {
+        let cfg = config(r#","unsigned_payload_paths":["/upload/*"],"max_body_bytes":4"#);
+        let mut store = MemoryStore::default();
+        let unsigned = Some(Payload::Unsigned);
+        let big = with(
+            signed("POST", "/upload/big", unsigned, None),
+            &[("content-length", "999999999")],
+        );
+        assert!(matches!(
+            decide(&cfg, &big, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Unsigned,
+                unsigned_payload: true,
+                ..
+            }
+        ));
+        let headers_only = signed("GET", "/upload/x", unsigned, None);
+        assert!(
+            headers_only
+                .iter()
+                .any(|(n, v)| n == "x-crawbl-content-sha256" && v == UNSIGNED_PAYLOAD)
+        );
+        assert!(matches!(
+            decide(&cfg, &headers_only, true, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Unsigned,
+                ..
+            }
+        ));
+        let ws = with(signed("GET", "/upload/ws", unsigned, None), WEBSOCKET);
+        assert!(matches!(
+            decide(&cfg, &ws, false, &mut store),
+            HeadersDecision::Verified {
+                body: Body::Upgrade,
+                unsigned_payload: true,
+                ..
+            }
+        ));
+        let elsewhere = decide(
+            &cfg,
+            &signed("POST", "/v1/orders", unsigned, None),
+            false,
+            &mut store,
+        );
+        let HeadersDecision::Reject(rejection) = elsewhere else {
+            panic!("{elsewhere:?}")
+        };
+        assert_eq!(rejection.reason, Reject::MalformedSignature);
+        assert_eq!(rejection.detail, Detail::UnsignedPayloadNotAllowed);
+        assert_eq!(
+            reason(&decide(
+                &config(""),
+                &signed("POST", "/upload/big", unsigned, None),
+                false,
+                &mut store
+            )),
+            Some(Reject::MalformedSignature)
+        );
+    }
+
+    /// A refused UNSIGNED-PAYLOAD claim never uses up its nonce.
+    #[test]
+    fn refused_unsigned_claim_keeps_the_nonce() {
+        let cfg = config("");
+        let mut store = MemoryStore::default();
+        cfg.replay.initialize(&mut store).unwrap();
+        let nonce = Some("nonce-unsigned-claim-01");
+        let refused = signed("GET", "/v1", Some(Payload::Unsigned), nonce);
+        assert_eq!(
+            reason(&decide(&cfg, &refused, true, &mut store)),
+            Some(Reject::MalformedSignature)
+        );
+        assert!(matches!(
+            decide(&cfg, &signed("GET", "/v1", None, nonce), true, &mut store),
+            HeadersDecision::Verified { .. }
+        ));
     }
 }

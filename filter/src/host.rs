@@ -127,6 +127,8 @@ pub struct Metrics {
     verified: Option<u32>,
     /// `verified_current_key`, `verified_previous_key`, `verified_pending_key`.
     verified_key: [Option<u32>; KeyUsed::ALL.len()],
+    verified_unsigned_payload: Option<u32>,
+    verified_upgrade: Option<u32>,
     exempt: Option<u32>,
     cors_preflight: Option<u32>,
     nonce_cache_full: Option<u32>,
@@ -164,6 +166,8 @@ impl Metrics {
         Self {
             verified: counter("edge_hmac.verified"),
             verified_key,
+            verified_unsigned_payload: counter("edge_hmac.verified_unsigned_payload"),
+            verified_upgrade: counter("edge_hmac.verified_upgrade"),
             exempt: counter("edge_hmac.exempt"),
             cors_preflight: counter("edge_hmac.cors_preflight"),
             nonce_cache_full: counter("edge_hmac.nonce_cache_full"),
@@ -183,6 +187,18 @@ impl Metrics {
         Self::bump(self.verified);
         // KeyUsed's discriminants are its index in KeyUsed::ALL.
         Self::bump(self.verified_key.get(slot as usize).copied().flatten());
+    }
+
+    /// A verified request whose body was signed as `UNSIGNED-PAYLOAD`
+    /// (counted besides [`Metrics::verified`]).
+    pub fn unsigned_payload(&self) {
+        Self::bump(self.verified_unsigned_payload);
+    }
+
+    /// A verified upgrade handshake (websocket, CONNECT), counted besides
+    /// [`Metrics::verified`] when the headers verify.
+    pub fn upgrade(&self) {
+        Self::bump(self.verified_upgrade);
     }
 
     /// A request on an exempt path.

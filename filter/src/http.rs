@@ -5,21 +5,39 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, LogLevel};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
-use crate::flow::{self, HeadersDecision, Skip};
+use crate::flow::{self, Body, HeadersDecision, Skip};
 use crate::host::{self, SharedBuckets};
 use crate::hostmap;
 use crate::root::Shared;
 use crate::scheme::{BodyVerifier, KeyUsed, Rejection, RequestHead};
 
+/// What the context does with the request stream after the headers.
+enum Stage {
+    /// Nothing held: data passes (no body, exempt, unsigned payload, or an
+    /// accepted upgrade).
+    Pass,
+    /// The body check still running, with the key that verified the headers.
+    Checking(BodyVerifier, KeyUsed),
+    /// A verified upgrade handshake waiting for the upstream's answer: any
+    /// request data is held until it accepts. `connect` is the method.
+    AwaitingUpgrade {
+        /// The request is a `CONNECT` (accepted by a 2xx, not only 101).
+        connect: bool,
+        /// A body callback was paused and must be resumed on acceptance.
+        held: bool,
+    },
+    /// The upstream refused the upgrade: request data is never forwarded.
+    UpgradeRefused,
+    /// A local reply was sent; ignore later callbacks.
+    Answered,
+}
+
 /// Per-request state.
 pub struct Http {
     shared: Rc<Shared>,
-    /// The body check still running, with the key that verified the headers.
-    pending: Option<(BodyVerifier, KeyUsed)>,
-    /// A local reply was sent; ignore later callbacks.
-    answered: bool,
+    stage: Stage,
 }
 
 impl Http {
@@ -27,8 +45,7 @@ impl Http {
     pub fn new(shared: Rc<Shared>) -> Self {
         Self {
             shared,
-            pending: None,
-            answered: false,
+            stage: Stage::Pass,
         }
     }
 
@@ -37,8 +54,7 @@ impl Http {
         host::log(LogLevel::Debug, || {
             format!("edge-hmac: rejected {rejection}")
         });
-        self.answered = true;
-        self.pending = None;
+        self.stage = Stage::Answered;
         let reason = rejection.reason;
         let _ = hostcalls::send_http_response(
             reason.status(),
@@ -51,8 +67,7 @@ impl Http {
     fn internal_error(&mut self, what: String) -> Action {
         self.shared.metrics.internal_error();
         host::log(LogLevel::Error, || format!("edge-hmac: {what}"));
-        self.answered = true;
-        self.pending = None;
+        self.stage = Stage::Answered;
         let _ = hostcalls::send_http_response(
             500,
             vec![("content-type", "application/json")],
@@ -63,7 +78,7 @@ impl Http {
 
     /// End of the request body: compare the hash and release or refuse.
     fn finish_body(&mut self) -> Action {
-        let Some((check, key)) = self.pending.take() else {
+        let Stage::Checking(check, key) = core::mem::replace(&mut self.stage, Stage::Pass) else {
             return Action::Continue;
         };
         match check.finish() {
@@ -101,30 +116,47 @@ impl HttpContext for Http {
                 Action::Continue
             }
             HeadersDecision::Reject(rejection) => self.reject(rejection),
-            HeadersDecision::Verified { key, body: None } => {
-                shared.metrics.verified(key);
-                Action::Continue
-            }
             HeadersDecision::Verified {
                 key,
-                body: Some(check),
+                body,
+                unsigned_payload,
             } => {
-                // Headers are authenticated and go upstream now; the body is
-                // held back (Pause in the body callback) until its hash is
-                // checked. Pausing here would hang without
-                // allow_on_headers_stop_iteration.
-                self.pending = Some((check, key));
+                if unsigned_payload {
+                    shared.metrics.unsigned_payload();
+                }
+                match body {
+                    Body::Empty | Body::Unsigned => shared.metrics.verified(key),
+                    Body::Upgrade => {
+                        shared.metrics.verified(key);
+                        shared.metrics.upgrade();
+                        self.stage = Stage::AwaitingUpgrade {
+                            connect: head.method == b"CONNECT",
+                            held: false,
+                        };
+                    }
+                    // Headers are authenticated and go upstream now; the body
+                    // is held back (Pause in the body callback) until its
+                    // hash is checked. Pausing here would hang without
+                    // allow_on_headers_stop_iteration.
+                    Body::Check(check) => self.stage = Stage::Checking(check, key),
+                }
                 Action::Continue
             }
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.answered {
-            return Action::Pause;
-        }
-        let Some((check, _)) = self.pending.as_mut() else {
-            return Action::Continue;
+        let check = match &mut self.stage {
+            Stage::Pass => return Action::Continue,
+            Stage::Answered | Stage::UpgradeRefused => return Action::Pause,
+            Stage::AwaitingUpgrade { held, .. } => {
+                // Data before the upstream accepted the upgrade stays here
+                // (an upstream that answers an ordinary response must never
+                // read it as a next request).
+                *held = true;
+                return Action::Pause;
+            }
+            Stage::Checking(check, _) => check,
         };
         // `body_size` is the size of everything buffered so far; hash only the
         // bytes not seen yet.
@@ -151,10 +183,34 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.answered {
-            return Action::Pause;
+        match self.stage {
+            Stage::Answered | Stage::UpgradeRefused | Stage::AwaitingUpgrade { .. } => {
+                Action::Pause
+            }
+            Stage::Pass | Stage::Checking(..) => self.finish_body(),
         }
-        self.finish_body()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Stage::AwaitingUpgrade { connect, held } = self.stage else {
+            return Action::Continue;
+        };
+        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|v| core::str::from_utf8(&v).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
+        if flow::upgrade_accepted(connect, status) {
+            self.stage = Stage::Pass;
+            if held && let Err(status) = hostcalls::resume_http_request() {
+                host::log(LogLevel::Error, || {
+                    format!("edge-hmac: cannot resume the upgraded stream: {status:?}")
+                });
+            }
+        } else {
+            self.stage = Stage::UpgradeRefused;
+        }
+        Action::Continue
     }
 }
 

@@ -27,6 +27,10 @@ pub const NONCE_HEADER: &str = "x-crawbl-nonce";
 pub const CONTENT_SHA256_HEADER: &str = "x-crawbl-content-sha256";
 /// Header carrying `v1=<tag>`.
 pub const SIGNATURE_HEADER: &str = "x-crawbl-signature";
+/// The `x-crawbl-content-sha256` value (and field 8 of the string to sign)
+/// that claims no body hash: the body is not signed and streams through.
+/// Accepted only on a verifier's `unsigned_payload_paths`.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// SHA-256 of the empty string, signed when `x-crawbl-content-sha256` is absent.
 pub const EMPTY_SHA256_HEX: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -80,6 +84,35 @@ pub enum SchemeError {
     /// The timestamp given to the signer has more than 12 digits.
     #[error("timestamp must have at most {MAX_TIMESTAMP_DIGITS} digits")]
     BadTimestamp,
+}
+
+/// What field 8 of the string to sign says about the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payload {
+    /// The body's SHA-256 (the empty-body hash when the header is absent).
+    Sha256([u8; 32]),
+    /// [`UNSIGNED_PAYLOAD`]: the body is not covered by the signature.
+    Unsigned,
+}
+
+impl Payload {
+    /// The payload claim for `body`: `None` (header left out) when it is
+    /// empty, its SHA-256 otherwise.
+    pub fn of(body: &[u8]) -> Option<Payload> {
+        (!body.is_empty()).then(|| Payload::Sha256(sha256(body)))
+    }
+
+    /// The claim of a request with no body.
+    pub const EMPTY: Payload = Payload::Sha256(EMPTY_SHA256);
+
+    /// The header value (and field 8): 64 lowercase hex digits or
+    /// [`UNSIGNED_PAYLOAD`].
+    pub fn header_value(&self) -> String {
+        match self {
+            Payload::Sha256(hash) => hex::encode(hash),
+            Payload::Unsigned => UNSIGNED_PAYLOAD.to_owned(),
+        }
+    }
 }
 
 /// A shared secret, prepared once for HMAC-SHA256 (the inner and outer pads
@@ -212,7 +245,7 @@ struct Canonical<'a> {
     method: &'a [u8],
     authority: &'a [u8],
     path: &'a [u8],
-    content_sha256: &'a [u8; 32],
+    payload: &'a Payload,
 }
 
 impl Canonical<'_> {
@@ -239,7 +272,10 @@ impl Canonical<'_> {
         sink(b"\n");
         sink(self.path);
         sink(b"\n");
-        sink(&hex_lower32(self.content_sha256));
+        match self.payload {
+            Payload::Sha256(hash) => sink(&hex_lower32(hash)),
+            Payload::Unsigned => sink(UNSIGNED_PAYLOAD.as_bytes()),
+        }
     }
 
     fn to_text(&self) -> String {
@@ -272,9 +308,10 @@ pub struct SignRequest<'a> {
     pub timestamp: u64,
     /// Optional nonce (16 to 128 characters from `A-Z a-z 0-9 . _ ~ -`).
     pub nonce: Option<&'a str>,
-    /// SHA-256 of the body; `None` leaves `x-crawbl-content-sha256` out,
-    /// which means the body must be empty.
-    pub content_sha256: Option<[u8; 32]>,
+    /// What `x-crawbl-content-sha256` says: the body's SHA-256, or
+    /// [`Payload::Unsigned`] for a stream on an unsigned-payload path; `None`
+    /// leaves the header out, which means the body must be empty.
+    pub payload: Option<Payload>,
 }
 
 /// The `x-crawbl-*` headers a client adds to a request.
@@ -284,7 +321,8 @@ pub struct SignedHeaders {
     pub timestamp: String,
     /// Value of `x-crawbl-nonce`, when signed with one.
     pub nonce: Option<String>,
-    /// Value of `x-crawbl-content-sha256`, when the body hash is sent.
+    /// Value of `x-crawbl-content-sha256`, when the body hash (or
+    /// [`UNSIGNED_PAYLOAD`]) is sent.
     pub content_sha256: Option<String>,
     /// Value of `x-crawbl-signature`.
     pub signature: String,
@@ -342,7 +380,7 @@ impl Signer {
         {
             return Err(SchemeError::BadNonce);
         }
-        let content = request.content_sha256.unwrap_or(EMPTY_SHA256);
+        let content = request.payload.unwrap_or(Payload::EMPTY);
         let tag = self.key.tag(&self.canonical(request, &timestamp, &content));
         let encoded = match encoding {
             TagEncoding::Hex => hex::encode(tag),
@@ -351,7 +389,7 @@ impl Signer {
         Ok(SignedHeaders {
             timestamp,
             nonce: request.nonce.map(str::to_owned),
-            content_sha256: request.content_sha256.map(hex::encode),
+            content_sha256: request.payload.as_ref().map(Payload::header_value),
             signature: format!("{SIGNATURE_PREFIX}{encoded}"),
         })
     }
@@ -360,7 +398,7 @@ impl Signer {
     /// debugging; never logged by the filter).
     pub fn string_to_sign(&self, request: &SignRequest<'_>) -> String {
         let timestamp = request.timestamp.to_string();
-        let content = request.content_sha256.unwrap_or(EMPTY_SHA256);
+        let content = request.payload.unwrap_or(Payload::EMPTY);
         self.canonical(request, &timestamp, &content).to_text()
     }
 
@@ -368,7 +406,7 @@ impl Signer {
         &'a self,
         request: &SignRequest<'a>,
         timestamp: &'a str,
-        content_sha256: &'a [u8; 32],
+        payload: &'a Payload,
     ) -> Canonical<'a> {
         Canonical {
             environment: self.environment.as_bytes(),
@@ -377,7 +415,7 @@ impl Signer {
             method: request.method.as_bytes(),
             authority: request.authority.as_bytes(),
             path: request.path.as_bytes(),
-            content_sha256,
+            payload,
         }
     }
 }
@@ -432,6 +470,10 @@ pub struct RequestHead<'a> {
     pub cors_request_method: bool,
     /// True when `origin` is present.
     pub origin: bool,
+    /// True when Envoy treats the request as an upgrade (websocket, ...):
+    /// `Connection` carries the `upgrade` token and `Upgrade` is present, or
+    /// the method is `CONNECT`. Its stream is not a body.
+    pub upgrade: bool,
 }
 
 impl<'a> RequestHead<'a> {
@@ -445,6 +487,7 @@ impl<'a> RequestHead<'a> {
         let mut head = RequestHead::default();
         let mut host = None;
         let mut content_length = HeaderValue::Absent;
+        let (mut connection_upgrade, mut upgrade) = (false, false);
         for (name, value) in pairs {
             // Dispatch on the length first: most headers are skipped after
             // one comparison (Envoy hands names over lowercased; the case-
@@ -453,6 +496,8 @@ impl<'a> RequestHead<'a> {
             match name.len() {
                 4 if is(b"host") => host = Some(value),
                 6 if is(b"origin") => head.origin = true,
+                7 if is(b"upgrade") => upgrade = true,
+                10 if is(b"connection") => connection_upgrade |= has_upgrade_token(value),
                 5 if is(b":path") => head.path = value,
                 7 if is(b":method") => head.method = value,
                 10 if is(b":authority") => head.authority = value,
@@ -473,6 +518,7 @@ impl<'a> RequestHead<'a> {
         if let HeaderValue::One(v) = content_length {
             head.content_length = core::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
         }
+        head.upgrade = (connection_upgrade && upgrade) || head.method == b"CONNECT";
         head
     }
 
@@ -483,6 +529,14 @@ impl<'a> RequestHead<'a> {
     {
         Self::from_pairs(pairs.into_iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())))
     }
+}
+
+/// True when a `Connection` value lists the `upgrade` token
+/// (comma-separated, case-insensitive, optional whitespace), as Envoy reads it.
+fn has_upgrade_token(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// Which key produced a valid tag: the key slots, in the order they are tried.
@@ -617,8 +671,11 @@ pub enum Detail {
     BadTimestamp,
     /// `x-crawbl-nonce` is not 16 to 128 allowed characters.
     BadNonce,
-    /// `x-crawbl-content-sha256` is not 64 hex digits.
+    /// `x-crawbl-content-sha256` is not 64 hex digits (nor `UNSIGNED-PAYLOAD`).
     BadContentSha256,
+    /// `x-crawbl-content-sha256: UNSIGNED-PAYLOAD` on a path that is not in
+    /// `unsigned_payload_paths`.
+    UnsignedPayloadNotAllowed,
     /// `x-crawbl-signature` does not start with `v1=`.
     UnknownScheme,
     /// The tag after `v1=` is neither 64 hex digits nor 44 padded base64 characters.
@@ -665,8 +722,15 @@ impl fmt::Display for Detail {
                 "{NONCE_HEADER} is not {MIN_NONCE_LEN} to {MAX_NONCE_LEN} characters from A-Z a-z 0-9 . _ ~ -"
             ),
             Detail::BadContentSha256 => {
-                write!(f, "{CONTENT_SHA256_HEADER} is not 64 hex digits")
+                write!(
+                    f,
+                    "{CONTENT_SHA256_HEADER} is not 64 hex digits (nor {UNSIGNED_PAYLOAD})"
+                )
             }
+            Detail::UnsignedPayloadNotAllowed => write!(
+                f,
+                "{CONTENT_SHA256_HEADER}: {UNSIGNED_PAYLOAD} is only accepted on unsigned_payload_paths"
+            ),
             Detail::UnknownScheme => write!(f, "{SIGNATURE_HEADER} does not start with v1="),
             Detail::BadTagEncoding => write!(
                 f,
@@ -745,20 +809,23 @@ pub struct HeadersVerified<'a> {
     pub timestamp: u64,
     /// The signed nonce, if any (still to be checked against the replay cache).
     pub nonce: Option<&'a str>,
-    /// The signed body hash (the empty-body hash when the header is absent).
-    pub content_sha256: [u8; 32],
+    /// The signed payload claim (the empty-body hash when the header is absent).
+    pub payload: Payload,
 }
 
 impl HeadersVerified<'_> {
     /// True when the signature says the body is empty.
     pub fn expects_empty_body(&self) -> bool {
-        self.content_sha256 == EMPTY_SHA256
+        self.payload == Payload::EMPTY
     }
 
     /// A streaming check of the body against the signed hash, refusing more
-    /// than `max_body_bytes`.
-    pub fn body_verifier(&self, max_body_bytes: u64) -> BodyVerifier {
-        BodyVerifier::new(self.content_sha256, max_body_bytes)
+    /// than `max_body_bytes`; `None` for an unsigned payload (nothing to check).
+    pub fn body_verifier(&self, max_body_bytes: u64) -> Option<BodyVerifier> {
+        match self.payload {
+            Payload::Sha256(hash) => Some(BodyVerifier::new(hash, max_body_bytes)),
+            Payload::Unsigned => None,
+        }
     }
 }
 
@@ -832,14 +899,28 @@ impl Verifier {
     }
 
     /// Runs the header-level checks of the spec in order (missing, malformed,
-    /// stale, invalid) against the Unix time `now`. Replay and body checks
-    /// follow, by the caller, on success.
+    /// stale, invalid) against the Unix time `now`, for a path that does not
+    /// accept [`UNSIGNED_PAYLOAD`]. Replay and body checks follow, by the
+    /// caller, on success.
     pub fn verify_headers<'a>(
         &self,
         head: &RequestHead<'a>,
         now: u64,
     ) -> Result<HeadersVerified<'a>, Rejection> {
-        let parsed = self.parse(head)?;
+        self.verify_headers_on(head, now, false)
+    }
+
+    /// [`Verifier::verify_headers`], on a path where `unsigned_payload_allowed`
+    /// says whether [`UNSIGNED_PAYLOAD`] is accepted (one of the
+    /// configuration's `unsigned_payload_paths`). Elsewhere the claim is
+    /// `malformed_signature`.
+    pub fn verify_headers_on<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        now: u64,
+        unsigned_payload_allowed: bool,
+    ) -> Result<HeadersVerified<'a>, Rejection> {
+        let parsed = self.parse(head, unsigned_payload_allowed)?;
         // 3. stale_timestamp
         let delta = i128::from(parsed.timestamp) - i128::from(now);
         if delta.unsigned_abs() > u128::from(self.options.clock_skew_seconds) {
@@ -874,20 +955,25 @@ impl Verifier {
             key,
             timestamp: parsed.timestamp,
             nonce: parsed.nonce,
-            content_sha256: parsed.content_sha256,
+            payload: parsed.payload,
         })
     }
 
     /// The string to sign this verifier computes for `head`, for debugging a
     /// client (compare it with the client's). Fails like
-    /// [`Verifier::verify_headers`] when the headers are missing or malformed.
-    /// Never logged by the filter.
+    /// [`Verifier::verify_headers`] when the headers are missing or malformed
+    /// ([`UNSIGNED_PAYLOAD`] is shown, whatever the path). Never logged by
+    /// the filter.
     pub fn string_to_sign(&self, head: &RequestHead<'_>) -> Result<String, Rejection> {
-        Ok(self.parse(head)?.canonical(self, head).to_text())
+        Ok(self.parse(head, true)?.canonical(self, head).to_text())
     }
 
     /// Steps 1 (missing) and 2 (malformed) of the spec.
-    fn parse<'a>(&self, head: &RequestHead<'a>) -> Result<Parsed<'a>, Rejection> {
+    fn parse<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        unsigned_payload_allowed: bool,
+    ) -> Result<Parsed<'a>, Rejection> {
         use Reject::*;
         // 1. missing_signature
         if head.signature.is_absent() {
@@ -932,17 +1018,28 @@ impl Verifier {
                     .ok_or(Rejection::new(MalformedSignature, Detail::BadNonce))?,
             ),
         };
-        let content_sha256 = match content_raw {
-            None => EMPTY_SHA256,
-            Some(v) => parse_hex32(v)
-                .ok_or(Rejection::new(MalformedSignature, Detail::BadContentSha256))?,
+        let payload = match content_raw {
+            None => Payload::EMPTY,
+            Some(v) if v == UNSIGNED_PAYLOAD.as_bytes() => {
+                if !unsigned_payload_allowed {
+                    return Err(Rejection::new(
+                        MalformedSignature,
+                        Detail::UnsignedPayloadNotAllowed,
+                    ));
+                }
+                Payload::Unsigned
+            }
+            Some(v) => Payload::Sha256(
+                parse_hex32(v)
+                    .ok_or(Rejection::new(MalformedSignature, Detail::BadContentSha256))?,
+            ),
         };
         let tag = parse_signature(signature_raw)?;
         Ok(Parsed {
             timestamp_raw,
             timestamp,
             nonce,
-            content_sha256,
+            payload,
             tag,
         })
     }
@@ -953,7 +1050,7 @@ struct Parsed<'a> {
     timestamp_raw: &'a [u8],
     timestamp: u64,
     nonce: Option<&'a str>,
-    content_sha256: [u8; 32],
+    payload: Payload,
     tag: [u8; TAG_LEN],
 }
 
@@ -969,7 +1066,7 @@ impl<'a> Parsed<'a> {
             method: head.method,
             authority: head.authority,
             path: head.path,
-            content_sha256: &self.content_sha256,
+            payload: &self.payload,
         }
     }
 }
@@ -1194,7 +1291,7 @@ mod tests {
                         path: "/p",
                         timestamp: 1000,
                         nonce: None,
-                        content_sha256: None,
+                        payload: None,
                     },
                     TagEncoding::Hex,
                 )
@@ -1316,6 +1413,72 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("1000 s behind"), "{err}");
+    }
+
+    /// UNSIGNED-PAYLOAD is field 8 verbatim and the header value; it
+    /// verifies only where allowed, and then leaves no body check.
+    #[test]
+    fn unsigned_payload_claim() {
+        let signer =
+            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
+        let request = SignRequest {
+            method: "PUT",
+            authority: "api.test",
+            path: "/upload",
+            timestamp: 1000,
+            nonce: None,
+            payload: Some(Payload::Unsigned),
+        };
+        let sts = signer.string_to_sign(&request);
+        assert!(sts.ends_with("\n/upload\nUNSIGNED-PAYLOAD"), "{sts}");
+        let h = signer.sign(&request, TagEncoding::Hex).unwrap();
+        assert_eq!(h.content_sha256.as_deref(), Some(UNSIGNED_PAYLOAD));
+        let mut pairs = vec![
+            (":method", "PUT"),
+            (":authority", "api.test"),
+            (":path", "/upload"),
+        ];
+        pairs.extend(h.pairs());
+        let head = RequestHead::from_str_pairs(pairs.iter().copied());
+        let v = verifier(None);
+        assert_eq!(v.string_to_sign(&head).unwrap(), sts);
+        let err = v.verify_headers(&head, 1000).unwrap_err();
+        assert_eq!(err.reason, Reject::MalformedSignature);
+        assert_eq!(err.detail, Detail::UnsignedPayloadNotAllowed);
+        let ok = v.verify_headers_on(&head, 1000, true).unwrap();
+        assert_eq!(ok.payload, Payload::Unsigned);
+        assert!(!ok.expects_empty_body());
+        assert!(ok.body_verifier(0).is_none());
+        assert_eq!(Payload::of(b""), None);
+        assert_eq!(Payload::EMPTY.header_value(), EMPTY_SHA256_HEX);
+    }
+
+    /// An upgrade is what Envoy treats as one: `Connection` with the
+    /// `upgrade` token and an `Upgrade` header, or `CONNECT`.
+    #[test]
+    fn upgrade_detection() {
+        let head = |pairs: &[(&'static str, &'static str)]| {
+            RequestHead::from_str_pairs(pairs.iter().copied()).upgrade
+        };
+        assert!(head(&[
+            (":method", "GET"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket")
+        ]));
+        assert!(head(&[
+            (":method", "GET"),
+            ("Connection", "keep-alive , upgrade"),
+            ("Upgrade", "x")
+        ]));
+        assert!(head(&[(":method", "CONNECT")]));
+        assert!(!head(&[(":method", "GET"), ("upgrade", "websocket")]));
+        assert!(!head(&[(":method", "GET"), ("connection", "upgrade")]));
+        assert!(!head(&[
+            (":method", "GET"),
+            ("connection", "upgrades"),
+            ("upgrade", "ws")
+        ]));
+        assert!(!head(&[(":method", "connect")]));
     }
 
     /// Environment names are limited to a safe character set (no newlines

@@ -118,7 +118,7 @@ fuzz_target!(|input: Input| {
             path: &path,
             timestamp: T0,
             nonce,
-            content_sha256: input.body.as_deref().map(sha256),
+            payload: input.body.as_deref().map(|b| Payload::Sha256(sha256(b))),
         },
         TagEncoding::Hex,
     ) else {

@@ -340,7 +340,7 @@ fn write_bootstrap(local: &LocalEnvoy, path: &std::path::Path) -> Result<()> {
 fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result<()> {
     let url = format!("http://{listen}/v1/hello?name=dev");
     let wire = split_url(&url)?;
-    let headers = sign_request(secret, "GET", &wire, b"", now(), None, TagEncoding::Hex)?;
+    let headers = sign_request(secret, "GET", &wire, None, now(), None, TagEncoding::Hex)?;
     println!(
         "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
     );

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_hmac_filter::scheme::{
-    SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding, sha256,
+    Payload, SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding,
 };
 
 use crate::error::{Error, Result, read_stdin};
@@ -26,6 +26,9 @@ pub struct SignArgs {
     /// Add a fresh random x-crawbl-nonce
     #[arg(long)]
     pub nonce: bool,
+    /// Sign x-crawbl-content-sha256: UNSIGNED-PAYLOAD instead of the body's hash: the body streams unchecked; accepted only on the filter's unsigned_payload_paths (401 malformed_signature elsewhere)
+    #[arg(long)]
+    pub unsigned_payload: bool,
     /// Write the tag in base64 instead of hex
     #[arg(long)]
     pub base64: bool,
@@ -138,12 +141,13 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Signs a request for `secret`.
+/// Signs a request for `secret`. `payload` is what `x-crawbl-content-sha256`
+/// says ([`Payload::of`] the body, or [`Payload::Unsigned`]).
 pub fn sign_request(
     secret: &EdgeSecret,
     method: &str,
     url: &WireUrl,
-    body: &[u8],
+    payload: Option<Payload>,
     timestamp: u64,
     nonce: Option<&str>,
     encoding: TagEncoding,
@@ -159,7 +163,7 @@ pub fn sign_request(
                 path: &url.path,
                 timestamp,
                 nonce,
-                content_sha256: (!body.is_empty()).then(|| sha256(body)),
+                payload,
             },
             encoding,
         )
@@ -212,11 +216,16 @@ pub async fn run(args: SignArgs) -> Result<()> {
     } else {
         TagEncoding::Hex
     };
+    let payload = if args.unsigned_payload {
+        Some(Payload::Unsigned)
+    } else {
+        Payload::of(&body.bytes)
+    };
     let headers = sign_request(
         &secret,
         &args.method,
         &url,
-        &body.bytes,
+        payload,
         timestamp,
         nonce.as_deref(),
         encoding,

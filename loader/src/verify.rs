@@ -28,6 +28,9 @@ pub struct VerifyArgs {
     /// Refuse a request without x-crawbl-nonce
     #[arg(long)]
     pub require_nonce: bool,
+    /// Treat the request's path as one of the filter's unsigned_payload_paths (accept x-crawbl-content-sha256: UNSIGNED-PAYLOAD; the body is then not checked)
+    #[arg(long)]
+    pub unsigned_payload_path: bool,
     /// Largest accepted body
     #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: u64,
@@ -116,12 +119,16 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             println!("  | {line}");
         }
     }
-    let outcome = verifier.verify_headers(&head, now).and_then(|ok| {
-        let mut body = ok.body_verifier(args.max_body_bytes);
-        body.update(&req.body)?;
-        body.finish()?;
-        Ok(ok.key)
-    });
+    let outcome = verifier
+        .verify_headers_on(&head, now, args.unsigned_payload_path)
+        .and_then(|ok| {
+            // None: UNSIGNED-PAYLOAD, the body is not covered.
+            if let Some(mut body) = ok.body_verifier(args.max_body_bytes) {
+                body.update(&req.body)?;
+                body.finish()?;
+            }
+            Ok(ok.key)
+        });
     match outcome {
         Ok(key) => {
             println!(

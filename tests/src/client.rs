@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use edge_hmac_filter::scheme::{SecretKey, SignRequest, Signer, TagEncoding, sha256};
+use edge_hmac_filter::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -116,21 +116,46 @@ impl Req {
         self.signed_with(secret, environment, now(), None, TagEncoding::Hex)
     }
 
+    /// Signs as a client would, now, with `x-crawbl-content-sha256:
+    /// UNSIGNED-PAYLOAD` (the body is not covered).
+    pub fn signed_unsigned_payload(self, secret: &str, environment: &str) -> Req {
+        self.sign_payload(
+            secret,
+            environment,
+            now(),
+            None,
+            TagEncoding::Hex,
+            Some(Payload::Unsigned),
+        )
+    }
+
     /// Signs with every choice explicit.
     pub fn signed_with(
-        mut self,
+        self,
         secret: &str,
         environment: &str,
         timestamp: u64,
         nonce: Option<&str>,
         encoding: TagEncoding,
     ) -> Req {
+        let payload = Payload::of(&self.body.bytes());
+        self.sign_payload(secret, environment, timestamp, nonce, encoding, payload)
+    }
+
+    fn sign_payload(
+        mut self,
+        secret: &str,
+        environment: &str,
+        timestamp: u64,
+        nonce: Option<&str>,
+        encoding: TagEncoding,
+        payload: Option<Payload>,
+    ) -> Req {
         let signer = Signer::new(
             SecretKey::new(secret.as_bytes(), "current").unwrap(),
             environment,
         )
         .unwrap();
-        let body = self.body.bytes();
         let headers = signer
             .sign(
                 &SignRequest {
@@ -139,7 +164,7 @@ impl Req {
                     path: &self.path,
                     timestamp,
                     nonce,
-                    content_sha256: (!body.is_empty()).then(|| sha256(&body)),
+                    payload,
                 },
                 encoding,
             )

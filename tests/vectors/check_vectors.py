@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 NONCE_RE = re.compile(r"[A-Za-z0-9._~-]{16,128}")
 TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 HEX64_RE = re.compile(r"[0-9A-Fa-f]{64}")
@@ -77,10 +78,14 @@ def verify(case):
             raise Reject("malformed_signature")
         if nonce is not None and not NONCE_RE.fullmatch(nonce):
             raise Reject("malformed_signature")
-        if content is not None and not HEX64_RE.fullmatch(content):
+        unsigned = content == UNSIGNED_PAYLOAD
+        if content is not None and not unsigned and not HEX64_RE.fullmatch(content):
             raise Reject("malformed_signature")
         tag = decode_tag(sig)
-        signed_hash = content.lower() if content is not None else EMPTY_SHA256
+        if unsigned:
+            signed_hash = UNSIGNED_PAYLOAD
+        else:
+            signed_hash = content.lower() if content is not None else EMPTY_SHA256
         sts = "\n".join(
             [
                 "CRAWBL-HMAC-SHA256-V1",
@@ -93,6 +98,10 @@ def verify(case):
                 signed_hash,
             ]
         )
+        # Still step 2, once the string to sign is known (it is shown for
+        # debugging): UNSIGNED-PAYLOAD only on unsigned_payload_paths.
+        if unsigned and not v.get("unsigned_payload_allowed", False):
+            raise Reject("malformed_signature")
         # 3. stale_timestamp
         if abs(int(ts) - v["now"]) > v["clock_skew_seconds"]:
             raise Reject("stale_timestamp")
@@ -109,6 +118,9 @@ def verify(case):
         # 5. replayed_request
         if nonce is not None and nonce in v["seen_nonces"]:
             raise Reject("replayed_request")
+        # UNSIGNED-PAYLOAD: the body is neither limited nor checked.
+        if unsigned:
+            return "ok", key, sts
         # 7 before 6 when the size is known: the body must fit the limit.
         if "body_base64" in r:
             body = base64.b64decode(r["body_base64"])
