@@ -46,9 +46,12 @@ pub struct FilterOpts {
     /// Memory bound of the replay cache, in nonces
     #[arg(long, default_value_t = DEFAULT_NONCE_CACHE_MAX_ENTRIES)]
     pub nonce_cache_max_entries: u64,
-    /// Path whose GET/HEAD requests skip verification, e.g. a health check (exact, or prefix ending in *); repeatable [default: none]
+    /// Path whose GET/HEAD requests with no body and no upgrade skip verification, e.g. a health check (exact, or prefix ending in *); repeatable [default: none]
     #[arg(long = "exempt-path", value_name = "PATH")]
     pub exempt_paths: Vec<String>,
+    /// Path where clients may sign x-crawbl-content-sha256: UNSIGNED-PAYLOAD so the body streams unbuffered and unchecked, with no size limit (uploads, gRPC streams; same matching as --exempt-path); repeatable [default: none]
+    #[arg(long = "unsigned-payload-path", value_name = "PATH")]
+    pub unsigned_payload_paths: Vec<String>,
     /// Let CORS preflight requests pass unsigned
     #[arg(long)]
     pub allow_cors_preflight: bool,
@@ -64,6 +67,7 @@ impl FilterOpts {
             nonce_ttl_seconds: self.nonce_ttl,
             nonce_cache_max_entries: self.nonce_cache_max_entries,
             exempt_paths: self.exempt_paths.clone(),
+            unsigned_payload_paths: self.unsigned_payload_paths.clone(),
             allow_cors_preflight: self.allow_cors_preflight,
             ..PluginConfig::default()
         };
@@ -100,6 +104,9 @@ pub struct RunArgs {
     /// Upstream to route to [default: the built-in echo upstream with --dev]
     #[arg(long, value_name = "ADDR")]
     pub upstream: Option<SocketAddr>,
+    /// The --upstream speaks HTTP/2 (h2c, e.g. a gRPC server), as Envoy Gateway renders a GRPCRoute backend; its route allows no websocket upgrades (as a GRPCRoute)
+    #[arg(long, requires = "upstream")]
+    pub upstream_http2: bool,
     /// Poll the secret this often (e.g. 30s, 5m) and hot-restart Envoy when the version staged AWSCURRENT, AWSPREVIOUS or AWSPENDING changes (a failed poll is retried at the next one)
     #[arg(long, value_name = "INTERVAL", value_parser = parse_duration)]
     pub watch: Option<Duration>,
@@ -270,6 +277,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
 
     let mut local = LocalEnvoy::single(args.listen, args.admin, upstream, wasm.clone(), plugin);
+    local.upstream_http2 = args.upstream_http2;
     let dir = tempfile::Builder::new()
         .prefix("edge-hmac-run-")
         .tempdir()

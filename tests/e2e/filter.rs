@@ -432,7 +432,8 @@ async fn envoy_buffer_limit_below_max_body_gives_plain_413() {
 }
 
 /// HTTP/2: header names arrive lowercase, bodies ending with trailers are
-/// checked at the end of the stream, tampering is refused.
+/// checked at the end of the stream (the trailers callback), tampering is
+/// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_with_trailers() {
     let s = setup("{}").await;
@@ -462,10 +463,11 @@ async fn http2_with_trailers() {
     let delivered: Vec<_> = records.iter().filter(|r| !r.body.is_empty()).collect();
     assert_eq!(delivered.len(), 1, "{records:#?}");
     assert_eq!(delivered[0].body, data);
-    assert_eq!(
-        delivered[0].trailers,
-        vec![("x-checksum".to_string(), "abc".to_string())]
-    );
+    // The HTTP/1.1 upstream gets no trailers: Envoy Gateway does not enable
+    // them (ClientTrafficPolicy http1.enableTrailers), and neither does the
+    // local bootstrap. The body check does not depend on them.
+    assert!(delivered[0].complete);
+    assert!(delivered[0].trailers.is_empty(), "{:?}", delivered[0].trailers);
     assert_eq!(s.envoy.counter("verified").await, 2);
 }
 

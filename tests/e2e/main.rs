@@ -8,3 +8,4 @@ mod hostile;
 mod loader;
 mod render;
 mod rotation;
+mod streams;

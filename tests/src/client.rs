@@ -379,3 +379,51 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<Resp, String> {
         .await
         .map_err(|_| "timeout".to_string())?
 }
+
+/// A request whose body the caller feeds while it is in flight.
+pub struct Streaming {
+    /// Send body data here; drop it to end the body.
+    pub body: mpsc::Sender<Bytes>,
+    /// The response, once the request ends.
+    pub response: tokio::task::JoinHandle<Result<Resp, String>>,
+}
+
+/// Starts `req` (its headers; `req.body` is ignored) over a new HTTP/1.1
+/// connection with a chunked body that the caller feeds through
+/// [`Streaming::body`].
+pub async fn stream_request(addr: SocketAddr, req: &Req) -> Streaming {
+    let mut conn = Conn::h1(addr).await.expect("connect");
+    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+    let (frames_tx, frames_rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(chunk) = rx.recv().await {
+            if frames_tx.send(Frame::data(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut request = build(&req.clone().body(Body::Empty), false);
+    *request.body_mut() = ChannelBody(frames_rx).boxed();
+    let response = tokio::spawn(async move {
+        let Sender::H1(s) = &mut conn.sender else {
+            unreachable!("an HTTP/1.1 connection")
+        };
+        s.ready().await.map_err(|e| e.to_string())?;
+        let response = s.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes()
+            .to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    });
+    Streaming { body: tx, response }
+}

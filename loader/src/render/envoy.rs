@@ -62,6 +62,11 @@ pub struct LocalEnvoy {
     /// What Envoy does when the VM fails: `FAIL_RELOAD` locally; Envoy
     /// Gateway's `failOpen: false` means `FAIL_CLOSED`.
     pub failure_policy: &'static str,
+    /// The upstream speaks HTTP/2 (h2c), as Envoy Gateway renders a
+    /// GRPCRoute backend: for gRPC. Its route, like a GRPCRoute's, allows no
+    /// upgrades. Otherwise HTTP/1.1 with websocket upgrades allowed on the
+    /// route, as Envoy Gateway renders an HTTPRoute.
+    pub upstream_http2: bool,
 }
 
 impl LocalEnvoy {
@@ -90,6 +95,7 @@ impl LocalEnvoy {
             exact_balance: false,
             route_timeout_seconds: 30,
             failure_policy: "FAIL_RELOAD",
+            upstream_http2: false,
         }
     }
 
@@ -124,8 +130,9 @@ impl LocalEnvoy {
                             }],
                         }],
                     },
-                    typed_extension_protocol_options: UpstreamProtocolOptions::http1_with_trailers(
-                    ),
+                    typed_extension_protocol_options: self
+                        .upstream_http2
+                        .then(UpstreamProtocolOptions::http2),
                 }],
             },
             overload_manager: OverloadManager::default(),
@@ -195,9 +202,7 @@ impl LocalEnvoy {
                         common_http_protocol_options: CommonHttpOptions {
                             headers_with_underscores_action: "REJECT_REQUEST",
                         },
-                        http_protocol_options: Http1Options {
-                            enable_trailers: true,
-                        },
+                        http2_protocol_options: Http2Options::envoy_gateway(),
                         route_config: RouteConfig {
                             name: "local".into(),
                             virtual_hosts: vec![VirtualHost {
@@ -208,6 +213,11 @@ impl LocalEnvoy {
                                     route: RouteAction {
                                         cluster: UPSTREAM_CLUSTER.into(),
                                         timeout: format!("{}s", self.route_timeout_seconds),
+                                        upgrade_configs: (!self.upstream_http2).then(|| {
+                                            vec![UpgradeConfig {
+                                                upgrade_type: "websocket",
+                                            }]
+                                        }),
                                     },
                                 }],
                             }],
@@ -270,7 +280,11 @@ const HEADER: &str = "\
 # - normalize_path, merge_slashes, UNESCAPE_AND_REDIRECT, REJECT_REQUEST for
 #   headers with underscores: what Envoy Gateway does, so paths are signed the
 #   same way locally and at the edge (docs/signature-v1.md section 7).
-# - enable_trailers: HTTP/1 trailers reach the filter and the upstream.
+# - What Envoy Gateway renders for an HTTPRoute (so local tests do not pass
+#   on settings the edge lacks): websocket upgrades allowed per route; HTTP/2
+#   stream and connection windows of 64 KiB and 1 MiB, 100 streams per
+#   connection; no HTTP/1 trailers (ClientTrafficPolicy http1.enableTrailers
+#   is off by default); an HTTP/1.1 upstream.
 ";
 
 /// Envoy's `Bootstrap` (subset).
@@ -401,8 +415,8 @@ pub struct Hcm {
     pub path_with_escaped_slashes_action: &'static str,
     /// Header handling shared by HTTP/1 and HTTP/2.
     pub common_http_protocol_options: CommonHttpOptions,
-    /// HTTP/1 options.
-    pub http_protocol_options: Http1Options,
+    /// HTTP/2 options of the downstream side.
+    pub http2_protocol_options: Http2Options,
     /// Routes.
     pub route_config: RouteConfig,
     /// HTTP filters, router last.
@@ -416,11 +430,34 @@ pub struct CommonHttpOptions {
     pub headers_with_underscores_action: &'static str,
 }
 
-/// `Http1ProtocolOptions`.
+/// `Http2ProtocolOptions` (subset).
 #[derive(Debug, Clone, Serialize)]
-pub struct Http1Options {
-    /// Pass HTTP/1 chunked trailers on.
-    pub enable_trailers: bool,
+pub struct Http2Options {
+    /// Concurrent streams per connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<u32>,
+    /// Per-stream flow-control window.
+    pub initial_stream_window_size: u32,
+    /// Per-connection flow-control window.
+    pub initial_connection_window_size: u32,
+}
+
+impl Http2Options {
+    /// What Envoy Gateway v1.9 sets on every listener.
+    fn envoy_gateway() -> Self {
+        Http2Options {
+            max_concurrent_streams: Some(100),
+            initial_stream_window_size: 64 * 1024,
+            initial_connection_window_size: 1024 * 1024,
+        }
+    }
+}
+
+/// `RouteAction.UpgradeConfig`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeConfig {
+    /// The upgrade allowed (`websocket`).
+    pub upgrade_type: &'static str,
 }
 
 /// `RouteConfiguration`.
@@ -466,6 +503,9 @@ pub struct RouteAction {
     pub cluster: String,
     /// Upstream timeout.
     pub timeout: String,
+    /// Upgrades allowed on the route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_configs: Option<Vec<UpgradeConfig>>,
 }
 
 /// An HTTP filter.
@@ -620,8 +660,9 @@ pub struct Cluster {
     pub connect_timeout: String,
     /// Endpoints.
     pub load_assignment: LoadAssignment,
-    /// Upstream HTTP options.
-    pub typed_extension_protocol_options: UpstreamProtocolOptions,
+    /// Upstream HTTP options (none: HTTP/1.1, Envoy's default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_extension_protocol_options: Option<UpstreamProtocolOptions>,
 }
 
 /// `ClusterLoadAssignment`.
@@ -663,13 +704,16 @@ pub struct UpstreamProtocolOptions {
 }
 
 impl UpstreamProtocolOptions {
-    fn http1_with_trailers() -> Self {
+    /// HTTP/2 to the upstream, with the windows Envoy Gateway gives a
+    /// GRPCRoute backend.
+    fn http2() -> Self {
         UpstreamProtocolOptions {
             http: UpstreamHttpOptions {
                 kind: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 explicit_http_config: ExplicitHttpConfig {
-                    http_protocol_options: Http1Options {
-                        enable_trailers: true,
+                    http2_protocol_options: Http2Options {
+                        max_concurrent_streams: None,
+                        ..Http2Options::envoy_gateway()
                     },
                 },
             },
@@ -683,15 +727,15 @@ pub struct UpstreamHttpOptions {
     /// Type URL.
     #[serde(rename = "@type")]
     pub kind: &'static str,
-    /// HTTP/1.1 to the upstream.
+    /// The upstream protocol.
     pub explicit_http_config: ExplicitHttpConfig,
 }
 
-/// `ExplicitHttpConfig`.
+/// `ExplicitHttpConfig` with HTTP/2.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplicitHttpConfig {
-    /// HTTP/1 options.
-    pub http_protocol_options: Http1Options,
+    /// HTTP/2 options.
+    pub http2_protocol_options: Http2Options,
 }
 
 /// `overload.v3.OverloadManager` with a downstream connection limit.

@@ -219,6 +219,9 @@ pub struct RenderEnvoyArgs {
     /// Filter options
     #[command(flatten)]
     pub filter: FilterOpts,
+    /// The upstream speaks HTTP/2 (h2c, e.g. a gRPC server), as Envoy Gateway renders a GRPCRoute backend; its route allows no websocket upgrades (as a GRPCRoute)
+    #[arg(long)]
+    pub upstream_http2: bool,
     /// Also render baseline listeners for benchmarks: `plain` (no wasm) on
     /// the listen port + 1 and `noop` (this no-op .wasm) on port + 2
     #[arg(long, value_name = "NOOP_WASM")]
@@ -247,6 +250,7 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 "FAIL_OPEN" => "FAIL_OPEN",
                 _ => "FAIL_RELOAD",
             };
+            local.upstream_http2 = a.upstream_http2;
             if let Some(noop) = &a.with_baselines {
                 let port = |offset: u16| {
                     let mut addr = a.listen;

@@ -1,0 +1,532 @@
+//! Streams through a real Envoy with the filter: websocket upgrades (the
+//! `websockets` package), gRPC unary and streaming calls (`grpcio`), chunked
+//! uploads on an unsigned-payload path, `Expect: 100-continue`, and exempt
+//! paths that stay closed to bodies and upgrades. Envoy is rendered the way
+//! Envoy Gateway renders an HTTPRoute (websocket upgrades on the route, an
+//! HTTP/1.1 upstream) or a GRPCRoute (an HTTP/2 upstream, no upgrades).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use edge_hmac::render::envoy::LocalEnvoy;
+use edge_hmac_filter::config::parse;
+use edge_hmac_filter::scheme::sha256;
+use edge_hmac_tests::build::{filter_wasm, venv, workspace};
+use edge_hmac_tests::client::{Body, Req, send, stream_request};
+use edge_hmac_tests::cluster::{Service, free_port, wait_for};
+use edge_hmac_tests::envoy::Envoy;
+use edge_hmac_tests::secrets::secret;
+use edge_hmac_tests::upstream::Upstream;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ENV: &str = "dev";
+
+/// Envoy with the filter (`config_json`) in front of `upstream`.
+async fn envoy(upstream: SocketAddr, config_json: &str, http2: bool, secret: &str) -> Envoy {
+    let mut local = LocalEnvoy::single(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        upstream,
+        filter_wasm().to_path_buf(),
+        parse(config_json.as_bytes()).unwrap(),
+    );
+    local.upstream_http2 = http2;
+    Envoy::start(
+        &local,
+        &[("HMAC_SECRET", secret), ("HMAC_ENVIRONMENT", ENV)],
+    )
+    .await
+}
+
+/// A peer server from `tests/support/stream_peers.py`, listening on `port`.
+fn peer_server(args: &[&str], port: u16, log: &Path) -> Service {
+    let mut cmd = Command::new(venv().join("bin/python"));
+    cmd.arg(workspace().join("tests/support/stream_peers.py"))
+        .args(args)
+        .env("PYTHONUNBUFFERED", "1");
+    let service = Service::start(args[0], &cmd, log);
+    let up = wait_for(Duration::from_secs(20), || {
+        service
+            .log_text()
+            .contains(&format!(r#""port": {port}"#))
+            .then_some(())
+    });
+    assert!(up.is_some(), "{}", service.log_tail(30));
+    service
+}
+
+/// The JSON events a peer server logged.
+fn events(service: &Service) -> Vec<Value> {
+    service
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Runs a peer client with `request` on stdin; its JSON result.
+async fn peer_client(kind: &str, request: Value) -> Value {
+    let mut child = tokio::process::Command::new(venv().join("bin/python"))
+        .arg(workspace().join("tests/support/stream_peers.py"))
+        .arg(kind)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run stream_peers.py (make venv installs websockets and grpcio)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(request.to_string().as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .expect("the peer client finishes within 40 s")
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{kind}: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The `x-crawbl-*` headers of `req`, as `[name, value]` pairs.
+fn crawbl_headers(req: &Req) -> Vec<[String; 2]> {
+    req.headers
+        .iter()
+        .filter(|(n, _)| n.starts_with("x-crawbl-"))
+        .map(|(n, v)| [n.clone(), String::from_utf8_lossy(v).into_owned()])
+        .collect()
+}
+
+fn at(authority: &str, method: &str, path: &str) -> Req {
+    let mut req = Req::new(method, path);
+    req.authority = authority.into();
+    req
+}
+
+/// A signed websocket handshake gets 101 and messages flow both ways; an
+/// unsigned or tampered handshake, or one on an exempt path, is refused and
+/// never reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_verified_then_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = peer_server(
+        &["ws-server", &port.to_string()],
+        port,
+        &dir.path().join("ws.log"),
+    );
+    let secret = secret();
+    let envoy = envoy(
+        ([127, 0, 0, 1], port).into(),
+        r#"{"exempt_paths":["/healthz"]}"#,
+        false,
+        &secret,
+    )
+    .await;
+    let addr = envoy.listener("edge_hmac").await;
+    let authority = format!("127.0.0.1:{}", addr.port());
+    let ws = |path: &str, headers: Vec<[String; 2]>, messages: Vec<String>| json!({"url": format!("ws://{authority}{path}"), "headers": headers, "messages": messages});
+
+    // Signed: 101, then echoes of every message, one larger than Envoy's
+    // per-connection buffer.
+    let big = "x".repeat(2 * 1024 * 1024);
+    let messages = vec!["hello".to_string(), big.clone(), "bye".to_string()];
+    let signed = at(&authority, "GET", "/ws/chat").signed(&secret, ENV);
+    let out = peer_client(
+        "ws-client",
+        ws("/ws/chat", crawbl_headers(&signed), messages.clone()),
+    )
+    .await;
+    assert_eq!(out["status"], 101, "{out}\n{}", envoy.log_tail(20));
+    assert_eq!(out["echoes"], json!(messages));
+
+    // Unsigned, tampered (signed for another path), exempt path unsigned.
+    let out = peer_client("ws-client", ws("/ws/chat", vec![], vec!["x".into()])).await;
+    assert_eq!(out["status"], 401, "{out}");
+    assert!(
+        out["body"].as_str().unwrap().contains("missing_signature"),
+        "{out}"
+    );
+    let other = at(&authority, "GET", "/ws/other").signed(&secret, ENV);
+    let out = peer_client(
+        "ws-client",
+        ws("/ws/chat", crawbl_headers(&other), vec!["x".into()]),
+    )
+    .await;
+    assert_eq!(out["status"], 401, "{out}");
+    assert!(
+        out["body"].as_str().unwrap().contains("invalid_signature"),
+        "{out}"
+    );
+    let out = peer_client("ws-client", ws("/healthz", vec![], vec!["x".into()])).await;
+    assert_eq!(out["status"], 401, "{out}");
+
+    let opened: Vec<Value> = events(&server)
+        .into_iter()
+        .filter(|e| e["event"] == "ws_open")
+        .collect();
+    assert_eq!(
+        opened,
+        vec![json!({"event": "ws_open", "path": "/ws/chat"})]
+    );
+    assert_eq!(envoy.counter("verified_upgrade").await, 1);
+    assert_eq!(envoy.counter("rejected.missing_signature").await, 2);
+}
+
+/// gRPC over HTTP/2 to an HTTP/2 upstream (a GRPCRoute): unary with the
+/// gRPC-framed body signed; client streaming and bidi with UNSIGNED-PAYLOAD
+/// on unsigned-payload paths, the first message reaching the server before
+/// the client ends; the same stream on another path, or unsigned, refused
+/// before the server sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_unary_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let markers = dir.path().join("markers");
+    std::fs::create_dir(&markers).unwrap();
+    let port = free_port();
+    let server = peer_server(
+        &["grpc-server", &port.to_string(), markers.to_str().unwrap()],
+        port,
+        &dir.path().join("grpc.log"),
+    );
+    let secret = secret();
+    let envoy = envoy(
+        ([127, 0, 0, 1], port).into(),
+        r#"{"unsigned_payload_paths":["/edge.Echo/Collect","/edge.Echo/Chat"]}"#,
+        true,
+        &secret,
+    )
+    .await;
+    let addr = envoy.listener("edge_hmac").await;
+    let target = format!("127.0.0.1:{}", addr.port());
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let call =
+        |kind: &str, method: &str, metadata: Vec<[String; 2]>, messages: &[&[u8]], id: &str| {
+            json!({
+                "target": target, "kind": kind, "method": method, "metadata": metadata,
+                "messages": messages.iter().map(|m| hex(m)).collect::<Vec<_>>(),
+                "marker_dir": markers, "id": id,
+            })
+        };
+
+    // Unary: the content hash covers the gRPC-framed message
+    // (compression flag, 4-byte big-endian length, message).
+    let message = b"unary hello";
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    let unary = at(&target, "POST", "/edge.Echo/Unary")
+        .body(Body::Full(framed.clone()))
+        .signed(&secret, ENV);
+    assert_eq!(
+        unary.get("x-crawbl-content-sha256").unwrap(),
+        hex(&sha256(&framed))
+    );
+    let out = peer_client(
+        "grpc-client",
+        call(
+            "unary",
+            "/edge.Echo/Unary",
+            crawbl_headers(&unary),
+            &[message],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(out["code"], "OK", "{out}\n{}", envoy.log_tail(20));
+    assert_eq!(out["replies"], json!([hex(message)]));
+    // The same signature with another message: the body check refuses it.
+    let out = peer_client(
+        "grpc-client",
+        call(
+            "unary",
+            "/edge.Echo/Unary",
+            crawbl_headers(&unary),
+            &[b"unary HELLO"],
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
+    assert!(
+        out["details"]
+            .as_str()
+            .unwrap()
+            .contains("content_mismatch"),
+        "{out}"
+    );
+
+    // Client streaming on an unsigned-payload path.
+    let collect = at(&target, "POST", "/edge.Echo/Collect").signed_unsigned_payload(&secret, ENV);
+    let msgs: [&[u8]; 3] = [b"first:collect-1", b"second", b"third"];
+    let out = peer_client(
+        "grpc-client",
+        call(
+            "collect",
+            "/edge.Echo/Collect",
+            crawbl_headers(&collect),
+            &msgs,
+            "collect-1",
+        ),
+    )
+    .await;
+    assert_eq!(out["code"], "OK", "{out}\n{}", envoy.log_tail(20));
+    assert_eq!(out["replies"], json!([hex(b"3")]));
+    assert_eq!(out["first_seen_before_end"], true, "{out}");
+
+    // Bidi: each message comes back before the next is sent.
+    let chat = at(&target, "POST", "/edge.Echo/Chat").signed_unsigned_payload(&secret, ENV);
+    let msgs: [&[u8]; 3] = [b"ping-1", b"ping-2", b"ping-3"];
+    let out = peer_client(
+        "grpc-client",
+        call("chat", "/edge.Echo/Chat", crawbl_headers(&chat), &msgs, ""),
+    )
+    .await;
+    assert_eq!(out["code"], "OK", "{out}");
+    assert_eq!(
+        out["replies"],
+        json!(msgs.iter().map(|m| hex(m)).collect::<Vec<_>>())
+    );
+    assert_eq!(out["first_seen_before_end"], true, "{out}");
+
+    // The same stream on a path that does not allow UNSIGNED-PAYLOAD, and
+    // unsigned on the allowed path.
+    let strict = at(&target, "POST", "/edge.Strict/Collect").signed_unsigned_payload(&secret, ENV);
+    let msgs: [&[u8]; 2] = [b"first:strict", b"more"];
+    let out = peer_client(
+        "grpc-client",
+        call(
+            "collect",
+            "/edge.Strict/Collect",
+            crawbl_headers(&strict),
+            &msgs,
+            "strict",
+        ),
+    )
+    .await;
+    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
+    assert!(
+        out["details"]
+            .as_str()
+            .unwrap()
+            .contains("malformed_signature"),
+        "{out}"
+    );
+    let out = peer_client(
+        "grpc-client",
+        call("collect", "/edge.Echo/Collect", vec![], &msgs, "unsigned"),
+    )
+    .await;
+    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
+    assert!(
+        out["details"]
+            .as_str()
+            .unwrap()
+            .contains("missing_signature"),
+        "{out}"
+    );
+
+    let calls: Vec<String> = events(&server)
+        .iter()
+        .filter(|e| e["event"] == "grpc_call")
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "/edge.Echo/Unary",
+            "/edge.Echo/Unary",
+            "/edge.Echo/Collect",
+            "/edge.Echo/Chat"
+        ],
+        "the refused calls never reached the server"
+    );
+    assert!(!markers.join("strict").exists());
+    assert_eq!(envoy.counter("verified_unsigned_payload").await, 2);
+}
+
+/// A chunked upload on an unsigned-payload path streams: its first chunk
+/// reaches the upstream while the client is still sending, and 50 MiB (far
+/// over max_body_bytes and Envoy's buffer limit) pass with Envoy's heap flat.
+/// The same claim on another path is refused with nothing upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_payload_upload_streams() {
+    let upstream = Upstream::start().await;
+    let secret = secret();
+    let envoy = envoy(
+        upstream.addr,
+        r#"{"unsigned_payload_paths":["/upload/*"]}"#,
+        false,
+        &secret,
+    )
+    .await;
+    let addr = envoy.listener("edge_hmac").await;
+    let heap = || async { envoy.stat("server.memory_allocated").await };
+    let baseline = heap().await;
+    assert!(baseline > 0, "server.memory_allocated in /stats");
+
+    let req = Req::new("POST", "/upload/big").signed_unsigned_payload(&secret, ENV);
+    let stream = stream_request(addr, &req).await;
+    let chunk = Bytes::from(vec![b'u'; 256 * 1024]);
+    stream.body.send(chunk.clone()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if upstream
+                .records()
+                .first()
+                .is_some_and(|r| !r.body.is_empty())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        first.is_ok(),
+        "the first chunk did not reach the upstream while the client was still sending"
+    );
+
+    let total_chunks = 200; // 50 MiB
+    let mut peak = baseline;
+    let started = Instant::now();
+    for i in 1..total_chunks {
+        stream.body.send(chunk.clone()).await.unwrap();
+        if i % 16 == 0 {
+            peak = peak.max(heap().await);
+        }
+    }
+    drop(stream.body);
+    let resp = tokio::time::timeout(Duration::from_secs(60), stream.response)
+        .await
+        .expect("the upload ends within 60 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    peak = peak.max(heap().await);
+    let records = upstream.settled_records().await;
+    assert_eq!(records.len(), 1);
+    assert!(records[0].complete);
+    assert_eq!(records[0].body.len(), total_chunks * chunk.len());
+    // Buffering the body would take 50 MiB; streaming stays within a few
+    // buffers. (Elapsed time is printed, not asserted.)
+    let grown = peak.saturating_sub(baseline);
+    println!(
+        "50 MiB unsigned-payload upload in {:?}; Envoy heap grew by {grown} bytes at most",
+        started.elapsed()
+    );
+    assert!(
+        grown < 16 * 1024 * 1024,
+        "Envoy's heap grew by {grown} bytes"
+    );
+    assert_eq!(envoy.counter("verified_unsigned_payload").await, 1);
+
+    // The claim on a path not listed: 401 before any body byte goes up.
+    let req = Req::new("POST", "/v1/orders")
+        .body(Body::Full(b"payload".to_vec()))
+        .signed_unsigned_payload(&secret, ENV);
+    let resp = send(addr, &req).await;
+    assert_eq!(resp.status, 401);
+    assert_eq!(resp.error_code().as_deref(), Some("malformed_signature"));
+    assert_eq!(upstream.settled_records().await.len(), 1);
+}
+
+/// Reads from `stream` until the end of a response head; the head.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut byte).await.unwrap();
+            assert!(
+                n > 0,
+                "connection closed after {:?}",
+                String::from_utf8_lossy(&head)
+            );
+            head.push(byte[0]);
+        }
+    })
+    .await
+    .expect("a response head within 10 s");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A signed upload that waits for `100 Continue` gets it and then passes;
+/// a body that differs from the signed one after the 100 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue() {
+    let upstream = Upstream::start().await;
+    let secret = secret();
+    let envoy = envoy(upstream.addr, "{}", false, &secret).await;
+    let addr = envoy.listener("edge_hmac").await;
+    let body = vec![b'c'; 4096];
+    let req = Req::new("POST", "/v1/upload")
+        .body(Body::Full(body.clone()))
+        .signed(&secret, ENV);
+    for (sent, expected) in [(body.clone(), "200"), (vec![b'C'; 4096], "401")] {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut head = format!(
+            "POST /v1/upload HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n",
+            req.authority,
+            body.len()
+        );
+        for [n, v] in crawbl_headers(&req) {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let interim = read_head(&mut stream).await;
+        assert!(
+            interim.starts_with("HTTP/1.1 100 Continue\r\n"),
+            "{interim}"
+        );
+        stream.write_all(&sent).await.unwrap();
+        let fin = read_head(&mut stream).await;
+        assert!(fin.starts_with(&format!("HTTP/1.1 {expected} ")), "{fin}");
+    }
+    let delivered: Vec<_> = upstream
+        .settled_records()
+        .await
+        .into_iter()
+        .filter(|r| !r.body.is_empty())
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].body, body);
+    assert_eq!(envoy.counter("rejected.content_mismatch").await, 1);
+}
+
+/// An exempt path lets through only requests that carry nothing: a GET with
+/// a body there is verified (401 unsigned) and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exempt_path_with_a_body_is_verified() {
+    let upstream = Upstream::start().await;
+    let secret = secret();
+    let envoy = envoy(
+        upstream.addr,
+        r#"{"exempt_paths":["/healthz"]}"#,
+        false,
+        &secret,
+    )
+    .await;
+    let addr = envoy.listener("edge_hmac").await;
+    assert_eq!(send(addr, &Req::new("GET", "/healthz")).await.status, 200);
+    let with_body = Req::new("GET", "/healthz").body(Body::Full(b"smuggled".to_vec()));
+    let resp = send(addr, &with_body).await;
+    assert_eq!(resp.status, 401, "{}", resp.text());
+    assert_eq!(resp.error_code().as_deref(), Some("missing_signature"));
+    let records = upstream.settled_records().await;
+    assert_eq!(records.len(), 1, "only the bare health check went up");
+    assert!(records[0].body.is_empty());
+    assert_eq!(envoy.counter("exempt").await, 1);
+}
