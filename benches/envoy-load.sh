@@ -5,8 +5,10 @@
 # upstream: `plain` (no wasm filter), `noop` (a wasm filter that only says
 # Continue: the floor of any wasm filter) and `edge_hmac` (this filter).
 # wrk loads each in turn with the same settings, bounded in time. Cases: GET
-# without body, POST 1 KiB, POST 64 KiB (signed), and a flood of invalid
-# signatures (edge_hmac only; refused before the upstream).
+# without body, POST 1 KiB, POST 64 KiB (signed), POST 64 KiB signed
+# UNSIGNED-PAYLOAD on an unsigned-payload path (streamed, not hashed: its cost
+# should be the no-op filter's), and a flood of invalid signatures (edge_hmac
+# only; refused before the upstream).
 #
 # Each case and listener is measured twice: throughput and Envoy CPU per
 # request with CONNECTIONS connections (saturated), and latency with one
@@ -65,7 +67,7 @@ export HMAC_ENVIRONMENT=dev
 PIDS+=($!)
 "$EDGE" render envoy --listen "127.0.0.1:$BASE_PORT" --admin "127.0.0.1:$ADMIN_PORT" \
   --upstream "127.0.0.1:$UPSTREAM_PORT" --wasm "$WASM" --with-baselines "$NOOP" \
-  --max-body-bytes 1048576 -o "$WORK/envoy.yaml"
+  --max-body-bytes 1048576 --unsigned-payload-path /v1/stream -o "$WORK/envoy.yaml"
 "$ENVOY" -c "$WORK/envoy.yaml" --concurrency 1 --use-dynamic-base-id -l warning \
   --log-path "$WORK/envoy.log" &
 ENVOY_PID=$!
@@ -81,11 +83,13 @@ declare -A PORT=([edge_hmac]=$BASE_PORT [plain]=$((BASE_PORT + 1)) [noop]=$((BAS
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$REAL_PID/stat"; }
 
 # Writes a wrk Lua script sending METHOD with BODY_FILE and the signed headers.
-lua_script() { # name method path body_file [invalid]
-  local name=$1 method=$2 path=$3 body=$4 invalid=${5:-}
+# MODE: empty, `invalid` (a wrong tag) or `unsigned` (UNSIGNED-PAYLOAD).
+lua_script() { # name method path body_file [mode]
+  local name=$1 method=$2 path=$3 body=$4 mode=${5:-}
   local lua=$WORK/$name.lua
   local data_args=()
   [ -s "$body" ] && data_args=(--data "@$body")
+  [ "$mode" = unsigned ] && data_args+=(--unsigned-payload)
   {
     echo "wrk.method = \"$method\""
     echo "wrk.path = \"$path\""
@@ -96,7 +100,7 @@ lua_script() { # name method path body_file [invalid]
     "$EDGE" sign --secret-env HMAC_SECRET --env dev -X "$method" \
       --url "http://api.example.test$path" "${data_args[@]}" |
       while IFS=': ' read -r name value; do
-        if [ -n "$invalid" ] && [ "$name" = x-crawbl-signature ]; then
+        if [ "$mode" = invalid ] && [ "$name" = x-crawbl-signature ]; then
           value="v1=$(printf '0%.0s' $(seq 64))"
         fi
         echo "wrk.headers[\"$name\"] = \"$value\""
@@ -137,10 +141,10 @@ run_case() { # round case listener lua
 }
 
 for round in $(seq "$ROUNDS"); do
-  for spec in "GET/0:GET:/v1/orders?limit=10:empty.bin" "POST/1KiB:POST:/v1/orders:1k.bin" "POST/64KiB:POST:/v1/upload:64k.bin"; do
-    IFS=: read -r case method path body <<<"$spec"
+  for spec in "GET/0:GET:/v1/orders?limit=10:empty.bin:" "POST/1KiB:POST:/v1/orders:1k.bin:" "POST/64KiB:POST:/v1/upload:64k.bin:" "POST/64KiB unsigned-payload:POST:/v1/stream:64k.bin:unsigned"; do
+    IFS=: read -r case method path body mode <<<"$spec"
     # Sign right before the case: the timestamp must stay within the skew.
-    lua=$(lua_script "${case//\//_}" "$method" "$path" "$WORK/$body")
+    lua=$(lua_script "$(echo "$case" | tr '/ ' '__')" "$method" "$path" "$WORK/$body" "$mode")
     for listener in plain noop edge_hmac; do
       echo "  round $round: $case -> $listener" >&2
       run_case "$round" "$case" "$listener" "$lua"

@@ -5,7 +5,9 @@
 //! signed with the current, previous or pending key (all three loaded).
 //! Never panics; the untouched signed request at its own time always
 //! verifies, with the key it was signed with, and any other outcome is one
-//! of the spec's codes.
+//! of the spec's codes. UNSIGNED-PAYLOAD is accepted only on an
+//! unsigned-payload path; an exempt path or preflight skips only requests
+//! with no body and no upgrade; a verified upgrade is always passed as one.
 #![no_main]
 
 use std::collections::HashMap;
@@ -13,10 +15,10 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use edge_hmac_filter::config::{FilterConfig, compile};
-use edge_hmac_filter::flow::{HeadersDecision, on_request_headers};
+use edge_hmac_filter::flow::{Body, HeadersDecision, on_request_headers};
 use edge_hmac_filter::replay::{BucketStore, StoreError};
 use edge_hmac_filter::scheme::{
-    KeyUsed, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256,
+    KeyUsed, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -63,6 +65,10 @@ struct Input {
     end_of_stream: bool,
     repeat: bool,
     slot: u8,
+    /// Sign UNSIGNED-PAYLOAD instead of the body hash.
+    unsigned: bool,
+    /// Add `connection: upgrade` and `upgrade: websocket`.
+    upgrade: bool,
 }
 
 /// Compiled once: configuration and signer are per filter instance, not
@@ -72,7 +78,7 @@ fn setup() -> &'static (FilterConfig, Vec<(KeyUsed, Signer)>) {
     static SETUP: OnceLock<(FilterConfig, Vec<(KeyUsed, Signer)>)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let config = compile(
-            br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16}"#,
+            br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16, "unsigned_payload_paths": ["/stream/*"]}"#,
             |name| match name {
                 "HMAC_SECRET" => Some(SECRET.to_owned()),
                 "HMAC_SECRET_PREVIOUS" => Some(PREVIOUS.to_owned()),
@@ -118,7 +124,11 @@ fuzz_target!(|input: Input| {
             path: &path,
             timestamp: T0,
             nonce,
-            payload: input.body.as_deref().map(|b| Payload::Sha256(sha256(b))),
+            payload: if input.unsigned {
+                Some(Payload::Unsigned)
+            } else {
+                input.body.as_deref().map(|b| Payload::Sha256(sha256(b)))
+            },
         },
         TagEncoding::Hex,
     ) else {
@@ -131,6 +141,10 @@ fuzz_target!(|input: Input| {
     ];
     for (n, v) in signed.pairs() {
         pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
+    }
+    if input.upgrade {
+        pairs.push((b"connection".to_vec(), b"upgrade".to_vec()));
+        pairs.push((b"upgrade".to_vec(), b"websocket".to_vec()));
     }
     let untouched = input.edits.is_empty() && input.clock_offset == 0;
     for edit in input.edits.iter().take(32) {
@@ -163,7 +177,39 @@ fuzz_target!(|input: Input| {
         panic!("the in-memory store cannot fail");
     }
     let first = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
-    if untouched && input.body.is_none() && method != "OPTIONS" && path != "/healthz" {
+    match &first {
+        HeadersDecision::Verified {
+            body,
+            unsigned_payload,
+            ..
+        } => {
+            if *unsigned_payload || matches!(body, Body::Unsigned) {
+                assert!(
+                    config.allows_unsigned_payload(head.path),
+                    "UNSIGNED-PAYLOAD accepted on {:?}",
+                    String::from_utf8_lossy(head.path)
+                );
+            }
+            if head.upgrade && !input.end_of_stream {
+                assert!(matches!(body, Body::Upgrade), "an upgrade not passed as one: {body:?}");
+            }
+        }
+        HeadersDecision::Skip(_) => {
+            assert!(
+                input.end_of_stream && !head.upgrade,
+                "a request with a body or an upgrade skipped verification"
+            );
+        }
+        HeadersDecision::Reject(_) => {}
+    }
+    let unsigned_ok = !input.unsigned || config.allows_unsigned_payload(path.as_bytes());
+    if untouched
+        && input.body.is_none()
+        && unsigned_ok
+        && !input.upgrade
+        && method != "OPTIONS"
+        && path != "/healthz"
+    {
         assert!(
             matches!(first, HeadersDecision::Verified { key, .. } if key == *slot),
             "a correctly signed request was refused or given the wrong key: {first:?} ({slot:?})"

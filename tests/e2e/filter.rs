@@ -467,7 +467,11 @@ async fn http2_with_trailers() {
     // them (ClientTrafficPolicy http1.enableTrailers), and neither does the
     // local bootstrap. The body check does not depend on them.
     assert!(delivered[0].complete);
-    assert!(delivered[0].trailers.is_empty(), "{:?}", delivered[0].trailers);
+    assert!(
+        delivered[0].trailers.is_empty(),
+        "{:?}",
+        delivered[0].trailers
+    );
     assert_eq!(s.envoy.counter("verified").await, 2);
 }
 
