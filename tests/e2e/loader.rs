@@ -697,6 +697,43 @@ async fn sign_and_verify_commands() {
     assert_eq!(bad.code, 4);
     assert!(bad.stdout.contains("invalid_signature"), "{}", bad.stdout);
     assert_no_secret(&format!("{}{}", ok.all(), bad.all()), &[&key]);
+
+    // --unsigned-payload signs the literal; verify accepts it (any body)
+    // only with --unsigned-payload-path, as the filter does on those paths.
+    let unsigned = run(sign(&["--unsigned-payload"])).await;
+    assert_eq!(unsigned.code, 0, "{}", unsigned.stderr);
+    assert!(
+        unsigned
+            .stdout
+            .contains("x-crawbl-content-sha256: UNSIGNED-PAYLOAD\n"),
+        "{}",
+        unsigned.stdout
+    );
+    let mut text = format!("POST /v1/orders?dry_run=1 HTTP/1.1\r\nHost: {addr}\r\n");
+    for line in unsigned.stdout.lines() {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text.push_str("Content-Length: 9\r\n\r\nany bytes");
+    let path = h.path().join("unsigned.http");
+    std::fs::write(&path, text).unwrap();
+    let refused = run(verify(path.clone())).await;
+    assert_eq!(refused.code, 4, "{}", refused.all());
+    assert!(
+        refused.stdout.contains("malformed_signature")
+            && refused.stdout.contains("unsigned_payload_paths"),
+        "{}",
+        refused.stdout
+    );
+    let mut allowed = verify(path);
+    allowed.arg("--unsigned-payload-path");
+    let allowed = run(allowed).await;
+    assert_eq!(allowed.code, 0, "{}", allowed.all());
+    assert!(
+        allowed.stdout.contains("  | UNSIGNED-PAYLOAD"),
+        "{}",
+        allowed.stdout
+    );
 }
 
 /// `edge-hmac render envoy` with no flags prints envoy/envoy-local.yaml.

@@ -10,7 +10,8 @@ Servers (run through tether.py; one JSON line per event on stdout):
       any service name: Unary (echo), Collect (client streaming: answers the
       number of messages; on the first message it creates MARKER_DIR/<id>,
       where the first message is b"first:<id>"), Chat (bidi: echoes each
-      message). Logs {"event": "grpc_call", "path": ...} per call.
+      message). Logs {"event": "grpc_call", "path": ...} per call and
+      {"event": "unary_message", "hex": ...} per unary message delivered.
 
 Clients (one JSON request on stdin, one JSON result on stdout):
   stream_peers.py ws-client
@@ -94,6 +95,7 @@ def grpc_server(port, marker_dir):
     import grpc
 
     def unary(request, context):
+        emit({"event": "unary_message", "hex": request.hex()})
         return request
 
     def collect(requests, context):
