@@ -156,15 +156,25 @@ mod tests {
     const SECRET: &str = "flow-test-secret-flow-test-secret-0001";
     const NOW: u64 = 1_800_000_000;
 
-    fn config(extra: &str) -> FilterConfig {
+    pub(super) fn config(extra: &str) -> FilterConfig {
         let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
         compile(raw.as_bytes(), |_| None).unwrap()
     }
 
-    fn signed(
+    /// The pseudo-headers of a request to api.example.test.
+    pub(super) fn head_pairs(method: &str, path: &str) -> Vec<(String, String)> {
+        vec![
+            (":method".to_string(), method.to_string()),
+            (":authority".to_string(), "api.example.test".to_string()),
+            (":path".to_string(), path.to_string()),
+        ]
+    }
+
+    /// A request signed at NOW with `payload` (and `nonce`).
+    pub(super) fn signed_payload(
         method: &str,
         path: &str,
-        body: Option<&[u8]>,
+        payload: Option<Payload>,
         nonce: Option<&str>,
     ) -> Vec<(String, String)> {
         let signer =
@@ -177,19 +187,12 @@ mod tests {
                     path,
                     timestamp: NOW,
                     nonce,
-                    payload: body.map(|b| Payload::Sha256(sha256(b))),
+                    payload,
                 },
                 TagEncoding::Hex,
             )
             .unwrap();
-        let mut pairs = vec![
-            (":method".to_string(), method.to_string()),
-            (":authority".to_string(), "api.example.test".to_string()),
-            (":path".to_string(), path.to_string()),
-        ];
-        if let Some(b) = body {
-            pairs.push(("content-length".into(), b.len().to_string()));
-        }
+        let mut pairs = head_pairs(method, path);
         pairs.extend(
             h.pairs()
                 .into_iter()
@@ -198,7 +201,26 @@ mod tests {
         pairs
     }
 
-    fn decide(
+    /// A request signed with `body`'s hash, declaring its length.
+    fn signed(
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        nonce: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut pairs = signed_payload(
+            method,
+            path,
+            body.map(|b| Payload::Sha256(sha256(b))),
+            nonce,
+        );
+        if let Some(b) = body {
+            pairs.push(("content-length".into(), b.len().to_string()));
+        }
+        pairs
+    }
+
+    pub(super) fn decide(
         cfg: &FilterConfig,
         pairs: &[(String, String)],
         eos: bool,
@@ -208,7 +230,7 @@ mod tests {
         on_request_headers(cfg, &head, NOW, eos, store)
     }
 
-    fn reason(d: &HeadersDecision) -> Option<Reject> {
+    pub(super) fn reason(d: &HeadersDecision) -> Option<Reject> {
         match d {
             HeadersDecision::Reject(rejection) => Some(rejection.reason),
             _ => None,
@@ -453,76 +475,18 @@ mod tests {
 }
 #[cfg(test)]
 mod stream_tests {
+    use super::tests::{config, decide, head_pairs, reason, signed_payload as signed};
     use super::*;
-    use crate::config::compile;
     use crate::replay::MemoryStore;
-    use crate::scheme::{SecretKey, SignRequest, Signer, TagEncoding, UNSIGNED_PAYLOAD, sha256};
+    use crate::scheme::{UNSIGNED_PAYLOAD, sha256};
 
-    const SECRET: &str = "flow-test-secret-flow-test-secret-0001";
-    const NOW: u64 = 1_800_000_000;
     const WEBSOCKET: &[(&str, &str)] = &[("connection", "Upgrade"), ("upgrade", "websocket")];
 
     type Pairs = Vec<(String, String)>;
 
-    fn config(extra: &str) -> FilterConfig {
-        let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
-        compile(raw.as_bytes(), |_| None).unwrap()
-    }
-
-    fn head_pairs(method: &str, path: &str) -> Pairs {
-        vec![
-            (":method".to_string(), method.to_string()),
-            (":authority".to_string(), "api.example.test".to_string()),
-            (":path".to_string(), path.to_string()),
-        ]
-    }
-
-    /// A request signed with `payload` (and `nonce`).
-    fn signed(method: &str, path: &str, payload: Option<Payload>, nonce: Option<&str>) -> Pairs {
-        let signer =
-            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
-        let h = signer
-            .sign(
-                &SignRequest {
-                    method,
-                    authority: "api.example.test",
-                    path,
-                    timestamp: NOW,
-                    nonce,
-                    payload,
-                },
-                TagEncoding::Hex,
-            )
-            .unwrap();
-        let mut pairs = head_pairs(method, path);
-        pairs.extend(
-            h.pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v.to_string())),
-        );
-        pairs
-    }
-
     fn with(mut pairs: Pairs, extra: &[(&str, &str)]) -> Pairs {
         pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
         pairs
-    }
-
-    fn decide(
-        cfg: &FilterConfig,
-        pairs: &Pairs,
-        eos: bool,
-        store: &mut MemoryStore,
-    ) -> HeadersDecision {
-        let head = RequestHead::from_str_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        on_request_headers(cfg, &head, NOW, eos, store)
-    }
-
-    fn reason(d: &HeadersDecision) -> Option<Reject> {
-        match d {
-            HeadersDecision::Reject(rejection) => Some(rejection.reason),
-            _ => None,
-        }
     }
 
     /// An exempt path skips only requests that carry nothing: a GET with a

@@ -6,14 +6,15 @@
 //! each test as everywhere; the last test shows that scan can fail.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+
 use std::time::Duration;
 
 use edge_hmac::render::envoy::LocalEnvoy;
 use edge_hmac_filter::config::parse;
-use edge_hmac_tests::build::{filter_wasm, venv, workspace};
+use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::Envoy;
+use edge_hmac_tests::python::run_json;
 use edge_hmac_tests::secrets::secret;
 use edge_hmac_tests::upstream::Upstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -167,25 +168,9 @@ async fn raw_h2(
         "end_stream": true,
         "reset": reset,
     });
-    let mut child = tokio::process::Command::new(venv().join("bin/python"))
-        .arg(workspace().join("tests/support/h2_raw.py"))
-        .arg(addr.port().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run h2_raw.py (make venv installs h2)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(request.to_string().as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("h2_raw.py finishes")
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("h2_raw.py: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    let port = addr.port().to_string();
+    let out = run_json("h2_raw.py", &[&port], &request, Duration::from_secs(15)).await;
+    serde_json::from_value(out.clone()).unwrap_or_else(|e| panic!("h2_raw.py: {e}: {out}"))
 }
 
 /// An HTTP/2 header list, names and values as raw bytes.

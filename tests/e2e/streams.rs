@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use edge_hmac_tests::build::{filter_wasm, venv, workspace};
 use edge_hmac_tests::client::{Body, Req, send, stream_request};
 use edge_hmac_tests::cluster::{Service, free_port, wait_for};
 use edge_hmac_tests::envoy::Envoy;
+use edge_hmac_tests::python::run_json;
 use edge_hmac_tests::secrets::secret;
 use edge_hmac_tests::upstream::Upstream;
 use serde_json::{Value, json};
@@ -41,6 +42,16 @@ async fn envoy(upstream: SocketAddr, config_json: &str, http2: bool, secret: &st
         &[("HMAC_SECRET", secret), ("HMAC_ENVIRONMENT", ENV)],
     )
     .await
+}
+
+/// A recording upstream behind Envoy with the filter (`config_json`, a new
+/// key): the upstream, Envoy, its listener and the key.
+async fn with_recording_upstream(config_json: &str) -> (Upstream, Envoy, SocketAddr, String) {
+    let upstream = Upstream::start().await;
+    let secret = secret();
+    let envoy = envoy(upstream.addr, config_json, false, &secret).await;
+    let addr = envoy.listener("edge_hmac").await;
+    (upstream, envoy, addr, secret)
 }
 
 /// A peer server from `tests/support/stream_peers.py`, listening on `port`.
@@ -71,32 +82,33 @@ fn events(service: &Service) -> Vec<Value> {
 
 /// Runs a peer client with `request` on stdin; its JSON result.
 async fn peer_client(kind: &str, request: Value) -> Value {
-    let mut child = tokio::process::Command::new(venv().join("bin/python"))
-        .arg(workspace().join("tests/support/stream_peers.py"))
-        .arg(kind)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run stream_peers.py (make venv installs websockets and grpcio)");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(request.to_string().as_bytes())
+    run_json(
+        "stream_peers.py",
+        &[kind],
+        &request,
+        Duration::from_secs(40),
+    )
+    .await
+}
+
+/// Envoy's heap in use, from admin `/memory` (asked of the allocator at the
+/// time of the call; `server.memory_allocated` in `/stats` only moves at
+/// each stats flush).
+async fn heap(envoy: &Envoy) -> u64 {
+    let resp = edge_hmac_tests::client::get(envoy.admin, "/memory")
         .await
         .unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
-        .await
-        .expect("the peer client finishes within 40 s")
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{kind}: {e}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let doc: Value = serde_json::from_slice(&resp.body).unwrap();
+    doc["allocated"].as_str().unwrap().parse().unwrap()
+}
+
+/// A gRPC call refused by the filter: Envoy's 401 as `UNAUTHENTICATED`,
+/// with the JSON error (carrying `code`) as the message.
+#[track_caller]
+fn assert_grpc_refused(out: &Value, code: &str) {
+    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
+    let details = out["details"].as_str().unwrap_or_default();
+    assert_eq!(details, format!(r#"{{"error":"{code}"}}"#), "{out}");
 }
 
 /// The `x-crawbl-*` headers of `req`, as `[name, value]` pairs.
@@ -258,14 +270,7 @@ async fn grpc_unary_and_streams() {
         ),
     )
     .await;
-    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
-    assert!(
-        out["details"]
-            .as_str()
-            .unwrap()
-            .contains("content_mismatch"),
-        "{out}"
-    );
+    assert_grpc_refused(&out, "content_mismatch");
 
     // Client streaming on an unsigned-payload path.
     let collect = at(&target, "POST", "/edge.Echo/Collect").signed_unsigned_payload(&secret, ENV);
@@ -315,27 +320,13 @@ async fn grpc_unary_and_streams() {
         ),
     )
     .await;
-    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
-    assert!(
-        out["details"]
-            .as_str()
-            .unwrap()
-            .contains("malformed_signature"),
-        "{out}"
-    );
+    assert_grpc_refused(&out, "malformed_signature");
     let out = peer_client(
         "grpc-client",
         call("collect", "/edge.Echo/Collect", vec![], &msgs, "unsigned"),
     )
     .await;
-    assert_eq!(out["code"], "UNAUTHENTICATED", "{out}");
-    assert!(
-        out["details"]
-            .as_str()
-            .unwrap()
-            .contains("missing_signature"),
-        "{out}"
-    );
+    assert_grpc_refused(&out, "missing_signature");
 
     let seen = events(&server);
     let calls: Vec<&str> = seen
@@ -369,27 +360,9 @@ async fn grpc_unary_and_streams() {
 /// with nothing upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_payload_upload_streams() {
-    let upstream = Upstream::start().await;
-    let secret = secret();
-    let envoy = envoy(
-        upstream.addr,
-        r#"{"unsigned_payload_paths":["/upload/*"]}"#,
-        false,
-        &secret,
-    )
-    .await;
-    let addr = envoy.listener("edge_hmac").await;
-    // Admin /memory asks the allocator at the time of the call
-    // (server.memory_allocated in /stats only moves at each stats flush).
-    let admin = envoy.admin;
-    let heap = || async move {
-        let resp = edge_hmac_tests::client::get(admin, "/memory")
-            .await
-            .unwrap();
-        let doc: Value = serde_json::from_slice(&resp.body).unwrap();
-        doc["allocated"].as_str().unwrap().parse::<u64>().unwrap()
-    };
-    let baseline = heap().await;
+    let (upstream, envoy, addr, secret) =
+        with_recording_upstream(r#"{"unsigned_payload_paths":["/upload/*"]}"#).await;
+    let baseline = heap(&envoy).await;
     assert!(baseline > 0, "allocated in admin /memory");
 
     let req = Req::new("POST", "/upload/big").signed_unsigned_payload(&secret, ENV);
@@ -420,17 +393,12 @@ async fn unsigned_payload_upload_streams() {
     for i in 1..total_chunks {
         stream.body.send(chunk.clone()).await.unwrap();
         if i % 8 == 0 {
-            peak = peak.max(heap().await);
+            peak = peak.max(heap(&envoy).await);
         }
     }
-    drop(stream.body);
-    let resp = tokio::time::timeout(Duration::from_secs(60), stream.response)
-        .await
-        .expect("the upload ends within 60 s")
-        .unwrap()
-        .unwrap();
+    let resp = stream.finish(Duration::from_secs(60)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
-    peak = peak.max(heap().await);
+    peak = peak.max(heap(&envoy).await);
     let records = upstream.settled_records().await;
     assert_eq!(records.len(), 1);
     assert!(records[0].complete);
@@ -477,32 +445,19 @@ async fn held_body_growth(upstream: &Upstream, secret: &str) -> u64 {
     )
     .await;
     let addr = envoy.listener("edge_hmac").await;
-    let admin = envoy.admin;
-    let heap = || async move {
-        let resp = edge_hmac_tests::client::get(admin, "/memory")
-            .await
-            .unwrap();
-        let doc: Value = serde_json::from_slice(&resp.body).unwrap();
-        doc["allocated"].as_str().unwrap().parse::<u64>().unwrap()
-    };
     let chunk = Bytes::from(vec![b'h'; 256 * 1024]);
     let req = Req::new("POST", "/v1/held")
         .body(Body::Full(chunk.repeat(48)))
         .signed(secret, ENV);
-    let baseline = heap().await;
+    let baseline = heap(&envoy).await;
     let stream = stream_request(addr, &req).await;
     for _ in 0..48 {
         stream.body.send(chunk.clone()).await.unwrap();
     }
     // All sent, none released: the body sits in Envoy until it ends.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let peak = heap().await;
-    drop(stream.body);
-    let resp = tokio::time::timeout(Duration::from_secs(30), stream.response)
-        .await
-        .expect("the held upload ends within 30 s")
-        .unwrap()
-        .unwrap();
+    let peak = heap(&envoy).await;
+    let resp = stream.finish(Duration::from_secs(30)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     peak.saturating_sub(baseline)
 }
@@ -531,10 +486,7 @@ async fn read_head(stream: &mut TcpStream) -> String {
 /// a body that differs from the signed one after the 100 is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_100_continue() {
-    let upstream = Upstream::start().await;
-    let secret = secret();
-    let envoy = envoy(upstream.addr, "{}", false, &secret).await;
-    let addr = envoy.listener("edge_hmac").await;
+    let (upstream, envoy, addr, secret) = with_recording_upstream("{}").await;
     let body = vec![b'c'; 4096];
     let req = Req::new("POST", "/v1/upload")
         .body(Body::Full(body.clone()))
@@ -575,16 +527,8 @@ async fn expect_100_continue() {
 /// a body there is verified (401 unsigned) and nothing reaches the upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exempt_path_with_a_body_is_verified() {
-    let upstream = Upstream::start().await;
-    let secret = secret();
-    let envoy = envoy(
-        upstream.addr,
-        r#"{"exempt_paths":["/healthz"]}"#,
-        false,
-        &secret,
-    )
-    .await;
-    let addr = envoy.listener("edge_hmac").await;
+    let (upstream, envoy, addr, _) =
+        with_recording_upstream(r#"{"exempt_paths":["/healthz"]}"#).await;
     assert_eq!(send(addr, &Req::new("GET", "/healthz")).await.status, 200);
     let with_body = Req::new("GET", "/healthz").body(Body::Full(b"smuggled".to_vec()));
     let resp = send(addr, &with_body).await;

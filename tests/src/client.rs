@@ -344,21 +344,26 @@ impl Conn {
             }
         }
         .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        read_response(response).await
     }
+}
+
+/// Reads a whole response.
+async fn read_response(response: http::Response<hyper::body::Incoming>) -> Result<Resp, String> {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Sends `req` over a new HTTP/1.1 connection.
@@ -388,6 +393,18 @@ pub struct Streaming {
     pub response: tokio::task::JoinHandle<Result<Resp, String>>,
 }
 
+impl Streaming {
+    /// Ends the body and waits up to `timeout` for the response.
+    pub async fn finish(self, timeout: Duration) -> Resp {
+        drop(self.body);
+        tokio::time::timeout(timeout, self.response)
+            .await
+            .unwrap_or_else(|_| panic!("no response within {timeout:?} of the body's end"))
+            .expect("the request task")
+            .expect("a response")
+    }
+}
+
 /// Starts `req` (its headers; `req.body` is ignored) over a new HTTP/1.1
 /// connection with a chunked body that the caller feeds through
 /// [`Streaming::body`].
@@ -410,20 +427,7 @@ pub async fn stream_request(addr: SocketAddr, req: &Req) -> Streaming {
         };
         s.ready().await.map_err(|e| e.to_string())?;
         let response = s.send_request(request).await.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes()
-            .to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        read_response(response).await
     });
     Streaming { body: tx, response }
 }

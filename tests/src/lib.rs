@@ -16,6 +16,7 @@ pub mod eg;
 pub mod envoy;
 pub mod eso;
 pub mod kit;
+pub mod python;
 pub mod secrets;
 pub mod upstream;
 pub mod yaml;
