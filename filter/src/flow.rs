@@ -28,7 +28,10 @@ pub enum Body {
     /// An upgrade (websocket, `CONNECT`): hold any request data until the
     /// upstream accepts the upgrade (see [`upgrade_accepted`]), then pass the
     /// stream through unread both ways. Data is dropped if it refuses.
-    Upgrade,
+    Upgrade {
+        /// The request is a `CONNECT` (accepted by a 2xx, not only 101).
+        connect: bool,
+    },
 }
 
 /// The decision taken on the request headers.
@@ -112,7 +115,9 @@ pub fn on_request_headers(
         if !unsigned_payload && !verified.expects_empty_body() {
             return content_mismatch();
         }
-        return verified_with(Body::Upgrade);
+        return verified_with(Body::Upgrade {
+            connect: head.method == b"CONNECT",
+        });
     }
     let Some(check) = verified.body_verifier(config.max_body_bytes) else {
         // UNSIGNED-PAYLOAD on an allowed path: no hash, no size limit.
@@ -535,7 +540,7 @@ mod stream_tests {
         assert!(matches!(
             decide(&cfg, &signed_ws, false, &mut store),
             HeadersDecision::Verified {
-                body: Body::Upgrade,
+                body: Body::Upgrade { .. },
                 ..
             }
         ));
@@ -552,7 +557,7 @@ mod stream_tests {
         assert!(matches!(
             decide(&cfg, &ws, false, &mut store),
             HeadersDecision::Verified {
-                body: Body::Upgrade,
+                body: Body::Upgrade { .. },
                 unsigned_payload: false,
                 ..
             }
@@ -594,7 +599,7 @@ mod stream_tests {
         assert!(matches!(
             decide(&cfg, &listed, false, &mut store),
             HeadersDecision::Verified {
-                body: Body::Upgrade,
+                body: Body::Upgrade { .. },
                 ..
             }
         ));
@@ -602,7 +607,7 @@ mod stream_tests {
         assert!(matches!(
             decide(&cfg, &connect, false, &mut store),
             HeadersDecision::Verified {
-                body: Body::Upgrade,
+                body: Body::Upgrade { .. },
                 ..
             }
         ));
@@ -649,7 +654,7 @@ mod stream_tests {
         assert!(matches!(
             decide(&cfg, &ws, false, &mut store),
             HeadersDecision::Verified {
-                body: Body::Upgrade,
+                body: Body::Upgrade { .. },
                 unsigned_payload: true,
                 ..
             }

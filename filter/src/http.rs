@@ -126,11 +126,11 @@ impl HttpContext for Http {
                 }
                 match body {
                     Body::Empty | Body::Unsigned => shared.metrics.verified(key),
-                    Body::Upgrade => {
+                    Body::Upgrade { connect } => {
                         shared.metrics.verified(key);
                         shared.metrics.upgrade();
                         self.stage = Stage::AwaitingUpgrade {
-                            connect: head.method == b"CONNECT",
+                            connect,
                             held: false,
                         };
                     }

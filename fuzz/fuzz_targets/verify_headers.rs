@@ -191,7 +191,10 @@ fuzz_target!(|input: Input| {
                 );
             }
             if head.upgrade && !input.end_of_stream {
-                assert!(matches!(body, Body::Upgrade), "an upgrade not passed as one: {body:?}");
+                assert!(
+                    matches!(body, Body::Upgrade { .. }),
+                    "an upgrade not passed as one: {body:?}"
+                );
             }
         }
         HeadersDecision::Skip(_) => {
