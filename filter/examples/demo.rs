@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (":path", path),
         ];
         pairs.extend(headers.pairs());
-        let head = RequestHead::from_str_pairs(pairs);
+        let head = RequestHead::from_str_pairs(&pairs);
         let outcome = verifier.verify_headers(&head, now).and_then(|ok| {
             // The demo signs a body hash, so there is always a check.
             let Some(mut check) = ok.body_verifier(1 << 20) else {

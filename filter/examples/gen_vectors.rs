@@ -185,6 +185,7 @@ impl Case {
             VerifierOptions {
                 clock_skew_seconds: self.clock_skew_seconds,
                 require_nonce: self.require_nonce,
+                ..VerifierOptions::default()
             },
         )
         .unwrap();
@@ -198,7 +199,7 @@ impl Case {
                 .iter()
                 .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
         );
-        if let Ok(sts) = verifier.string_to_sign(&RequestHead::from_pairs(pairs)) {
+        if let Ok(sts) = verifier.string_to_sign(&RequestHead::from_pairs(&pairs)) {
             expected["string_to_sign"] = json!(sts);
         }
         json!({

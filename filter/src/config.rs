@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::replay::{MAX_ENTRIES_LIMIT, ReplayCache};
 use crate::scheme::{
-    DEFAULT_CLOCK_SKEW_SECONDS, SchemeError, SecretKey, Verifier, VerifierOptions,
+    DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, SchemeError, SecretKey, Verifier, VerifierOptions,
     validate_environment,
 };
 
@@ -126,6 +126,10 @@ pub struct PluginConfig {
     /// Let CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass unsigned.
     #[serde(default)]
     pub allow_cors_preflight: bool,
+    /// Wire formats accepted: `v1` (`CRAWBL-HMAC-SHA256-V1`) and/or `rfc9421`
+    /// (the RFC 9421 `hmac-sha256` profile). Default `["v1"]`.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<String>,
 }
 
 fn default_secret_env() -> String {
@@ -145,6 +149,9 @@ fn default_clock_skew() -> u64 {
 }
 fn default_max_body_bytes() -> u64 {
     DEFAULT_MAX_BODY_BYTES
+}
+fn default_formats() -> Vec<String> {
+    vec![Format::V1.name().to_owned()]
 }
 fn default_nonce_cache_max_entries() -> u64 {
     DEFAULT_NONCE_CACHE_MAX_ENTRIES
@@ -168,6 +175,7 @@ impl Default for PluginConfig {
             exempt_paths: Vec::new(),
             unsigned_payload_paths: Vec::new(),
             allow_cors_preflight: false,
+            formats: default_formats(),
         }
     }
 }
@@ -249,6 +257,15 @@ pub enum ConfigError {
         /// The rejected entry (shown only through [`shown`]).
         entry: String,
     },
+    /// `formats` is empty, repeats an entry, or names an unknown format.
+    #[error(
+        "formats = {} is not valid: list one or both of \"v1\" and \"rfc9421\", each once",
+        shown(entry)
+    )]
+    BadFormats {
+        /// The rejected entry, or `[]` (shown only through [`shown`]).
+        entry: String,
+    },
 }
 
 /// A compiled `exempt_paths` or `unsigned_payload_paths` entry.
@@ -323,7 +340,7 @@ impl FilterConfig {
     pub fn summary(&self) -> String {
         let options = self.verifier.options();
         format!(
-            "environment={} current_key={} previous_key={} pending_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} unsigned_payload_paths={} allow_cors_preflight={}",
+            "environment={} current_key={} previous_key={} pending_key={} clock_skew_seconds={} require_nonce={} nonce_ttl_seconds={} nonce_cache_capacity={} max_body_bytes={} exempt_paths={} unsigned_payload_paths={} allow_cors_preflight={} formats={}",
             self.verifier.environment(),
             self.verifier.current_fingerprint(),
             self.verifier
@@ -340,6 +357,7 @@ impl FilterConfig {
             self.exempt_paths.len(),
             self.unsigned_payload_paths.len(),
             self.allow_cors_preflight,
+            options.formats.names().join(","),
         )
     }
 }
@@ -574,6 +592,21 @@ impl PluginConfig {
         };
         let exempt_paths = paths("exempt_paths", &self.exempt_paths)?;
         let unsigned_payload_paths = paths("unsigned_payload_paths", &self.unsigned_payload_paths)?;
+        if self.formats.is_empty() {
+            return Err(ConfigError::BadFormats { entry: "[]".into() });
+        }
+        let mut formats = Vec::with_capacity(self.formats.len());
+        for name in &self.formats {
+            match Format::from_name(name) {
+                Some(f) if !formats.contains(&f) => formats.push(f),
+                _ => {
+                    return Err(ConfigError::BadFormats {
+                        entry: name.clone(),
+                    });
+                }
+            }
+        }
+        let formats = Formats::of(formats);
 
         // Secrets: inline wins over the variable; never echo a value.
         let (current, origin) = match &self.hmac_secret {
@@ -646,6 +679,7 @@ impl PluginConfig {
             VerifierOptions {
                 clock_skew_seconds: self.clock_skew_seconds,
                 require_nonce: self.require_nonce,
+                formats,
             },
         )
         .map_err(|source| ConfigError::Scheme { source, origin })?
@@ -918,6 +952,31 @@ mod tests {
                 assert!(err.to_string().starts_with(field), "{err}");
             }
         }
+    }
+
+    /// `formats` defaults to v1 alone; an empty, repeated or unknown entry
+    /// refuses the configuration (fail closed), naming the setting.
+    #[test]
+    fn formats_option() {
+        let f =
+            |raw: &str| compile(raw.as_bytes(), base_env()).map(|c| c.verifier.options().formats);
+        assert_eq!(f("{}").unwrap(), Formats::default());
+        assert!(!f("{}").unwrap().rfc9421);
+        assert_eq!(f(r#"{"formats":["rfc9421","v1"]}"#).unwrap(), Formats::BOTH);
+        let only = f(r#"{"formats":["rfc9421"]}"#).unwrap();
+        assert!(only.rfc9421 && !only.v1);
+        for bad in [r#"[]"#, r#"["v1","v1"]"#, r#"["v2"]"#, r#"["RFC9421"]"#] {
+            let err = f(&format!(r#"{{"formats":{bad}}}"#)).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::BadFormats { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().starts_with("formats = "), "{err}");
+        }
+        let summary = compile(br#"{"formats":["v1","rfc9421"]}"#, base_env())
+            .unwrap()
+            .summary();
+        assert!(summary.ends_with("formats=v1,rfc9421"), "{summary}");
     }
 
     /// Unsigned-payload paths match like exempt paths and are off by default.

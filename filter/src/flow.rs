@@ -4,7 +4,7 @@
 
 use crate::config::FilterConfig;
 use crate::replay::BucketStore;
-use crate::scheme::{BodyVerifier, Detail, KeyUsed, Payload, Reject, Rejection, RequestHead};
+use crate::scheme::{BodyVerifier, Detail, Format, KeyUsed, Reject, Rejection, RequestHead};
 
 /// Why a request passed without verification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +48,11 @@ pub enum HeadersDecision {
         key: KeyUsed,
         /// What to do with the rest of the request stream.
         body: Body,
-        /// The signature claimed `UNSIGNED-PAYLOAD`.
+        /// The body is not signed (v1 `UNSIGNED-PAYLOAD`, or RFC 9421
+        /// without `content-digest` on an unsigned-payload path).
         unsigned_payload: bool,
+        /// The wire format the request was signed in.
+        format: Format,
     },
 }
 
@@ -91,17 +94,19 @@ pub fn on_request_headers(
         }
     };
     // The tag is valid: only now may the nonce take a place in the cache.
-    if let Some(nonce) = verified.nonce
+    if let Some(nonce) = &verified.nonce
         && let Err(err) = config.replay.claim(store, nonce, now)
     {
         return HeadersDecision::Reject(err.rejection());
     }
     let key = verified.key;
-    let unsigned_payload = verified.payload == Payload::Unsigned;
+    let format = verified.format;
+    let unsigned_payload = verified.unsigned_payload();
     let verified_with = |body| HeadersDecision::Verified {
         key,
         body,
         unsigned_payload,
+        format,
     };
     let content_mismatch = || {
         HeadersDecision::Reject(Rejection::new(
@@ -156,7 +161,7 @@ mod tests {
     use super::*;
     use crate::config::compile;
     use crate::replay::MemoryStore;
-    use crate::scheme::{SecretKey, SignRequest, Signer, TagEncoding, sha256};
+    use crate::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding, sha256};
 
     const SECRET: &str = "flow-test-secret-flow-test-secret-0001";
     const NOW: u64 = 1_800_000_000;
@@ -231,7 +236,7 @@ mod tests {
         eos: bool,
         store: &mut MemoryStore,
     ) -> HeadersDecision {
-        let head = RequestHead::from_str_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let head = RequestHead::from_string_pairs(pairs);
         on_request_headers(cfg, &head, NOW, eos, store)
     }
 
@@ -259,9 +264,70 @@ mod tests {
                     key: KeyUsed::Current,
                     body: Body::Empty,
                     unsigned_payload: false,
+                    format: Format::V1,
                 }
             ),
             "{d:?}"
+        );
+    }
+
+    /// An RFC 9421 request goes through the same flow once `formats` lists
+    /// it: a covered body is held for its digest, a replayed nonce is
+    /// refused by the shared cache, and without the format it is unsigned.
+    #[test]
+    fn rfc9421_through_the_same_flow() {
+        use crate::scheme::rfc9421::{Rfc9421Request, content_digest_header};
+        let signer =
+            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
+        let body = b"{\"a\":1}";
+        let digest = content_digest_header(body);
+        let h = signer
+            .sign_rfc9421(&Rfc9421Request {
+                method: "POST",
+                scheme: "https",
+                authority: "api.example.test",
+                path: "/v1/x?q=1",
+                created: NOW,
+                expires: None,
+                nonce: Some("flow-nonce-0123456789"),
+                content_digest: Some(&digest),
+                fields: &[],
+            })
+            .unwrap();
+        let mut pairs = head_pairs("POST", "/v1/x?q=1");
+        pairs.push((":scheme".into(), "https".into()));
+        pairs.extend(
+            h.pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        let both = config(r#","formats":["v1","rfc9421"]"#);
+        let mut store = MemoryStore::default();
+        both.replay.initialize(&mut store).unwrap();
+        let d = decide(&both, &pairs, false, &mut store);
+        let HeadersDecision::Verified {
+            body: Body::Check(mut check),
+            format: Format::Rfc9421,
+            ..
+        } = d
+        else {
+            panic!("{d:?}")
+        };
+        check.update(body).unwrap();
+        assert_eq!(check.finish(), Ok(()));
+        assert_eq!(
+            reason(&decide(&both, &pairs, false, &mut store)),
+            Some(Reject::ReplayedRequest)
+        );
+        let v1_only = config("");
+        assert_eq!(
+            reason(&decide(
+                &v1_only,
+                &pairs,
+                false,
+                &mut MemoryStore::default()
+            )),
+            Some(Reject::MissingSignature)
         );
     }
 
@@ -483,7 +549,7 @@ mod stream_tests {
     use super::tests::{config, decide, head_pairs, reason, signed_payload as signed};
     use super::*;
     use crate::replay::MemoryStore;
-    use crate::scheme::{UNSIGNED_PAYLOAD, sha256};
+    use crate::scheme::{Payload, UNSIGNED_PAYLOAD, sha256};
 
     const WEBSOCKET: &[(&str, &str)] = &[("connection", "Upgrade"), ("upgrade", "websocket")];
 

@@ -129,6 +129,7 @@ pub struct Metrics {
     verified_key: [Option<u32>; KeyUsed::ALL.len()],
     verified_unsigned_payload: Option<u32>,
     verified_upgrade: Option<u32>,
+    verified_rfc9421: Option<u32>,
     exempt: Option<u32>,
     cors_preflight: Option<u32>,
     nonce_cache_full: Option<u32>,
@@ -168,6 +169,7 @@ impl Metrics {
             verified_key,
             verified_unsigned_payload: counter("edge_hmac.verified_unsigned_payload"),
             verified_upgrade: counter("edge_hmac.verified_upgrade"),
+            verified_rfc9421: counter("edge_hmac.verified_rfc9421"),
             exempt: counter("edge_hmac.exempt"),
             cors_preflight: counter("edge_hmac.cors_preflight"),
             nonce_cache_full: counter("edge_hmac.nonce_cache_full"),
@@ -193,6 +195,12 @@ impl Metrics {
     /// (counted besides [`Metrics::verified`]).
     pub fn unsigned_payload(&self) {
         Self::bump(self.verified_unsigned_payload);
+    }
+
+    /// A request whose RFC 9421 signature headers verified (counted besides
+    /// [`Metrics::verified`], which also counts the body check).
+    pub fn rfc9421(&self) {
+        Self::bump(self.verified_rfc9421);
     }
 
     /// A verified upgrade handshake (websocket, CONNECT), counted besides

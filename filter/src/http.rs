@@ -11,7 +11,7 @@ use crate::flow::{self, Body, HeadersDecision, Skip};
 use crate::host::{self, SharedBuckets};
 use crate::hostmap;
 use crate::root::Shared;
-use crate::scheme::{BodyVerifier, KeyUsed, Rejection, RequestHead};
+use crate::scheme::{BodyVerifier, Format, KeyUsed, Rejection, RequestHead};
 
 /// What the context does with the request stream after the headers.
 enum Stage {
@@ -102,7 +102,7 @@ impl HttpContext for Http {
         let Some(pairs) = hostmap::parse(&raw) else {
             return self.internal_error("request header map is malformed".into());
         };
-        let head = RequestHead::from_pairs(pairs.iter().copied());
+        let head = RequestHead::from_pairs(&pairs);
         let shared = Rc::clone(&self.shared);
         let mut store = SharedBuckets::new(&shared.bucket_prefix);
         let now = host::now_unix();
@@ -120,9 +120,13 @@ impl HttpContext for Http {
                 key,
                 body,
                 unsigned_payload,
+                format,
             } => {
                 if unsigned_payload {
                     shared.metrics.unsigned_payload();
+                }
+                if format == Format::Rfc9421 {
+                    shared.metrics.rfc9421();
                 }
                 match body {
                     Body::Empty | Body::Unsigned => shared.metrics.verified(key),

@@ -2,8 +2,8 @@
 //! field or any one body byte makes verification fail.
 
 use edge_hmac_filter::scheme::{
-    Payload, Reject, RequestHead, SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding,
-    Verifier, VerifierOptions,
+    Formats, Payload, Reject, RequestHead, SecretKey, SignRequest, SignedHeaders, Signer,
+    TagEncoding, Verifier, VerifierOptions,
 };
 use proptest::prelude::*;
 
@@ -79,6 +79,8 @@ fn verify(r: &Req, headers: &SignedHeaders) -> &'static str {
         VerifierOptions {
             clock_skew_seconds: SKEW,
             require_nonce: false,
+            // Both formats: RFC 9421 being on must not change any v1 property.
+            formats: Formats::BOTH,
         },
     )
     .unwrap();
@@ -88,7 +90,7 @@ fn verify(r: &Req, headers: &SignedHeaders) -> &'static str {
         (":path", r.path.as_str()),
     ];
     pairs.extend(headers.pairs());
-    let head = RequestHead::from_str_pairs(pairs);
+    let head = RequestHead::from_str_pairs(&pairs);
     let ok = match verifier.verify_headers(&head, r.timestamp) {
         Ok(ok) => ok,
         Err(rej) => return rej.reason.code(),
@@ -226,7 +228,7 @@ proptest! {
         ];
         if let Some(n) = &nonce { pairs.push((b"x-crawbl-nonce", n)); }
         if let Some(c) = &content { pairs.push((b"x-crawbl-content-sha256", c)); }
-        let head = RequestHead::from_pairs(pairs);
+        let head = RequestHead::from_pairs(&pairs);
         let result = verifier.verify_headers(&head, 1_000_000);
         prop_assert!(result.is_err());
         let reason = result.unwrap_err().reason;

@@ -1,20 +1,39 @@
-//! The committed spec vectors (docs/signature-v1-vectors.json) hold for the
-//! Rust verifier: outcome, matching key and string to sign of every case.
+//! The committed spec vectors (docs/signature-v1-vectors.json and
+//! docs/signature-rfc9421-vectors.json) hold for the Rust verifier: outcome,
+//! matching key and string to sign (signature base) of every case.
 
 use base64::Engine as _;
 use edge_hmac_filter::replay::{MemoryStore, ReplayCache};
-use edge_hmac_filter::scheme::{RequestHead, SecretKey, Verifier, VerifierOptions};
+use edge_hmac_filter::scheme::{
+    Format, Formats, RequestHead, SecretKey, Verifier, VerifierOptions,
+};
 use serde_json::Value;
 
-fn load() -> Vec<Value> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/signature-v1-vectors.json"
-    );
+fn load_file(file: &str, scheme: &str) -> Vec<Value> {
+    let path = format!("{}/../docs/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).expect("read vectors");
     let doc: Value = serde_json::from_str(&text).expect("parse vectors");
-    assert_eq!(doc["scheme"], "CRAWBL-HMAC-SHA256-V1");
+    assert_eq!(doc["scheme"], scheme);
     doc["cases"].as_array().expect("cases").clone()
+}
+
+fn load() -> Vec<Value> {
+    load_file("signature-v1-vectors.json", "CRAWBL-HMAC-SHA256-V1")
+}
+
+fn load_rfc9421() -> Vec<Value> {
+    load_file(
+        "signature-rfc9421-vectors.json",
+        "RFC9421-HMAC-SHA256-PROFILE-1",
+    )
+}
+
+/// The formats a case's verifier accepts (`formats`, default v1 only).
+fn formats_of(v: &Value) -> Formats {
+    match v.get("formats").and_then(Value::as_array) {
+        None => Formats::default(),
+        Some(names) => Formats::of(names.iter().map(|n| Format::from_name(s(n)).unwrap())),
+    }
 }
 
 fn s(v: &Value) -> &str {
@@ -24,12 +43,16 @@ fn s(v: &Value) -> &str {
 
 /// Runs one case through the verifier exactly as the filter does: headers,
 /// then the nonce cache, then the body. Returns (outcome, key, string to sign).
-fn run(case: &Value) -> (String, Option<&'static str>, Option<String>) {
+fn run(case: &Value, formats: Option<Formats>) -> (String, Option<&'static str>, Option<String>) {
     let v = &case["verifier"];
     let current = SecretKey::new(s(&v["secret"]).as_bytes(), "current").unwrap();
     let previous = v["previous_secret"]
         .as_str()
         .map(|p| SecretKey::new(p.as_bytes(), "previous").unwrap());
+    let pending = v
+        .get("pending_secret")
+        .and_then(Value::as_str)
+        .map(|p| SecretKey::new(p.as_bytes(), "pending").unwrap());
     let verifier = Verifier::new(
         s(&v["environment"]),
         current,
@@ -37,9 +60,11 @@ fn run(case: &Value) -> (String, Option<&'static str>, Option<String>) {
         VerifierOptions {
             clock_skew_seconds: v["clock_skew_seconds"].as_u64().unwrap(),
             require_nonce: v["require_nonce"].as_bool().unwrap(),
+            formats: formats.unwrap_or_else(|| formats_of(v)),
         },
     )
-    .unwrap();
+    .unwrap()
+    .with_pending(pending);
     let now = v["now"].as_u64().unwrap();
     let r = &case["request"];
     let headers: Vec<(String, String)> = r["headers"]
@@ -60,8 +85,11 @@ fn run(case: &Value) -> (String, Option<&'static str>, Option<String>) {
         (":authority", s(&r["authority"])),
         (":path", s(&r["path"])),
     ];
+    if let Some(scheme) = r.get("scheme") {
+        pairs.push((":scheme", s(scheme)));
+    }
     pairs.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let head = RequestHead::from_str_pairs(pairs);
+    let head = RequestHead::from_str_pairs(&pairs);
     let sts = verifier.string_to_sign(&head).ok();
 
     let unsigned_allowed = v["unsigned_payload_allowed"].as_bool().unwrap_or(false);
@@ -75,7 +103,7 @@ fn run(case: &Value) -> (String, Option<&'static str>, Option<String>) {
     for seen in v["seen_nonces"].as_array().unwrap() {
         cache.claim(&mut store, s(seen), now).unwrap();
     }
-    if let Some(nonce) = verified.nonce
+    if let Some(nonce) = &verified.nonce
         && let Err(e) = cache.claim(&mut store, nonce, now)
     {
         return (e.rejection().reason.code().to_string(), None, sts);
@@ -101,10 +129,73 @@ fn run(case: &Value) -> (String, Option<&'static str>, Option<String>) {
 fn rust_verifier_agrees_with_vectors() {
     let cases = load();
     assert!(cases.len() >= 30, "only {} vectors", cases.len());
+    check_all(&cases, None);
+}
+
+/// v1 vectors give the same outcomes with `formats: ["v1", "rfc9421"]`:
+/// turning RFC 9421 on changes nothing for v1 clients.
+#[test]
+fn v1_vectors_hold_with_both_formats() {
+    check_all(&load(), Some(Formats::BOTH));
+}
+
+/// Every RFC 9421 profile vector's outcome, key and signature base match.
+#[test]
+fn rust_verifier_agrees_with_rfc9421_vectors() {
+    let cases = load_rfc9421();
+    assert!(cases.len() >= 25, "only {} vectors", cases.len());
+    check_all(&cases, None);
+}
+
+/// The RFC 9421 vectors cover every outcome a request can get, rotation
+/// (previous and pending keys), bodies and requests with and without a query.
+#[test]
+fn rfc9421_vectors_cover_the_profile() {
+    let cases = load_rfc9421();
+    for code in [
+        "ok",
+        "missing_signature",
+        "malformed_signature",
+        "stale_timestamp",
+        "invalid_signature",
+        "replayed_request",
+        "content_mismatch",
+        "body_too_large",
+    ] {
+        assert!(
+            cases.iter().any(|c| c["expected"]["outcome"] == code),
+            "no vector for {code}"
+        );
+    }
+    for key in ["current", "previous", "pending"] {
+        assert!(
+            cases.iter().any(|c| c["expected"]["key"] == key),
+            "no {key} vector"
+        );
+    }
+    let ok: Vec<&Value> = cases
+        .iter()
+        .filter(|c| c["expected"]["outcome"] == "ok")
+        .collect();
+    assert!(
+        ok.iter().any(|c| s(&c["request"]["path"]).contains('?')),
+        "no query"
+    );
+    assert!(
+        ok.iter().any(|c| !s(&c["request"]["path"]).contains('?')),
+        "no query-less path"
+    );
+    assert!(
+        ok.iter().any(|c| c["request"].get("body").is_some()),
+        "no body"
+    );
+}
+
+fn check_all(cases: &[Value], formats: Option<Formats>) {
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         let name = s(&case["name"]);
-        let (outcome, key, sts) = run(case);
+        let (outcome, key, sts) = run(case, formats);
         let exp = &case["expected"];
         if outcome != s(&exp["outcome"]) {
             failures.push(format!(

@@ -1,0 +1,467 @@
+//! The verification pipeline both formats share: the order of the checks,
+//! the clock, the key slots and the key loop.
+
+use core::fmt;
+use std::borrow::Cow;
+
+use super::body::{BodyClaim, BodyVerifier};
+use super::head::RequestHead;
+use super::key::{KeyUsed, SecretKey};
+use super::outcome::{Detail, Reject, Rejection};
+use super::rfc9421::{self, SIGNATURE_INPUT_HEADER};
+use super::v1::{self, Canonical};
+use super::{DEFAULT_CLOCK_SKEW_SECONDS, SchemeError, TAG_LEN, validate_environment};
+
+/// Options of a [`Verifier`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifierOptions {
+    /// Allowed distance between timestamp and now, either direction.
+    pub clock_skew_seconds: u64,
+    /// Refuse requests without a nonce.
+    pub require_nonce: bool,
+    /// The wire formats accepted.
+    pub formats: Formats,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
+            require_nonce: false,
+            formats: Formats::default(),
+        }
+    }
+}
+
+/// A verifier compiled once from configuration and shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    environment: String,
+    current: SecretKey,
+    previous: Option<SecretKey>,
+    pending: Option<SecretKey>,
+    options: VerifierOptions,
+}
+
+/// A request whose headers passed every header-level check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadersVerified<'a> {
+    /// The wire format the request was signed in.
+    pub format: Format,
+    /// The key that produced the tag.
+    pub key: KeyUsed,
+    /// The signed timestamp (v1 `x-crawbl-timestamp`, RFC 9421 `created`).
+    pub timestamp: u64,
+    /// The signed nonce, if any (still to be checked against the replay cache).
+    pub nonce: Option<Cow<'a, str>>,
+    /// What the signature says about the body.
+    pub body: BodyClaim,
+}
+
+impl HeadersVerified<'_> {
+    /// True when the signature says the body is empty.
+    pub fn expects_empty_body(&self) -> bool {
+        matches!(self.body, BodyClaim::Digests(d) if d.is_empty_body())
+    }
+
+    /// True when the body is not signed (it streams through unread).
+    pub fn unsigned_payload(&self) -> bool {
+        self.body == BodyClaim::Unsigned
+    }
+
+    /// A streaming check of the body against the signed digests, refusing
+    /// more than `max_body_bytes`; `None` for an unsigned payload (nothing to
+    /// check).
+    pub fn body_verifier(&self, max_body_bytes: u64) -> Option<BodyVerifier> {
+        match self.body {
+            BodyClaim::Digests(d) => Some(BodyVerifier::for_digests(d, max_body_bytes)),
+            BodyClaim::Unsigned => None,
+        }
+    }
+}
+
+impl Verifier {
+    /// A verifier for `environment` accepting tags from `current` and, during
+    /// a rotation, `previous`.
+    pub fn new(
+        environment: &str,
+        current: SecretKey,
+        previous: Option<SecretKey>,
+        options: VerifierOptions,
+    ) -> Result<Self, SchemeError> {
+        validate_environment(environment)?;
+        Ok(Self {
+            environment: environment.to_owned(),
+            current,
+            previous,
+            pending: None,
+            options,
+        })
+    }
+
+    /// The same verifier also accepting tags from `pending`, the key staged
+    /// for the next rotation (tried after current and previous).
+    pub fn with_pending(mut self, pending: Option<SecretKey>) -> Self {
+        self.pending = pending;
+        self
+    }
+
+    /// The environment signed into every request.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// The options this verifier was built with.
+    pub fn options(&self) -> VerifierOptions {
+        self.options
+    }
+
+    /// Fingerprint of the current key.
+    pub fn current_fingerprint(&self) -> String {
+        self.current.fingerprint()
+    }
+
+    /// Fingerprint of the previous key, if one is configured.
+    pub fn previous_fingerprint(&self) -> Option<String> {
+        self.previous.as_ref().map(SecretKey::fingerprint)
+    }
+
+    /// Fingerprint of the pending key, if one is configured.
+    pub fn pending_fingerprint(&self) -> Option<String> {
+        self.pending.as_ref().map(SecretKey::fingerprint)
+    }
+
+    /// The key in `slot`, if one is configured.
+    fn key(&self, slot: KeyUsed) -> Option<&SecretKey> {
+        match slot {
+            KeyUsed::Current => Some(&self.current),
+            KeyUsed::Previous => self.previous.as_ref(),
+            KeyUsed::Pending => self.pending.as_ref(),
+        }
+    }
+
+    /// The configured slots with their keys' fingerprints, in the order
+    /// they are tried (what an operator compares with Secrets Manager).
+    pub fn fingerprints(&self) -> Vec<(KeyUsed, String)> {
+        KeyUsed::ALL
+            .iter()
+            .filter_map(|&slot| self.key(slot).map(|k| (slot, k.fingerprint())))
+            .collect()
+    }
+
+    /// Runs the header-level checks of the spec in order (missing, malformed,
+    /// stale, invalid) against the Unix time `now`, for a path that does not
+    /// accept [`UNSIGNED_PAYLOAD`]. Replay and body checks follow, by the
+    /// caller, on success.
+    pub fn verify_headers<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        now: u64,
+    ) -> Result<HeadersVerified<'a>, Rejection> {
+        self.verify_headers_on(head, now, false)
+    }
+
+    /// [`Verifier::verify_headers`], on a path where `unsigned_payload_allowed`
+    /// says whether [`UNSIGNED_PAYLOAD`] is accepted (one of the
+    /// configuration's `unsigned_payload_paths`). Elsewhere the claim is
+    /// `malformed_signature`.
+    pub fn verify_headers_on<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        now: u64,
+        unsigned_payload_allowed: bool,
+    ) -> Result<HeadersVerified<'a>, Rejection> {
+        let claim = self.claim(head, unsigned_payload_allowed)?;
+        // 3. stale_timestamp
+        let delta = i128::from(claim.timestamp) - i128::from(now);
+        if delta.unsigned_abs() > u128::from(self.options.clock_skew_seconds) {
+            let delta = i64::try_from(delta).unwrap_or(if delta > 0 { i64::MAX } else { i64::MIN });
+            return Err(Rejection::new(
+                Reject::StaleTimestamp,
+                Detail::Skew {
+                    delta,
+                    allowed: self.options.clock_skew_seconds,
+                },
+            ));
+        }
+        if let Some(expires) = claim.expires
+            && now > expires
+        {
+            return Err(Rejection::new(
+                Reject::StaleTimestamp,
+                Detail::Expired { ago: now - expires },
+            ));
+        }
+        // 4. invalid_signature
+        if !claim.environment_tag_ok {
+            return Err(Rejection::new(
+                Reject::InvalidSignature,
+                Detail::WrongEnvironmentTag,
+            ));
+        }
+        let message = claim.signed.message(self.environment.as_bytes());
+        let mut keys_tried = 0u8;
+        let mut matched = None;
+        for slot in KeyUsed::ALL {
+            let Some(key) = self.key(slot) else { continue };
+            match claim.key_id {
+                KeySelect::Any => {}
+                KeySelect::Id(id) if key.has_id(&id) => {}
+                KeySelect::Id(_) | KeySelect::Unknown => continue,
+            }
+            keys_tried += 1;
+            if key.matches(&message, &claim.tag) {
+                matched = Some(slot);
+                break;
+            }
+        }
+        let Some(key) = matched else {
+            let detail = if keys_tried == 0 {
+                Detail::UnknownKeyId
+            } else {
+                Detail::NoKeyMatched { keys_tried }
+            };
+            return Err(Rejection::new(Reject::InvalidSignature, detail));
+        };
+        Ok(HeadersVerified {
+            format: claim.format(),
+            key,
+            timestamp: claim.timestamp,
+            nonce: claim.nonce,
+            body: claim.body,
+        })
+    }
+
+    /// The string to sign this verifier computes for `head`, for debugging a
+    /// client (compare it with the client's). Fails like
+    /// [`Verifier::verify_headers`] when the headers are missing or malformed
+    /// ([`UNSIGNED_PAYLOAD`] is shown, whatever the path). Never logged by
+    /// the filter.
+    pub fn string_to_sign(&self, head: &RequestHead<'_>) -> Result<String, Rejection> {
+        Ok(self
+            .claim(head, true)?
+            .signed
+            .to_text(self.environment.as_bytes()))
+    }
+
+    /// Steps 1 (missing) and 2 (malformed), by the format the request is
+    /// signed in: RFC 9421 when that format is on and its headers are
+    /// present, v1 otherwise.
+    fn claim<'a>(
+        &self,
+        head: &RequestHead<'a>,
+        unsigned_payload_allowed: bool,
+    ) -> Result<Claim<'a>, Rejection> {
+        let formats = self.options.formats;
+        if formats.rfc9421 && head.has_rfc9421() {
+            if formats.v1 && !head.signature.is_absent() {
+                return Err(Rejection::new(
+                    Reject::MalformedSignature,
+                    Detail::TwoFormats,
+                ));
+            }
+            return rfc9421::parse(
+                head,
+                &self.environment,
+                self.options.require_nonce,
+                unsigned_payload_allowed,
+            );
+        }
+        if formats.v1 {
+            return v1::parse(head, self.options.require_nonce, unsigned_payload_allowed);
+        }
+        Err(Rejection::new(
+            Reject::MissingSignature,
+            Detail::MissingHeader(SIGNATURE_INPUT_HEADER),
+        ))
+    }
+}
+
+/// A wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `CRAWBL-HMAC-SHA256-V1`.
+    V1,
+    /// The RFC 9421 `hmac-sha256` profile.
+    Rfc9421,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 2] = [Format::V1, Format::Rfc9421];
+
+    /// Its name in configuration and on the command line: `v1`, `rfc9421`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Format::V1 => "v1",
+            Format::Rfc9421 => "rfc9421",
+        }
+    }
+
+    /// The format called `name`.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The set of wire formats a verifier accepts (the plugin option `formats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Formats {
+    /// Accept `CRAWBL-HMAC-SHA256-V1`.
+    pub v1: bool,
+    /// Accept the RFC 9421 profile.
+    pub rfc9421: bool,
+}
+
+impl Default for Formats {
+    /// v1 only.
+    fn default() -> Self {
+        Formats {
+            v1: true,
+            rfc9421: false,
+        }
+    }
+}
+
+impl Formats {
+    /// Both formats.
+    pub const BOTH: Formats = Formats {
+        v1: true,
+        rfc9421: true,
+    };
+
+    /// True when `format` is accepted.
+    pub fn contains(self, format: Format) -> bool {
+        match format {
+            Format::V1 => self.v1,
+            Format::Rfc9421 => self.rfc9421,
+        }
+    }
+
+    /// The set of `formats`.
+    pub fn of(formats: impl IntoIterator<Item = Format>) -> Formats {
+        let mut out = Formats {
+            v1: false,
+            rfc9421: false,
+        };
+        for f in formats {
+            match f {
+                Format::V1 => out.v1 = true,
+                Format::Rfc9421 => out.rfc9421 = true,
+            }
+        }
+        out
+    }
+
+    /// The names of the formats accepted, in [`Format::ALL`] order.
+    pub fn names(self) -> Vec<&'static str> {
+        Format::ALL
+            .into_iter()
+            .filter(|&f| self.contains(f))
+            .map(Format::name)
+            .collect()
+    }
+}
+
+/// Which keys a claim may be verified with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeySelect {
+    /// Every configured key, in slot order (v1).
+    Any,
+    /// The keys with this fingerprint (an RFC 9421 `keyid`).
+    Id([u8; 4]),
+    /// None: the `keyid` is not a fingerprint.
+    Unknown,
+}
+
+/// What a format's parser extracts from a request: everything the shared
+/// checks need. No `Debug`: it holds the signed bytes.
+pub(crate) struct Claim<'a> {
+    /// Signed creation time.
+    pub timestamp: u64,
+    /// Signed expiry time, if any.
+    pub expires: Option<u64>,
+    /// Signed nonce, if any.
+    pub nonce: Option<Cow<'a, str>>,
+    /// What the signature says about the body.
+    pub body: BodyClaim,
+    /// The tag to check.
+    pub tag: [u8; TAG_LEN],
+    /// Which keys may have made it.
+    pub key_id: KeySelect,
+    /// False when the signed environment is not the verifier's (RFC 9421
+    /// `tag`; v1 signs the verifier's own environment, so always true).
+    pub environment_tag_ok: bool,
+    /// The bytes the tag covers.
+    pub signed: Signed<'a>,
+}
+
+impl Claim<'_> {
+    fn format(&self) -> Format {
+        match self.signed {
+            Signed::V1(_) => Format::V1,
+            Signed::Base(_) => Format::Rfc9421,
+        }
+    }
+}
+
+/// The bytes a tag covers, per format.
+pub(crate) enum Signed<'a> {
+    /// v1's string to sign, fed without allocating.
+    V1(Canonical<'a>),
+    /// An RFC 9421 signature base.
+    Base(Vec<u8>),
+}
+
+impl<'a> Signed<'a> {
+    /// The message for a verifier of `environment`.
+    pub(crate) fn message<'m>(&'m self, environment: &'m [u8]) -> Message<'m> {
+        match self {
+            Signed::V1(canonical) => Message::V1 {
+                environment,
+                canonical,
+            },
+            Signed::Base(base) => Message::Base(base),
+        }
+    }
+
+    /// The message as text (for debugging a client; never logged).
+    pub(crate) fn to_text(&self, environment: &[u8]) -> String {
+        match self {
+            Signed::V1(canonical) => canonical.to_text(environment),
+            Signed::Base(base) => String::from_utf8_lossy(base).into_owned(),
+        }
+    }
+}
+
+/// The bytes a key MACs.
+pub(crate) enum Message<'m> {
+    /// A v1 string to sign.
+    V1 {
+        /// The environment signed in field 2.
+        environment: &'m [u8],
+        /// The other fields.
+        canonical: &'m Canonical<'m>,
+    },
+    /// An RFC 9421 signature base.
+    Base(&'m [u8]),
+}
+
+impl Message<'_> {
+    /// Feeds the message to `sink`.
+    pub(crate) fn feed(&self, mut sink: impl FnMut(&[u8])) {
+        match self {
+            Message::V1 {
+                environment,
+                canonical,
+            } => canonical.feed(environment, sink),
+            Message::Base(base) => sink(base),
+        }
+    }
+}
