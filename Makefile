@@ -38,6 +38,7 @@ lint: toolchain ## rustfmt check, clippy -D warnings on native and wasm32-wasip1
 
 vectors: ## check the spec vectors with the independent Python implementation
 	$(PYTHON) tests/vectors/check_vectors.py
+	$(PYTHON) tests/vectors/check_rfc9421_vectors.py
 
 ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
 	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
