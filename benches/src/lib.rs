@@ -104,7 +104,7 @@ impl Fixture {
 
     /// The header entries as the filter sees them.
     pub fn head(&self) -> RequestHead<'_> {
-        RequestHead::from_str_pairs(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        RequestHead::from_string_pairs(&self.headers)
     }
 
     /// Verifies headers then body, as the filter does: a request without a

@@ -55,6 +55,14 @@ pub struct FilterOpts {
     /// Let CORS preflight requests pass unsigned
     #[arg(long)]
     pub allow_cors_preflight: bool,
+    /// Signature formats the filter accepts: v1 (x-crawbl-* headers) and/or rfc9421 (RFC 9421 Signature-Input/Signature, see docs/signature-rfc9421.md); comma-separated or repeated
+    #[arg(
+        long = "formats",
+        value_name = "FORMAT",
+        value_delimiter = ',',
+        default_value = "v1"
+    )]
+    pub formats: Vec<String>,
 }
 
 impl FilterOpts {
@@ -69,6 +77,7 @@ impl FilterOpts {
             exempt_paths: self.exempt_paths.clone(),
             unsigned_payload_paths: self.unsigned_payload_paths.clone(),
             allow_cors_preflight: self.allow_cors_preflight,
+            formats: self.formats.clone(),
             ..PluginConfig::default()
         };
         // Validate exactly as the filter will, with a stand-in secret.
@@ -352,7 +361,7 @@ fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result
     println!(
         "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
     );
-    println!("  {}", curl_command("GET", &url, &headers, None));
+    println!("  {}", curl_command("GET", &url, &headers.pairs(), None));
     println!("Unsigned request (refused with 401 missing_signature):");
     println!("  curl -sS -i {}", crate::sign::shell_quote(&url));
     println!("Press Ctrl-C to stop.");

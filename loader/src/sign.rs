@@ -1,10 +1,12 @@
-//! `edge-hmac sign`: the `x-crawbl-*` headers for a request, or a complete
-//! curl command, made with the same core the filter verifies with.
+//! `edge-hmac sign`: the signature headers for a request (v1 `x-crawbl-*`, or
+//! RFC 9421 `Signature-Input` / `Signature` / `Content-Digest`), or a
+//! complete curl command, made with the same core the filter verifies with.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
 use edge_hmac_filter::scheme::{
-    Payload, SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding,
+    Format, Payload, SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding,
 };
 
 use crate::error::{Error, Result, read_stdin};
@@ -23,15 +25,21 @@ pub struct SignArgs {
     /// Body: @FILE, - for standard input, or the literal text
     #[arg(short = 'd', long, value_name = "DATA")]
     pub data: Option<String>,
-    /// Add a fresh random x-crawbl-nonce
+    /// Signature format: v1 (x-crawbl-* headers, docs/signature-v1.md) or rfc9421 (Signature-Input, Signature and Content-Digest, docs/signature-rfc9421.md; the filter must list rfc9421 in its formats)
+    #[arg(long, value_name = "FORMAT", default_value = "v1", value_parser = parse_format)]
+    pub format: Format,
+    /// Add a fresh random nonce (v1: x-crawbl-nonce; rfc9421: the nonce parameter)
     #[arg(long)]
     pub nonce: bool,
-    /// Sign x-crawbl-content-sha256: UNSIGNED-PAYLOAD instead of the body's hash: the body streams unchecked; accepted only on the filter's unsigned_payload_paths (401 malformed_signature elsewhere)
+    /// Leave the body unsigned so it streams unchecked (v1: x-crawbl-content-sha256: UNSIGNED-PAYLOAD; rfc9421: no content-digest); accepted only on the filter's unsigned_payload_paths (401 malformed_signature elsewhere)
     #[arg(long)]
     pub unsigned_payload: bool,
-    /// Write the tag in base64 instead of hex
+    /// Write the v1 tag in base64 instead of hex (v1 only)
     #[arg(long)]
     pub base64: bool,
+    /// rfc9421: also send and cover this header ("name: value"); repeatable
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
     /// Unix time to sign [default: now]
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<u64>,
@@ -41,6 +49,11 @@ pub struct SignArgs {
     /// Where the key comes from
     #[command(flatten)]
     pub key: KeySource,
+}
+
+/// Parses a `--format` value.
+pub fn parse_format(name: &str) -> std::result::Result<Format, String> {
+    Format::from_name(name).ok_or_else(|| format!("unknown format {name:?}: use v1 or rfc9421"))
 }
 
 /// A URL split the way a client puts it on the wire.
@@ -170,11 +183,67 @@ pub fn sign_request(
         .map_err(|e| Error::Usage(e.to_string()))
 }
 
-/// A curl command sending the signed request.
+/// Signs a request for `secret` in the RFC 9421 profile: covers the method,
+/// authority, path and query, `Content-Digest` when `body` is given (`None`:
+/// no body, or an unsigned stream), and `fields`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_request_rfc9421(
+    secret: &EdgeSecret,
+    method: &str,
+    url: &WireUrl,
+    body: Option<&[u8]>,
+    created: u64,
+    nonce: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<Vec<(String, String)>> {
+    let key = SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current")
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let signer = Signer::new(key, &secret.environment).map_err(|e| Error::Usage(e.to_string()))?;
+    let digest = body.map(content_digest_header);
+    let signed = signer
+        .sign_rfc9421(&Rfc9421Request {
+            method,
+            scheme: &url.scheme,
+            authority: &url.authority,
+            path: &url.path,
+            created,
+            expires: None,
+            nonce,
+            content_digest: digest.as_deref(),
+            fields,
+        })
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    let mut out: Vec<(String, String)> = fields
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    out.extend(
+        signed
+            .pairs()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned())),
+    );
+    Ok(out)
+}
+
+/// Splits a `--header "name: value"` argument; the name is lowercased (RFC
+/// 9421 covers fields by lowercase name).
+fn split_header(raw: &str) -> Result<(String, String)> {
+    let (name, value) = raw
+        .split_once(':')
+        .ok_or_else(|| Error::Usage(format!("--header {raw:?}: expected \"name: value\"")))?;
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty() || name.starts_with(':') {
+        return Err(Error::Usage(format!("--header {raw:?}: no header name")));
+    }
+    Ok((name, value.trim().to_owned()))
+}
+
+/// A curl command sending the signed request with `headers`.
 pub fn curl_command(
     method: &str,
     url: &str,
-    headers: &SignedHeaders,
+    headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> String {
     let mut cmd = vec!["curl".to_owned(), "-sS".into(), "--path-as-is".into()];
@@ -182,7 +251,7 @@ pub fn curl_command(
         cmd.push("-X".into());
         cmd.push(shell_quote(method));
     }
-    for (name, value) in headers.pairs() {
+    for (name, value) in headers {
         cmd.push("-H".into());
         cmd.push(shell_quote(&format!("{name}: {value}")));
     }
@@ -211,32 +280,77 @@ pub async fn run(args: SignArgs) -> Result<()> {
     } else {
         None
     };
-    let encoding = if args.base64 {
-        TagEncoding::Base64
-    } else {
-        TagEncoding::Hex
+    let headers: Vec<(String, String)> = match args.format {
+        Format::V1 => {
+            if !args.headers.is_empty() {
+                return Err(Error::Usage(
+                    "--header is for --format rfc9421 (v1 covers no other header)".into(),
+                ));
+            }
+            let encoding = if args.base64 {
+                TagEncoding::Base64
+            } else {
+                TagEncoding::Hex
+            };
+            let payload = if args.unsigned_payload {
+                Some(Payload::Unsigned)
+            } else {
+                Payload::of(&body.bytes)
+            };
+            sign_request(
+                &secret,
+                &args.method,
+                &url,
+                payload,
+                timestamp,
+                nonce.as_deref(),
+                encoding,
+            )?
+            .pairs()
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect()
+        }
+        Format::Rfc9421 => {
+            if args.base64 {
+                return Err(Error::Usage(
+                    "--base64 is for --format v1 (RFC 9421 signatures are always base64)".into(),
+                ));
+            }
+            let extra = args
+                .headers
+                .iter()
+                .map(|h| split_header(h))
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Vec<(&str, &str)> = extra
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            // A body is covered by Content-Digest unless it is left unsigned.
+            let covered =
+                (!args.unsigned_payload && !body.bytes.is_empty()).then_some(body.bytes.as_slice());
+            sign_request_rfc9421(
+                &secret,
+                &args.method,
+                &url,
+                covered,
+                timestamp,
+                nonce.as_deref(),
+                &fields,
+            )?
+        }
     };
-    let payload = if args.unsigned_payload {
-        Some(Payload::Unsigned)
-    } else {
-        Payload::of(&body.bytes)
-    };
-    let headers = sign_request(
-        &secret,
-        &args.method,
-        &url,
-        payload,
-        timestamp,
-        nonce.as_deref(),
-        encoding,
-    )?;
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     if args.curl {
         println!(
             "{}",
-            curl_command(&args.method, &args.url, &headers, body.curl_arg.as_deref())
+            curl_command(&args.method, &args.url, &pairs, body.curl_arg.as_deref())
         );
     } else {
-        for (name, value) in headers.pairs() {
+        for (name, value) in pairs {
             println!("{name}: {value}");
         }
     }

@@ -1,11 +1,12 @@
-//! `edge-hmac verify`: checks a request captured as raw HTTP/1.1 and says
-//! which rule of the spec it fails, for debugging a client.
+//! `edge-hmac verify`: checks a request captured as raw HTTP/1.1 (v1 or RFC
+//! 9421 signed) and says which rule of the spec it fails, for debugging a
+//! client.
 
 use std::path::PathBuf;
 
 use edge_hmac_filter::config::DEFAULT_MAX_BODY_BYTES;
 use edge_hmac_filter::scheme::{
-    DEFAULT_CLOCK_SKEW_SECONDS, RequestHead, SecretKey, Verifier, VerifierOptions,
+    DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, RequestHead, SecretKey, Verifier, VerifierOptions,
 };
 
 use crate::error::{Error, Result, read_stdin};
@@ -25,9 +26,15 @@ pub struct VerifyArgs {
     /// Allowed clock skew in seconds
     #[arg(long, default_value_t = DEFAULT_CLOCK_SKEW_SECONDS)]
     pub clock_skew: u64,
-    /// Refuse a request without x-crawbl-nonce
+    /// Refuse a request without a nonce (v1 x-crawbl-nonce, rfc9421 nonce parameter)
     #[arg(long)]
     pub require_nonce: bool,
+    /// Formats accepted, as the filter's formats option (comma-separated)
+    #[arg(long = "formats", value_name = "FORMAT", value_delimiter = ',', default_value = "v1,rfc9421", value_parser = crate::sign::parse_format)]
+    pub formats: Vec<Format>,
+    /// Scheme the request arrived with (decides the default port RFC 9421 drops from @authority) [default: the URL's, for an absolute target]
+    #[arg(long, value_name = "SCHEME")]
+    pub scheme: Option<String>,
     /// Treat the request's path as one of the filter's unsigned_payload_paths (accept x-crawbl-content-sha256: UNSIGNED-PAYLOAD; the body is then not checked)
     #[arg(long)]
     pub unsigned_payload_path: bool,
@@ -74,30 +81,35 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
         VerifierOptions {
             clock_skew_seconds: args.clock_skew,
             require_nonce: args.require_nonce,
+            formats: Formats::of(args.formats.iter().copied()),
         },
     )
     .map_err(usage)?;
 
     // Origin-form target with Host, or absolute-form target.
-    let (authority, path) = if req.target.starts_with('/') {
+    let (authority, path, url_scheme) = if req.target.starts_with('/') {
         let host = req.header("host").unwrap_or_default();
-        (host, req.target.clone())
+        (host, req.target.clone(), None)
     } else {
         let u = split_url(&req.target)?;
-        (u.authority, u.path)
+        (u.authority, u.path, Some(u.scheme))
     };
+    let scheme = args.scheme.clone().or(url_scheme).unwrap_or_default();
     let mut pairs: Vec<(&[u8], &[u8])> = vec![
         (b":method", req.method.as_bytes()),
         (b":authority", authority.as_bytes()),
         (b":path", path.as_bytes()),
     ];
+    if !scheme.is_empty() {
+        pairs.push((b":scheme", scheme.as_bytes()));
+    }
     pairs.extend(
         req.headers
             .iter()
             .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
             .map(|(n, v)| (n.as_bytes(), v.as_slice())),
     );
-    let head = RequestHead::from_pairs(pairs);
+    let head = RequestHead::from_pairs(&pairs);
     let now = args.now.unwrap_or_else(now);
 
     println!(
@@ -114,7 +126,13 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
         args.clock_skew
     );
     if let Ok(sts) = verifier.string_to_sign(&head) {
-        println!("string to sign (as the verifier computes it; compare with your client's):");
+        if args.formats.contains(&Format::Rfc9421) && head.has_rfc9421() {
+            println!(
+                "signature base (RFC 9421, as the verifier computes it; compare with your client's):"
+            );
+        } else {
+            println!("string to sign (as the verifier computes it; compare with your client's):");
+        }
         for line in sts.split('\n') {
             println!("  | {line}");
         }
@@ -127,12 +145,12 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
                 body.update(&req.body)?;
                 body.finish()?;
             }
-            Ok(ok.key)
+            Ok((ok.format, ok.key))
         });
     match outcome {
-        Ok(key) => {
+        Ok((format, key)) => {
             println!(
-                "result:      verified ({} key); a nonce, if any, was not checked against a replay cache",
+                "result:      verified ({format}, {} key); a nonce, if any, was not checked against a replay cache",
                 key.slot()
             );
             Ok(())
