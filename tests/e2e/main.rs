@@ -7,5 +7,6 @@ mod gateway;
 mod hostile;
 mod loader;
 mod render;
+mod rfc9421;
 mod rotation;
 mod streams;

@@ -1,4 +1,5 @@
-//! Helper scripts of `tests/support/` run with the project venv's Python.
+//! Helper scripts of `tests/support/`, run with the project venv's Python
+//! (or Node, for the npm peer), JSON in and JSON out.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,15 +17,64 @@ pub async fn run_json(
     input: &serde_json::Value,
     timeout: Duration,
 ) -> serde_json::Value {
-    let mut child = tokio::process::Command::new(venv().join("bin/python"))
-        .arg(workspace().join("tests/support").join(script))
-        .args(args)
+    let mut cmd = tokio::process::Command::new(venv().join("bin/python"));
+    cmd.arg(workspace().join("tests/support").join(script))
+        .args(args);
+    json_io(
+        cmd,
+        script,
+        args,
+        input,
+        timeout,
+        "make venv installs its packages",
+    )
+    .await
+}
+
+/// Runs the Node script `tests/support/<script>` like [`run_json`]; its
+/// packages come from `make node-peer` (`npm ci`).
+pub async fn run_node_json(
+    script: &str,
+    input: &serde_json::Value,
+    timeout: Duration,
+) -> serde_json::Value {
+    let path = workspace().join("tests/support").join(script);
+    let modules = path
+        .parent()
+        .map(|d| d.join("node_modules"))
+        .filter(|m| m.is_dir());
+    assert!(
+        modules.is_some(),
+        "{script}: its node_modules is missing; run `make node-peer` (npm ci)"
+    );
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(path);
+    json_io(
+        cmd,
+        script,
+        &[],
+        input,
+        timeout,
+        "is Node installed? make node-peer",
+    )
+    .await
+}
+
+async fn json_io(
+    mut cmd: tokio::process::Command,
+    script: &str,
+    args: &[&str],
+    input: &serde_json::Value,
+    timeout: Duration,
+    hint: &str,
+) -> serde_json::Value {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("run {script} (make venv installs its packages): {e}"));
+        .unwrap_or_else(|e| panic!("run {script} ({hint}): {e}"));
     let mut stdin = child.stdin.take().expect("piped stdin");
     stdin
         .write_all(input.to_string().as_bytes())
