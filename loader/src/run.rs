@@ -723,4 +723,38 @@ mod tests {
         assert!(parse_duration("99999999999999999h").is_err());
         assert!(parse_duration("5d").is_err());
     }
+
+    /// `--formats` reaches the plugin configuration (comma-separated or
+    /// repeated); an unknown format is refused before anything is rendered.
+    #[test]
+    fn formats_flag() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            filter: FilterOpts,
+        }
+        let config = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .unwrap()
+                .filter
+                .plugin_config()
+        };
+        assert_eq!(config(&[]).unwrap().formats, ["v1"]);
+        assert_eq!(
+            config(&["--formats", "v1,rfc9421"]).unwrap().formats,
+            ["v1", "rfc9421"]
+        );
+        assert_eq!(
+            config(&["--formats", "rfc9421", "--formats", "v1"])
+                .unwrap()
+                .formats,
+            ["rfc9421", "v1"]
+        );
+        let err = config(&["--formats", "v2"]).unwrap_err().to_string();
+        assert!(
+            err.contains("formats = ") && err.contains("rfc9421"),
+            "{err}"
+        );
+    }
 }
