@@ -8,6 +8,8 @@
 //! of the spec's codes. UNSIGNED-PAYLOAD is accepted only on an
 //! unsigned-payload path; an exempt path or preflight skips only requests
 //! with no body and no upgrade; a verified upgrade is always passed as one.
+//! Both formats are on: the request is signed as v1 or as RFC 9421, and the
+//! same invariants hold for both.
 #![no_main]
 
 use std::collections::HashMap;
@@ -17,8 +19,10 @@ use arbitrary::Arbitrary;
 use edge_hmac_filter::config::{FilterConfig, compile};
 use edge_hmac_filter::flow::{Body, HeadersDecision, on_request_headers};
 use edge_hmac_filter::replay::{BucketStore, StoreError};
+use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
 use edge_hmac_filter::scheme::{
-    KeyUsed, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, sha256,
+    HeaderValue, KeyUsed, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
+    sha256,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -69,6 +73,8 @@ struct Input {
     unsigned: bool,
     /// Add `connection: upgrade` and `upgrade: websocket`.
     upgrade: bool,
+    /// Sign in the RFC 9421 profile instead of v1 (unsigned: no content-digest).
+    rfc9421: bool,
 }
 
 /// Compiled once: configuration and signer are per filter instance, not
@@ -78,7 +84,7 @@ fn setup() -> &'static (FilterConfig, Vec<(KeyUsed, Signer)>) {
     static SETUP: OnceLock<(FilterConfig, Vec<(KeyUsed, Signer)>)> = OnceLock::new();
     SETUP.get_or_init(|| {
         let config = compile(
-            br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16, "unsigned_payload_paths": ["/stream/*"]}"#,
+            br#"{"environment": "fuzz", "exempt_paths": ["/healthz"], "allow_cors_preflight": true, "nonce_cache_max_entries": 16, "unsigned_payload_paths": ["/stream/*"], "formats": ["v1", "rfc9421"]}"#,
             |name| match name {
                 "HMAC_SECRET" => Some(SECRET.to_owned()),
                 "HMAC_SECRET_PREVIOUS" => Some(PREVIOUS.to_owned()),
@@ -117,29 +123,52 @@ fuzz_target!(|input: Input| {
         format!("/{path}")
     };
     let nonce = input.nonce.then_some("fuzz-nonce-0123456789");
-    let Ok(signed) = signer.sign(
-        &SignRequest {
-            method,
-            authority: "api.example.test",
-            path: &path,
-            timestamp: T0,
-            nonce,
-            payload: if input.unsigned {
-                Some(Payload::Unsigned)
-            } else {
-                input.body.as_deref().map(|b| Payload::Sha256(sha256(b)))
-            },
-        },
-        TagEncoding::Hex,
-    ) else {
-        return;
-    };
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b":method".to_vec(), method.as_bytes().to_vec()),
+        (b":scheme".to_vec(), b"https".to_vec()),
         (b":path".to_vec(), path.as_bytes().to_vec()),
         (b":authority".to_vec(), b"api.example.test".to_vec()),
     ];
-    for (n, v) in signed.pairs() {
+    let signed: Vec<(String, String)> = if input.rfc9421 {
+        let digest = match (&input.body, input.unsigned) {
+            (Some(b), false) => Some(content_digest_header(b)),
+            _ => None,
+        };
+        let Ok(h) = signer.sign_rfc9421(&Rfc9421Request {
+            method,
+            scheme: "https",
+            authority: "api.example.test",
+            path: &path,
+            created: T0,
+            expires: None,
+            nonce,
+            content_digest: digest.as_deref(),
+            fields: &[],
+        }) else {
+            return;
+        };
+        h.pairs().into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect()
+    } else {
+        let Ok(h) = signer.sign(
+            &SignRequest {
+                method,
+                authority: "api.example.test",
+                path: &path,
+                timestamp: T0,
+                nonce,
+                payload: if input.unsigned {
+                    Some(Payload::Unsigned)
+                } else {
+                    input.body.as_deref().map(|b| Payload::Sha256(sha256(b)))
+                },
+            },
+            TagEncoding::Hex,
+        ) else {
+            return;
+        };
+        h.pairs().into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect()
+    };
+    for (n, v) in &signed {
         pairs.push((n.as_bytes().to_vec(), v.as_bytes().to_vec()));
     }
     if input.upgrade {
@@ -169,7 +198,8 @@ fuzz_target!(|input: Input| {
             _ => {}
         }
     }
-    let head = RequestHead::from_pairs(pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())));
+    let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+    let head = RequestHead::from_pairs(&refs);
     let now = T0.saturating_add_signed(i64::from(input.clock_offset));
     let mut store = Memory::default();
     // What on_configure does before any request.
@@ -230,7 +260,8 @@ fuzz_target!(|input: Input| {
         let again = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
         if nonce.is_some()
             && matches!(first, HeadersDecision::Verified { .. })
-            && matches!(head.nonce, edge_hmac_filter::scheme::HeaderValue::One(_))
+            && (matches!(head.nonce, HeaderValue::One(_))
+                || matches!(head.signature_input, HeaderValue::One(_)))
         {
             assert!(
                 !matches!(again, HeadersDecision::Verified { .. }),
