@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, PREVIOUS_KEY, verifiers};
+use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, PREVIOUS_KEY, verifier_both_formats, verifiers};
 use edge_hmac_filter::scheme::{SecretKey, hmac_sha256};
 use sha2::Digest as _;
 
@@ -85,6 +85,45 @@ fn verify(c: &mut Criterion) {
     group.finish();
 }
 
+/// The two wire formats on the same request, verified by the same pipeline
+/// (formats both): full verify per body size, and the header stage alone
+/// without the MAC (`string_to_sign`: parse plus v1's string to sign or
+/// RFC 9421's signature base), which is where the formats differ.
+fn formats(c: &mut Criterion) {
+    let verifier = verifier_both_formats();
+    let mut group = c.benchmark_group("formats");
+    for size in [0, 1024, 64 * 1024] {
+        let v1 = Fixture::signed(size, KEY);
+        let rfc = Fixture::signed_rfc9421(size, KEY);
+        assert!(v1.verify(&verifier).is_ok() && rfc.verify(&verifier).is_ok());
+        group.throughput(Throughput::Bytes(size as u64));
+        if size >= 64 * 1024 {
+            group
+                .sample_size(30)
+                .measurement_time(Duration::from_secs(2));
+        }
+        group.bench_with_input(BenchmarkId::new("v1/verify", label(size)), &v1, |b, f| {
+            b.iter(|| black_box(f).verify(&verifier))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("rfc9421/verify", label(size)),
+            &rfc,
+            |b, f| b.iter(|| black_box(f).verify(&verifier)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("v1/parse_and_message", label(size)),
+            &v1,
+            |b, f| b.iter(|| verifier.string_to_sign(&black_box(f).head())),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("rfc9421/parse_and_message", label(size)),
+            &rfc,
+            |b, f| b.iter(|| verifier.string_to_sign(&black_box(f).head())),
+        );
+    }
+    group.finish();
+}
+
 /// HMAC of a ~200-byte string to sign: key state prepared once (what the
 /// filter does) against keying on every request, and ring; plus the previous
 /// RustCrypto releases (hmac 0.12 / sha2 0.10) next to the ones in use.
@@ -151,5 +190,5 @@ fn sha256(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, key_state, sha256);
+criterion_group!(benches, verify, formats, key_state, sha256);
 criterion_main!(benches);

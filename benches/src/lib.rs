@@ -5,9 +5,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
 use edge_hmac_filter::scheme::{
-    Payload, Rejection, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, Verifier,
-    VerifierOptions,
+    Formats, Payload, Rejection, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
+    Verifier, VerifierOptions,
 };
 
 /// The current key of the fixtures.
@@ -33,6 +34,50 @@ pub fn verifiers() -> (Verifier, Verifier) {
     (make(false), make(true))
 }
 
+/// A verifier with only the current key accepting both formats (what
+/// `formats: ["v1", "rfc9421"]` compiles to).
+pub fn verifier_both_formats() -> Verifier {
+    Verifier::new(
+        "dev",
+        SecretKey::new(KEY, "current").expect("key"),
+        None,
+        VerifierOptions {
+            formats: Formats::BOTH,
+            ..VerifierOptions::default()
+        },
+    )
+    .expect("verifier")
+}
+
+/// The request of every fixture: method, path and the headers a client
+/// sends besides the signature (`content-type` when there is a body).
+fn base_request(body: &[u8]) -> (&'static str, &'static str, Vec<(String, String)>) {
+    let method = if body.is_empty() { "GET" } else { "POST" };
+    let path = "/v1/orders/12345/items?expand=price&limit=50";
+    let mut headers = vec![
+        (":method".to_string(), method.to_string()),
+        (":scheme".to_string(), "https".to_string()),
+        (":authority".to_string(), "api.example.test".to_string()),
+        (":path".to_string(), path.to_string()),
+        ("user-agent".to_string(), "bench/1.0".to_string()),
+        ("accept".to_string(), "application/json".to_string()),
+        (
+            "x-request-id".to_string(),
+            "6f1c2a9e-5b0d-4c8e-9a31-2d7f0b6e4c11".to_string(),
+        ),
+    ];
+    if !body.is_empty() {
+        headers.push(("content-type".to_string(), "application/json".to_string()));
+        headers.push(("content-length".to_string(), body.len().to_string()));
+    }
+    (method, path, headers)
+}
+
+/// A deterministic body of `len` bytes.
+fn body_of(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
 /// A signed request: its headers (pseudo-headers included) and body.
 #[derive(Debug, Clone)]
 pub struct Fixture {
@@ -46,9 +91,8 @@ impl Fixture {
     /// A POST (GET when `body_len` is 0) with a deterministic body, signed
     /// with `key`.
     pub fn signed(body_len: usize, key: &[u8]) -> Fixture {
-        let body: Vec<u8> = (0..body_len).map(|i| (i * 31 % 251) as u8).collect();
-        let method = if body_len == 0 { "GET" } else { "POST" };
-        let path = "/v1/orders/12345/items?expand=price&limit=50";
+        let body = body_of(body_len);
+        let (method, path, mut headers) = base_request(&body);
         let signer =
             Signer::new(SecretKey::new(key, "current").expect("key"), "dev").expect("signer");
         let signed = signer
@@ -64,22 +108,42 @@ impl Fixture {
                 TagEncoding::Hex,
             )
             .expect("sign");
-        let mut headers = vec![
-            (":method".to_string(), method.to_string()),
-            (":scheme".to_string(), "https".to_string()),
-            (":authority".to_string(), "api.example.test".to_string()),
-            (":path".to_string(), path.to_string()),
-            ("user-agent".to_string(), "bench/1.0".to_string()),
-            ("accept".to_string(), "application/json".to_string()),
-            (
-                "x-request-id".to_string(),
-                "6f1c2a9e-5b0d-4c8e-9a31-2d7f0b6e4c11".to_string(),
-            ),
-        ];
-        if !body.is_empty() {
-            headers.push(("content-type".to_string(), "application/json".to_string()));
-            headers.push(("content-length".to_string(), body.len().to_string()));
-        }
+        headers.extend(
+            signed
+                .pairs()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        Fixture { headers, body }
+    }
+
+    /// The same request signed in the RFC 9421 profile: the four required
+    /// components, `content-digest` and `content-type` when there is a body
+    /// (what the PyPI and npm libraries send), keyid, alg and tag.
+    pub fn signed_rfc9421(body_len: usize, key: &[u8]) -> Fixture {
+        let body = body_of(body_len);
+        let (method, path, mut headers) = base_request(&body);
+        let signer =
+            Signer::new(SecretKey::new(key, "current").expect("key"), "dev").expect("signer");
+        let digest = (!body.is_empty()).then(|| content_digest_header(&body));
+        let fields: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("content-type", "application/json")]
+        };
+        let signed = signer
+            .sign_rfc9421(&Rfc9421Request {
+                method,
+                scheme: "https",
+                authority: "api.example.test",
+                path,
+                created: NOW,
+                expires: None,
+                nonce: None,
+                content_digest: digest.as_deref(),
+                fields,
+            })
+            .expect("sign");
         headers.extend(
             signed
                 .pairs()

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, verifiers};
+use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, verifier_both_formats, verifiers};
 use edge_hmac_filter::scheme::SecretKey;
 use sha2::Digest as _;
 
@@ -49,6 +49,19 @@ fn main() {
             black_box(black_box(&fixture).verify(black_box(&verifier)).is_ok());
         });
         report(&format!("verify/{size}"), size, ns);
+    }
+    // The same requests in both formats, through a verifier accepting both.
+    let both = verifier_both_formats();
+    for size in [0, 1024, 64 * 1024] {
+        for (name, fixture) in [
+            ("v1", Fixture::signed(size, KEY)),
+            ("rfc9421", Fixture::signed_rfc9421(size, KEY)),
+        ] {
+            let ns = time_per_op(budget, || {
+                black_box(black_box(&fixture).verify(black_box(&both)).is_ok());
+            });
+            report(&format!("formats_{name}/{size}"), size, ns);
+        }
     }
     let invalid = Fixture::signed(0, KEY).with_tag_byte_flipped(31);
     let ns = time_per_op(budget, || {

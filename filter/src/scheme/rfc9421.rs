@@ -212,22 +212,27 @@ pub fn signature_base(head: &RequestHead<'_>, input: &InnerList) -> Result<Vec<u
     Ok(base)
 }
 
-/// The component identifier as serialized (an sf-string, no parameters).
+/// The component identifier as serialized: an sf-string with no
+/// parameters. [`Component::of`] admitted only names made of token
+/// characters, which an sf-string holds without escapes.
 fn push_identifier(item: &Item, out: &mut Vec<u8>) {
-    let mut ser = sfv::ListSerializer::new();
-    ser.members([&ListEntry::Item(Item::new(item.bare_item.clone()))]);
-    if let Some(text) = ser.finish() {
-        out.extend_from_slice(text.as_bytes());
+    if let Some(name) = item.bare_item.as_string() {
+        out.push(b'"');
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.push(b'"');
     }
 }
 
-/// An inner list with its parameters, serialized per RFC 8941 §4.1.1.1.
+/// An inner list with its parameters, serialized per RFC 8941 §4.1.1.1
+/// (by `sfv`, straight from the parsed list: no copy of it).
 fn serialize_inner_list(input: &InnerList) -> String {
-    let mut ser = sfv::ListSerializer::new();
-    let entry = ListEntry::InnerList(input.clone());
-    ser.members([&entry]);
-    // An inner list always serializes to something ("()" at least).
-    ser.finish().unwrap_or_default()
+    let mut out = String::with_capacity(192);
+    let mut ser = sfv::ListSerializer::with_buffer(&mut out);
+    let mut inner = ser.inner_list();
+    inner.items(&input.items);
+    let _ = inner.finish().parameters(&input.params);
+    drop(ser);
+    out
 }
 
 /// Steps 1 (missing) and 2 (malformed) of the profile: the claim of a
