@@ -1,7 +1,7 @@
 //! The parts of a request the formats look at, borrowed from the caller's
 //! header map.
 
-use super::rfc9421::{CONTENT_DIGEST_HEADER, SIGNATURE_INPUT_HEADER, SIGNATURE_RFC9421_HEADER};
+use super::rfc9421::{SIGNATURE_INPUT_HEADER, SIGNATURE_RFC9421_HEADER};
 use super::v1::{CONTENT_SHA256_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// How often one of the signature headers occurred in a request.
@@ -86,8 +86,6 @@ pub struct RequestHead<'a> {
     pub signature_input: HeaderValue<'a>,
     /// `signature` (RFC 9421).
     pub http_signature: HeaderValue<'a>,
-    /// `content-digest` (RFC 9530).
-    pub content_digest: HeaderValue<'a>,
     /// `content-length`, when present once and numeric.
     pub content_length: Option<u64>,
     /// True when `access-control-request-method` is present (CORS preflight).
@@ -145,7 +143,6 @@ impl<'a> RequestHead<'a> {
                 10 if is(b":authority") => head.authority = value,
                 14 if is(b"content-length") => content_length.push(value),
                 14 if is(NONCE_HEADER.as_bytes()) => head.nonce.push(value),
-                14 if is(CONTENT_DIGEST_HEADER.as_bytes()) => head.content_digest.push(value),
                 15 if is(SIGNATURE_INPUT_HEADER.as_bytes()) => head.signature_input.push(value),
                 18 if is(TIMESTAMP_HEADER.as_bytes()) => head.timestamp.push(value),
                 18 if is(SIGNATURE_HEADER.as_bytes()) => head.signature.push(value),
