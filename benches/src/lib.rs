@@ -92,7 +92,7 @@ impl Fixture {
     /// with `key`.
     pub fn signed(body_len: usize, key: &[u8]) -> Fixture {
         let body = body_of(body_len);
-        let (method, path, mut headers) = base_request(&body);
+        let (method, path, headers) = base_request(&body);
         let signer =
             Signer::new(SecretKey::new(key, "current").expect("key"), "dev").expect("signer");
         let signed = signer
@@ -108,13 +108,7 @@ impl Fixture {
                 TagEncoding::Hex,
             )
             .expect("sign");
-        headers.extend(
-            signed
-                .pairs()
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v.to_string())),
-        );
-        Fixture { headers, body }
+        Fixture::with_signature(headers, body, signed.pairs())
     }
 
     /// The same request signed in the RFC 9421 profile: the four required
@@ -122,7 +116,7 @@ impl Fixture {
     /// (what the PyPI and npm libraries send), keyid, alg and tag.
     pub fn signed_rfc9421(body_len: usize, key: &[u8]) -> Fixture {
         let body = body_of(body_len);
-        let (method, path, mut headers) = base_request(&body);
+        let (method, path, headers) = base_request(&body);
         let signer =
             Signer::new(SecretKey::new(key, "current").expect("key"), "dev").expect("signer");
         let digest = (!body.is_empty()).then(|| content_digest_header(&body));
@@ -144,9 +138,17 @@ impl Fixture {
                 fields,
             })
             .expect("sign");
+        Fixture::with_signature(headers, body, signed.pairs())
+    }
+
+    /// `headers` with the signature headers `pairs` appended.
+    fn with_signature(
+        mut headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        pairs: Vec<(&str, &str)>,
+    ) -> Fixture {
         headers.extend(
-            signed
-                .pairs()
+            pairs
                 .into_iter()
                 .map(|(n, v)| (n.to_string(), v.to_string())),
         );

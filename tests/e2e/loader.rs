@@ -23,6 +23,26 @@ pub(crate) fn home() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// Writes `dir/request.http`: the POST to `/v1/orders?dry_run=1` on `addr`
+/// that `sign` made, as raw HTTP/1.1 (what `edge-hmac verify` reads), with
+/// the header `lines` it printed and `body`.
+pub(crate) fn raw_capture(
+    dir: &std::path::Path,
+    addr: SocketAddr,
+    lines: &[&str],
+    body: &str,
+) -> std::path::PathBuf {
+    let mut text = format!("POST /v1/orders?dry_run=1 HTTP/1.1\r\nHost: {addr}\r\n");
+    for line in lines {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let path = dir.join("request.http");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn fetch_cmd(home: &std::path::Path, moto: &Moto, args: &[&str]) -> Command {
     let mut cmd = cli(home);
     cmd.arg("fetch")
@@ -658,17 +678,7 @@ async fn sign_and_verify_commands() {
     );
 
     // verify: the same request as raw HTTP.
-    let raw = |body: &str| {
-        let mut text = format!("POST /v1/orders?dry_run=1 HTTP/1.1\r\nHost: {addr}\r\n");
-        for line in &lines {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        let path = h.path().join("request.http");
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let raw = |body: &str| raw_capture(h.path(), addr, &lines, body);
     let verify = |path: std::path::PathBuf| {
         let mut cmd = cli(h.path());
         cmd.env("HMAC_SECRET", &key)

@@ -21,7 +21,7 @@ use edge_hmac_tests::secrets::{assert_no_secret, secret};
 use edge_hmac_tests::upstream::Upstream;
 use serde_json::{Value, json};
 
-use crate::loader::home;
+use crate::loader::{home, raw_capture};
 
 const ENV: &str = "dev";
 
@@ -355,17 +355,7 @@ async fn cli_signs_and_verifies_rfc9421() {
         "x-client changed",
     );
 
-    let raw = |body: &str| {
-        let mut text = format!("POST /v1/orders?dry_run=1 HTTP/1.1\r\nHost: {addr}\r\n");
-        for line in &lines {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        let path = h.path().join("request.http");
-        std::fs::write(&path, text).unwrap();
-        path
-    };
+    let raw = |body: &str| raw_capture(h.path(), addr, &lines, body);
     let verify = |path: std::path::PathBuf| {
         let mut cmd = cli(h.path());
         cmd.env("HMAC_SECRET", &key)
