@@ -190,5 +190,44 @@ fn sha256(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, formats, key_state, sha256);
+/// One nonce claim in the replay table natively, half full (the documented
+/// sizing): the shared-data work a nonce request adds, before host-call
+/// costs. `one_table` is steady state; `two_tables` is the transition after
+/// a capacity change (the nonce goes into both).
+fn replay(c: &mut Criterion) {
+    use edge_hmac_filter::replay::{BUCKET_CAPACITY, MemoryStore, ReplayCache};
+    let mut group = c.benchmark_group("replay_claim");
+    let now = 1_800_000_000u64;
+    for (name, tables) in [("one_table", 1u64), ("two_tables", 2)] {
+        let mut store = MemoryStore::default();
+        let capacity = 1024 * BUCKET_CAPACITY as u64;
+        let caches: Vec<ReplayCache> = (0..tables)
+            .map(|i| ReplayCache::new(capacity + i * BUCKET_CAPACITY as u64, 600, 300))
+            .collect();
+        for cache in &caches {
+            cache.register(&mut store, now).unwrap();
+        }
+        // Steady state at half full: capacity / 2 live nonces, each live
+        // for TTL + 1 = 601 s, so capacity / 2 / 601 new nonces a second.
+        let per_second = capacity / 2 / 601;
+        let claim = |store: &mut MemoryStore, i: u64| {
+            let t = now + i / per_second;
+            caches[0].claim(store, &format!("nonce-{i:016}"), t, t)
+        };
+        let warm = 2 * 601 * per_second;
+        for i in 0..warm {
+            claim(&mut store, i).unwrap();
+        }
+        let mut i = warm;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                claim(&mut store, i)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify, formats, key_state, sha256, replay);
 criterion_main!(benches);

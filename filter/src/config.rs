@@ -7,7 +7,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::replay::{MAX_ENTRIES_LIMIT, ReplayCache};
+use crate::replay::{MAX_ENTRIES_LIMIT, MIN_ENTRIES, ReplayCache};
 use crate::scheme::{
     DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, SchemeError, SecretKey, Verifier, VerifierOptions,
     validate_environment,
@@ -573,7 +573,7 @@ impl PluginConfig {
         range(
             "nonce_cache_max_entries",
             self.nonce_cache_max_entries,
-            crate::replay::BUCKET_CAPACITY as u64,
+            MIN_ENTRIES,
             MAX_ENTRIES_LIMIT,
             "",
         )?;
@@ -687,7 +687,7 @@ impl PluginConfig {
         Ok(FilterConfig {
             verifier,
             max_body_bytes: self.max_body_bytes,
-            replay: ReplayCache::new(self.nonce_cache_max_entries, ttl),
+            replay: ReplayCache::new(self.nonce_cache_max_entries, ttl, self.clock_skew_seconds),
             exempt_paths,
             unsigned_payload_paths,
             allow_cors_preflight: self.allow_cors_preflight,

@@ -3,7 +3,7 @@
 //! call these, and act on the answer.
 
 use crate::config::FilterConfig;
-use crate::replay::BucketStore;
+use crate::replay::SharedStore;
 use crate::scheme::{BodyVerifier, Detail, Format, KeyUsed, Reject, Rejection, RequestHead};
 
 /// Why a request passed without verification.
@@ -63,7 +63,7 @@ pub fn on_request_headers(
     head: &RequestHead<'_>,
     now: u64,
     end_of_stream: bool,
-    store: &mut impl BucketStore,
+    store: &mut impl SharedStore,
 ) -> HeadersDecision {
     // Exempt paths and preflights are for requests that carry nothing: no
     // body and no upgraded stream. Anything else there is verified.
@@ -95,7 +95,7 @@ pub fn on_request_headers(
     };
     // The tag is valid: only now may the nonce take a place in the cache.
     if let Some(nonce) = &verified.nonce
-        && let Err(err) = config.replay.claim(store, nonce, now)
+        && let Err(err) = config.replay.claim(store, nonce, verified.timestamp, now)
     {
         return HeadersDecision::Reject(err.rejection());
     }
@@ -303,7 +303,7 @@ mod tests {
         );
         let both = config(r#","formats":["v1","rfc9421"]"#);
         let mut store = MemoryStore::default();
-        both.replay.initialize(&mut store).unwrap();
+        both.replay.register(&mut store, 0).unwrap();
         let d = decide(&both, &pairs, false, &mut store);
         let HeadersDecision::Verified {
             body: Body::Check(mut check),
@@ -465,7 +465,7 @@ mod tests {
     fn replay_refused() {
         let cfg = config("");
         let mut store = MemoryStore::default();
-        cfg.replay.initialize(&mut store).unwrap();
+        cfg.replay.register(&mut store, 0).unwrap();
         let req = signed("GET", "/v1/x", None, Some("nonce-0123456789abcdef"));
         assert!(matches!(
             decide(&cfg, &req, true, &mut store),
@@ -483,7 +483,7 @@ mod tests {
     fn nonce_used_up_even_if_body_fails() {
         let cfg = config("");
         let mut store = MemoryStore::default();
-        cfg.replay.initialize(&mut store).unwrap();
+        cfg.replay.register(&mut store, 0).unwrap();
         let body = b"payload";
         let req = signed("POST", "/v1/x", Some(body), Some("nonce-body-fails-0001"));
         let HeadersDecision::Verified {
@@ -506,7 +506,7 @@ mod tests {
     fn invalid_tag_does_not_consume_nonce() {
         let cfg = config("");
         let mut store = MemoryStore::default();
-        cfg.replay.initialize(&mut store).unwrap();
+        cfg.replay.register(&mut store, 0).unwrap();
         let mut req = signed("GET", "/v1/x", None, Some("nonce-0123456789abcdef"));
         let good = req.clone();
         let sig = req
@@ -752,7 +752,7 @@ mod stream_tests {
     fn refused_unsigned_claim_keeps_the_nonce() {
         let cfg = config("");
         let mut store = MemoryStore::default();
-        cfg.replay.initialize(&mut store).unwrap();
+        cfg.replay.register(&mut store, 0).unwrap();
         let nonce = Some("nonce-unsigned-claim-01");
         let refused = signed("GET", "/v1", Some(Payload::Unsigned), nonce);
         assert_eq!(

@@ -13,7 +13,7 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 
-use crate::replay::{BucketStore, StoreError};
+use crate::replay::{SharedStore, StoreError};
 use crate::scheme::{Detail, KeyUsed, Reject, Rejection};
 
 /// Raw proxy-wasm ABI imports the SDK does not expose panic-free.
@@ -78,41 +78,21 @@ pub fn log(level: LogLevel, message: impl FnOnce() -> String) {
     }
 }
 
-/// Replay-cache buckets in proxy-wasm shared data (one key per bucket,
-/// process-wide, so all worker threads see the same table).
-pub struct SharedBuckets<'a> {
-    prefix: &'a str,
-}
+/// proxy-wasm shared data: one key-value store for every worker thread of
+/// the process (per `vm_id`), holding the replay tables.
+pub struct SharedData;
 
-impl<'a> SharedBuckets<'a> {
-    /// The key prefix of a table with `buckets` buckets (the count is part of
-    /// the key, so tables of different layouts never mix). Made once per
-    /// configuration.
-    pub fn prefix(buckets: u32) -> String {
-        format!("edge-hmac/nonce/v1/{buckets}/")
-    }
-
-    /// The table under `prefix` (from [`SharedBuckets::prefix`]).
-    pub fn new(prefix: &'a str) -> Self {
-        Self { prefix }
-    }
-
-    fn key(&self, bucket: u32) -> String {
-        format!("{}{bucket}", self.prefix)
-    }
-}
-
-impl BucketStore for SharedBuckets<'_> {
-    fn get(&mut self, bucket: u32) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        match hostcalls::get_shared_data(&self.key(bucket)) {
+impl SharedStore for SharedData {
+    fn get(&mut self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        match hostcalls::get_shared_data(key) {
             Ok((_, None)) => Ok(None),
             Ok((data, Some(cas))) => Ok(Some((data.unwrap_or_default(), cas))),
             Err(status) => Err(StoreError(format!("get_shared_data: {status:?}"))),
         }
     }
 
-    fn set(&mut self, bucket: u32, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
-        match hostcalls::set_shared_data(&self.key(bucket), Some(value), cas) {
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
             Ok(()) => Ok(true),
             Err(Status::CasMismatch) => Ok(false),
             Err(status) => Err(StoreError(format!("set_shared_data: {status:?}"))),

@@ -8,7 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use crate::flow::{self, Body, HeadersDecision, Skip};
-use crate::host::{self, SharedBuckets};
+use crate::host::{self, SharedData};
 use crate::hostmap;
 use crate::root::Shared;
 use crate::scheme::{BodyVerifier, Format, KeyUsed, Rejection, RequestHead};
@@ -104,7 +104,7 @@ impl HttpContext for Http {
         };
         let head = RequestHead::from_pairs(&pairs);
         let shared = Rc::clone(&self.shared);
-        let mut store = SharedBuckets::new(&shared.bucket_prefix);
+        let mut store = SharedData;
         let now = host::now_unix();
         match flow::on_request_headers(&shared.config, &head, now, end_of_stream, &mut store) {
             HeadersDecision::Skip(Skip::ExemptPath) => {

@@ -8,7 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use crate::config::{self, FilterConfig};
-use crate::host::{self, KeyGauges, Metrics, SharedBuckets};
+use crate::host::{self, KeyGauges, Metrics, SharedData};
 use crate::http::{Http, Unconfigured};
 
 /// What every HTTP context of one filter instance shares.
@@ -17,8 +17,6 @@ pub struct Shared {
     pub config: FilterConfig,
     /// The counters.
     pub metrics: Metrics,
-    /// Shared-data key prefix of the replay table.
-    pub bucket_prefix: String,
 }
 
 /// The root context.
@@ -32,7 +30,26 @@ pub struct Root {
 impl Context for Root {
     fn on_done(&mut self) -> bool {
         self.keys.release();
+        self.release_replay_table();
         true
+    }
+}
+
+impl Root {
+    /// Lets go of the replay table this instance held (a new configuration
+    /// holds its own; the old table stays consulted until its nonces are
+    /// stale).
+    fn release_replay_table(&mut self) {
+        if let Some(shared) = self.shared.take()
+            && let Err(err) = shared
+                .config
+                .replay
+                .unregister(&mut SharedData, host::now_unix())
+        {
+            host::log(LogLevel::Warn, || {
+                format!("edge-hmac: cannot release the replay table: {err}")
+            });
+        }
     }
 }
 
@@ -75,13 +92,10 @@ impl RootContext for Root {
                 return false;
             }
         };
-        // Create the replay buckets before traffic so request-time updates are
-        // always compare-and-swap on an existing entry.
-        let bucket_prefix = SharedBuckets::prefix(config.replay.buckets());
-        if let Err(err) = config
-            .replay
-            .initialize(&mut SharedBuckets::new(&bucket_prefix))
-        {
+        // Create the replay buckets and hold the table before traffic, so
+        // request-time updates are always compare-and-swap on an existing
+        // entry and other instances also write their nonces into it.
+        if let Err(err) = config.replay.register(&mut SharedData, host::now_unix()) {
             host::log(LogLevel::Critical, || {
                 format!("edge-hmac: cannot initialise the replay cache: {err}")
             });
@@ -92,11 +106,11 @@ impl RootContext for Root {
         });
         let fingerprints = config.verifier.fingerprints();
         self.keys.release();
+        self.release_replay_table();
         self.keys = KeyGauges::hold(fingerprints.iter().map(|(slot, fp)| (*slot, fp.as_str())));
         self.shared = Some(Rc::new(Shared {
             config,
             metrics: Metrics::define(),
-            bucket_prefix,
         }));
         true
     }

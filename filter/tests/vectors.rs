@@ -97,14 +97,14 @@ fn run(case: &Value, formats: Option<Formats>) -> (String, Option<&'static str>,
         Ok(v) => v,
         Err(rej) => return (rej.reason.code().to_string(), None, sts),
     };
-    let cache = ReplayCache::new(1024, 600);
+    let cache = ReplayCache::new(1024, 600, 300);
     let mut store = MemoryStore::default();
-    cache.initialize(&mut store).unwrap();
+    cache.register(&mut store, now).unwrap();
     for seen in v["seen_nonces"].as_array().unwrap() {
-        cache.claim(&mut store, s(seen), now).unwrap();
+        cache.claim(&mut store, s(seen), now, now).unwrap();
     }
     if let Some(nonce) = &verified.nonce
-        && let Err(e) = cache.claim(&mut store, nonce, now)
+        && let Err(e) = cache.claim(&mut store, nonce, verified.timestamp, now)
     {
         return (e.rejection().reason.code().to_string(), None, sts);
     }

@@ -12,13 +12,12 @@
 //! same invariants hold for both.
 #![no_main]
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use edge_hmac_filter::config::{FilterConfig, compile};
 use edge_hmac_filter::flow::{Body, HeadersDecision, on_request_headers};
-use edge_hmac_filter::replay::{BucketStore, StoreError};
+use edge_hmac_filter::replay::MemoryStore;
 use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
 use edge_hmac_filter::scheme::{
     HeaderValue, KeyUsed, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
@@ -30,24 +29,6 @@ const SECRET: &str = "fuzz-secret-0123456789abcdef0123456789abcdef";
 const PREVIOUS: &str = "fuzz-previous-0123456789abcdef0123456789abcdef";
 const PENDING: &str = "fuzz-pending-0123456789abcdef0123456789abcdef";
 const T0: u64 = 1_800_000_000;
-
-#[derive(Default)]
-struct Memory(HashMap<u32, (Vec<u8>, u32)>);
-
-impl BucketStore for Memory {
-    fn get(&mut self, bucket: u32) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
-        Ok(self.0.get(&bucket).cloned())
-    }
-    fn set(&mut self, bucket: u32, value: &[u8], cas: Option<u32>) -> Result<bool, StoreError> {
-        let token = self.0.get(&bucket).map(|(_, t)| *t);
-        if cas.is_some() && cas != token {
-            return Ok(false);
-        }
-        self.0
-            .insert(bucket, (value.to_vec(), token.unwrap_or(0) + 1));
-        Ok(true)
-    }
-}
 
 #[derive(Arbitrary, Debug)]
 enum Edit {
@@ -201,9 +182,9 @@ fuzz_target!(|input: Input| {
     let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
     let head = RequestHead::from_pairs(&refs);
     let now = T0.saturating_add_signed(i64::from(input.clock_offset));
-    let mut store = Memory::default();
+    let mut store = MemoryStore::default();
     // What on_configure does before any request.
-    if config.replay.initialize(&mut store).is_err() {
+    if config.replay.register(&mut store, now).is_err() {
         panic!("the in-memory store cannot fail");
     }
     let first = on_request_headers(config, &head, now, input.end_of_stream, &mut store);

@@ -302,9 +302,9 @@ async fn replay_refused_across_workers() {
 /// still pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_nonce_cache_fails_closed() {
-    // 16 entries: a single bucket.
+    // 16 entries: rounded up to a single bucket.
     let s = setup(r#"{"nonce_cache_max_entries": 16}"#).await;
-    for _ in 0..16 {
+    for _ in 0..edge_hmac_filter::replay::BUCKET_CAPACITY {
         let req = Req::new("GET", "/v1/x").signed_with(
             &s.secret,
             ENV,
