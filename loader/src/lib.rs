@@ -11,6 +11,8 @@ pub mod error;
 pub mod fetch;
 #[cfg(feature = "cli")]
 pub mod keys;
+#[cfg(feature = "cli")]
+pub mod load;
 pub mod raw;
 #[cfg(feature = "cli")]
 pub mod render;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_hmac::error::{EXIT_CODES, Error};
-use edge_hmac::{fetch, render, rotate, run, sign, verify};
+use edge_hmac::{fetch, load, render, rotate, run, sign, verify};
 use edge_hmac_filter::config::{SHOWN_MAX_LEN, shown};
 
 /// Request signatures at the edge: the operator and developer CLI around the
@@ -28,6 +28,8 @@ enum Command {
     Sign(Box<sign::SignArgs>),
     /// Check a raw HTTP request and say which rule it fails
     Verify(Box<verify::VerifyArgs>),
+    /// Send signed load (each request signed afresh; bounded; loopback unless --allow-remote) and report latency and outcomes
+    Load(Box<load::LoadArgs>),
     /// Rotate the key without a failed request: begin (stage AWSPENDING), promote, retire; status
     #[command(subcommand)]
     Rotate(Box<rotate::RotateCmd>),
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
             Command::Run(a) => run::run(*a).await,
             Command::Sign(a) => sign::run(*a).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(a) => verify::run(*a).await.map(|()| ExitCode::SUCCESS),
+            Command::Load(a) => load::run(*a).await.map(|()| ExitCode::SUCCESS),
             Command::Rotate(c) => rotate::run(*c).await.map(|()| ExitCode::SUCCESS),
             Command::Render(c) => render::run(c).map(|()| ExitCode::SUCCESS),
             Command::EchoUpstream(a) => run::echo(a).await.map(|()| ExitCode::SUCCESS),

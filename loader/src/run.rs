@@ -14,7 +14,7 @@ use edge_hmac_filter::config::{
     DEFAULT_ENVIRONMENT_ENV, DEFAULT_MAX_BODY_BYTES, DEFAULT_NONCE_CACHE_MAX_ENTRIES,
     DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
 };
-use edge_hmac_filter::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, TagEncoding};
+use edge_hmac_filter::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, Format};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,7 +26,7 @@ use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
 use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy};
 use crate::secret::{EdgeSecret, dev_secret};
-use crate::sign::{curl_command, now, sign_request, split_url};
+use crate::sign::{SignOptions, SignPlan, curl_command, now, split_url};
 
 /// Filter options shared by `run` and `render envoy`.
 #[derive(Debug, Clone, clap::Args)]
@@ -357,11 +357,16 @@ fn write_bootstrap(local: &LocalEnvoy, path: &std::path::Path) -> Result<()> {
 fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result<()> {
     let url = format!("http://{listen}/v1/hello?name=dev");
     let wire = split_url(&url)?;
-    let headers = sign_request(secret, "GET", &wire, None, now(), None, TagEncoding::Hex)?;
+    let plan = SignPlan::new(secret, Format::V1, "GET", wire, SignOptions::default())?;
+    let headers = plan.headers(now(), None)?;
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     println!(
         "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
     );
-    println!("  {}", curl_command("GET", &url, &headers.pairs(), None));
+    println!("  {}", curl_command("GET", &url, &pairs, None));
     println!("Unsigned request (refused with 401 missing_signature):");
     println!("  curl -sS -i {}", crate::sign::shell_quote(&url));
     println!("Press Ctrl-C to stop.");

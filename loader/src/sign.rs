@@ -5,9 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
-use edge_hmac_filter::scheme::{
-    Format, Payload, SecretKey, SignRequest, SignedHeaders, Signer, TagEncoding,
-};
+use edge_hmac_filter::scheme::{Format, Payload, SecretKey, SignRequest, Signer, TagEncoding};
 
 use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
@@ -106,12 +104,12 @@ pub fn split_url(url: &str) -> Result<WireUrl> {
 }
 
 /// The body bytes and how curl should send them.
-struct BodyInput {
-    bytes: Vec<u8>,
+pub(crate) struct BodyInput {
+    pub(crate) bytes: Vec<u8>,
     curl_arg: Option<String>,
 }
 
-fn read_body(data: Option<&str>) -> Result<BodyInput> {
+pub(crate) fn read_body(data: Option<&str>) -> Result<BodyInput> {
     match data {
         None => Ok(BodyInput {
             bytes: vec![],
@@ -154,81 +152,151 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Signs a request for `secret`. `payload` is what `x-crawbl-content-sha256`
-/// says ([`Payload::of`] the body, or [`Payload::Unsigned`]).
-pub fn sign_request(
-    secret: &EdgeSecret,
-    method: &str,
-    url: &WireUrl,
+/// A request to sign again and again with one key: everything but the time
+/// and the nonce is fixed (`sign` signs it once, `load` once per request).
+#[derive(Debug, Clone)]
+pub struct SignPlan {
+    signer: Signer,
+    format: Format,
+    method: String,
+    url: WireUrl,
+    /// v1: what `x-crawbl-content-sha256` says.
     payload: Option<Payload>,
-    timestamp: u64,
-    nonce: Option<&str>,
+    /// RFC 9421: the `Content-Digest` value, when the body is covered.
+    content_digest: Option<String>,
+    /// RFC 9421: further covered fields, sent as given.
+    fields: Vec<(String, String)>,
     encoding: TagEncoding,
-) -> Result<SignedHeaders> {
-    let key = SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current")
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    let signer = Signer::new(key, &secret.environment).map_err(|e| Error::Usage(e.to_string()))?;
-    signer
-        .sign(
-            &SignRequest {
-                method,
-                authority: &url.authority,
-                path: &url.path,
-                timestamp,
-                nonce,
-                payload,
-            },
-            encoding,
-        )
-        .map_err(|e| Error::Usage(e.to_string()))
 }
 
-/// Signs a request for `secret` in the RFC 9421 profile: covers the method,
-/// authority, path and query, `Content-Digest` when `body` is given (`None`:
-/// no body, or an unsigned stream), and `fields`.
-#[allow(clippy::too_many_arguments)]
-pub fn sign_request_rfc9421(
-    secret: &EdgeSecret,
-    method: &str,
-    url: &WireUrl,
-    body: Option<&[u8]>,
-    created: u64,
-    nonce: Option<&str>,
-    fields: &[(&str, &str)],
-) -> Result<Vec<(String, String)>> {
-    let key = SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current")
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    let signer = Signer::new(key, &secret.environment).map_err(|e| Error::Usage(e.to_string()))?;
-    let digest = body.map(content_digest_header);
-    let signed = signer
-        .sign_rfc9421(&Rfc9421Request {
-            method,
-            scheme: &url.scheme,
-            authority: &url.authority,
-            path: &url.path,
-            created,
-            expires: None,
-            nonce,
-            content_digest: digest.as_deref(),
-            fields,
+/// What a [`SignPlan`] signs besides the method and URL.
+#[derive(Debug, Clone, Default)]
+pub struct SignOptions<'a> {
+    /// The body (empty: none).
+    pub body: &'a [u8],
+    /// Leave the body unsigned (v1 `UNSIGNED-PAYLOAD`; RFC 9421 without
+    /// `content-digest`).
+    pub unsigned_payload: bool,
+    /// RFC 9421: headers to send and cover (lowercase names).
+    pub fields: Vec<(String, String)>,
+    /// v1: write the tag in base64.
+    pub base64: bool,
+}
+
+impl SignPlan {
+    /// A plan for `method` `url` in `format` with `secret`; refuses options
+    /// the format has no place for.
+    pub fn new(
+        secret: &EdgeSecret,
+        format: Format,
+        method: &str,
+        url: WireUrl,
+        options: SignOptions<'_>,
+    ) -> Result<Self> {
+        let key = SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current")
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        let signer =
+            Signer::new(key, &secret.environment).map_err(|e| Error::Usage(e.to_string()))?;
+        let (payload, content_digest) = match format {
+            Format::V1 => {
+                if !options.fields.is_empty() {
+                    return Err(Error::Usage(
+                        "--header is for --format rfc9421 (v1 covers no other header)".into(),
+                    ));
+                }
+                let payload = if options.unsigned_payload {
+                    Some(Payload::Unsigned)
+                } else {
+                    Payload::of(options.body)
+                };
+                (payload, None)
+            }
+            Format::Rfc9421 => {
+                if options.base64 {
+                    return Err(Error::Usage(
+                        "--base64 is for --format v1 (RFC 9421 signatures are always base64)"
+                            .into(),
+                    ));
+                }
+                // A body is covered by Content-Digest unless left unsigned.
+                let covered = !options.unsigned_payload && !options.body.is_empty();
+                (None, covered.then(|| content_digest_header(options.body)))
+            }
+        };
+        Ok(Self {
+            signer,
+            format,
+            method: method.to_owned(),
+            url,
+            payload,
+            content_digest,
+            fields: options.fields,
+            encoding: if options.base64 {
+                TagEncoding::Base64
+            } else {
+                TagEncoding::Hex
+            },
         })
-        .map_err(|e| Error::Usage(e.to_string()))?;
-    let mut out: Vec<(String, String)> = fields
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    out.extend(
-        signed
-            .pairs()
-            .into_iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned())),
-    );
-    Ok(out)
+    }
+
+    /// The headers to send (RFC 9421: the covered fields first) for a
+    /// request signed at `timestamp` with `nonce`.
+    pub fn headers(&self, timestamp: u64, nonce: Option<&str>) -> Result<Vec<(String, String)>> {
+        let owned = |pairs: Vec<(&str, &str)>| {
+            pairs
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect::<Vec<_>>()
+        };
+        match self.format {
+            Format::V1 => {
+                let signed = self
+                    .signer
+                    .sign(
+                        &SignRequest {
+                            method: &self.method,
+                            authority: &self.url.authority,
+                            path: &self.url.path,
+                            timestamp,
+                            nonce,
+                            payload: self.payload,
+                        },
+                        self.encoding,
+                    )
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                Ok(owned(signed.pairs()))
+            }
+            Format::Rfc9421 => {
+                let fields: Vec<(&str, &str)> = self
+                    .fields
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                let signed = self
+                    .signer
+                    .sign_rfc9421(&Rfc9421Request {
+                        method: &self.method,
+                        scheme: &self.url.scheme,
+                        authority: &self.url.authority,
+                        path: &self.url.path,
+                        created: timestamp,
+                        expires: None,
+                        nonce,
+                        content_digest: self.content_digest.as_deref(),
+                        fields: &fields,
+                    })
+                    .map_err(|e| Error::Usage(e.to_string()))?;
+                let mut out = self.fields.clone();
+                out.extend(owned(signed.pairs()));
+                Ok(out)
+            }
+        }
+    }
 }
 
 /// Splits a `--header "name: value"` argument; the name is lowercased (RFC
 /// 9421 covers fields by lowercase name).
-fn split_header(raw: &str) -> Result<(String, String)> {
+pub fn split_header(raw: &str) -> Result<(String, String)> {
     let (name, value) = raw
         .split_once(':')
         .ok_or_else(|| Error::Usage(format!("--header {raw:?}: expected \"name: value\"")))?;
@@ -280,66 +348,24 @@ pub async fn run(args: SignArgs) -> Result<()> {
     } else {
         None
     };
-    let headers: Vec<(String, String)> = match args.format {
-        Format::V1 => {
-            if !args.headers.is_empty() {
-                return Err(Error::Usage(
-                    "--header is for --format rfc9421 (v1 covers no other header)".into(),
-                ));
-            }
-            let encoding = if args.base64 {
-                TagEncoding::Base64
-            } else {
-                TagEncoding::Hex
-            };
-            let payload = if args.unsigned_payload {
-                Some(Payload::Unsigned)
-            } else {
-                Payload::of(&body.bytes)
-            };
-            sign_request(
-                &secret,
-                &args.method,
-                &url,
-                payload,
-                timestamp,
-                nonce.as_deref(),
-                encoding,
-            )?
-            .pairs()
-            .into_iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect()
-        }
-        Format::Rfc9421 => {
-            if args.base64 {
-                return Err(Error::Usage(
-                    "--base64 is for --format v1 (RFC 9421 signatures are always base64)".into(),
-                ));
-            }
-            let extra = args
-                .headers
-                .iter()
-                .map(|h| split_header(h))
-                .collect::<Result<Vec<_>>>()?;
-            let fields: Vec<(&str, &str)> = extra
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            // A body is covered by Content-Digest unless it is left unsigned.
-            let covered =
-                (!args.unsigned_payload && !body.bytes.is_empty()).then_some(body.bytes.as_slice());
-            sign_request_rfc9421(
-                &secret,
-                &args.method,
-                &url,
-                covered,
-                timestamp,
-                nonce.as_deref(),
-                &fields,
-            )?
-        }
-    };
+    let fields = args
+        .headers
+        .iter()
+        .map(|h| split_header(h))
+        .collect::<Result<Vec<_>>>()?;
+    let plan = SignPlan::new(
+        &secret,
+        args.format,
+        &args.method,
+        url,
+        SignOptions {
+            body: &body.bytes,
+            unsigned_payload: args.unsigned_payload,
+            fields,
+            base64: args.base64,
+        },
+    )?;
+    let headers = plan.headers(timestamp, nonce.as_deref())?;
     let pairs: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))

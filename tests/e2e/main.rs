@@ -5,6 +5,7 @@
 mod filter;
 mod gateway;
 mod hostile;
+mod load;
 mod loader;
 mod render;
 mod rfc9421;

@@ -1,0 +1,294 @@
+//! `edge-hmac load` against `edge-hmac run --dev` (a real Envoy with the
+//! filter): every request signed afresh passes, the JSON adds up, a wrong
+//! key is refused on every request, the progress line is for terminals only,
+//! and the replay table holds its documented capacity.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use edge_hmac_tests::aws::cli;
+use edge_hmac_tests::cli::run;
+use edge_hmac_tests::client::{Req, send};
+use edge_hmac_tests::secrets::secret;
+use serde_json::Value;
+
+use crate::loader::{Running, home, run_cmd};
+
+/// `edge-hmac load` in `home`, at `http://addr/v1/orders`, with `args`.
+fn load_cmd(home: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Command {
+    let mut cmd = cli(home);
+    cmd.arg("load")
+        .args(["--url", &format!("http://{addr}/v1/orders?page=2")])
+        .args(args);
+    cmd
+}
+
+/// Runs `cmd` with `--output json`; returns the object (exit code 0).
+async fn load_json(mut cmd: Command) -> Value {
+    cmd.args(["--output", "json"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// The status counts of `report`, which must add up to `requests`.
+fn statuses(report: &Value) -> Vec<(String, u64)> {
+    let status: Vec<(String, u64)> = report["status"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    let sum: u64 = status.iter().map(|(_, n)| n).sum();
+    assert_eq!(sum, report["requests"].as_u64().unwrap(), "{report}");
+    status
+}
+
+/// `run --dev` with the filter options `args`; returns it and its listener.
+async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
+    let mut cmd = run_cmd(home);
+    cmd.arg("--dev").args(args);
+    let mut running = Running::start(cmd);
+    let addr = running.listener().await;
+    (running, addr)
+}
+
+/// `load --dev --nonce` against `run --dev`: every request (a fresh
+/// signature and nonce each, over HTTP/1.1 and HTTP/2) passes, and the JSON
+/// counts add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_dev_nonce_passes_every_request() {
+    let h = home();
+    let (running, addr) = dev_proxy(h.path(), &["--require-nonce"]).await;
+    for extra in [&[][..], &["--http2"][..]] {
+        let mut args = vec!["--dev", "--nonce", "-c", "4", "--requests", "600"];
+        args.extend_from_slice(extra);
+        let report = load_json(load_cmd(h.path(), addr, &args)).await;
+        assert_eq!(report["requests"], 600, "{report}");
+        assert_eq!(statuses(&report), [("200".to_owned(), 600)], "{report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        let l = &report["latency_us"];
+        let p = |k: &str| l[k].as_u64().unwrap();
+        assert!(
+            0 < p("p50") && p("p50") <= p("p99") && p("p999") <= p("max"),
+            "{l}"
+        );
+        assert!(report["rps"].as_f64().unwrap() > 0.0, "{report}");
+        let http = if extra.is_empty() { "1.1" } else { "2" };
+        assert_eq!(report["settings"]["http"], http, "{report}");
+    }
+    let (code, output) = running.terminate().await;
+    assert_eq!(code, 0, "{output}");
+}
+
+/// Open loop at a fixed rate for a fixed time sends about rate × time
+/// requests, all signed and accepted, and stops by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_open_loop_keeps_its_rate() {
+    let h = home();
+    let (running, addr) = dev_proxy(h.path(), &[]).await;
+    let report = load_json(load_cmd(
+        h.path(),
+        addr,
+        &["--dev", "--rate", "200", "--duration", "2s", "-c", "4"],
+    ))
+    .await;
+    // Requests due in [0, 2 s) at 200/s: exactly 400 are started.
+    assert_eq!(report["requests"], 400, "{report}");
+    assert_eq!(statuses(&report), [("200".to_owned(), 400)], "{report}");
+    assert_eq!(report["settings"]["loop"], "open", "{report}");
+    running.terminate().await;
+}
+
+/// Signed with a key the proxy does not have, every request is refused with
+/// 401 `invalid_signature`, counted by its error code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_with_a_wrong_key_is_refused_every_time() {
+    let h = home();
+    let (running, addr) = dev_proxy(h.path(), &[]).await;
+    let wrong = h.path().join("wrong.key");
+    std::fs::write(&wrong, secret()).unwrap();
+    let report = load_json(load_cmd(
+        h.path(),
+        addr,
+        &[
+            "--secret-file",
+            wrong.to_str().unwrap(),
+            "--env",
+            "dev",
+            "--nonce",
+            "-c",
+            "2",
+            "--requests",
+            "200",
+        ],
+    ))
+    .await;
+    assert_eq!(statuses(&report), [("401".to_owned(), 200)], "{report}");
+    assert_eq!(
+        report["errors"],
+        serde_json::json!({"invalid_signature": 200}),
+        "{report}"
+    );
+    running.terminate().await;
+}
+
+/// The live progress line goes to a terminal (run under `script`, which
+/// gives the command a pty) and never into a pipe; the summary is printed
+/// either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_line_only_on_a_terminal() {
+    let h = home();
+    let (running, addr) = dev_proxy(h.path(), &[]).await;
+    let args = ["--dev", "--duration", "1500ms", "--rate", "100"];
+
+    let piped = run(load_cmd(h.path(), addr, &args)).await;
+    assert_eq!(piped.code, 0, "{}", piped.all());
+    assert!(!piped.all().contains("[edge-hmac load]"), "{}", piped.all());
+    assert!(piped.stdout.contains("requests/s"), "{}", piped.stdout);
+
+    // The same command line, quoted for `script -c`.
+    let inner = load_cmd(h.path(), addr, &args);
+    let mut line = shell_quote(inner.get_program().to_str().unwrap());
+    for a in inner.get_args() {
+        line.push(' ');
+        line.push_str(&shell_quote(a.to_str().unwrap()));
+    }
+    // `script` gives the command a pty; it runs with the same environment.
+    let env = cli(h.path());
+    let mut tty = Command::new("script");
+    tty.args(["-qefc", &line, "/dev/null"]);
+    for (k, v) in env.get_envs() {
+        match v {
+            Some(v) => tty.env(k, v),
+            None => tty.env_remove(k),
+        };
+    }
+    let out = run(tty).await;
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.all().contains("[edge-hmac load]"), "{}", out.all());
+    assert!(out.all().contains("requests/s"), "{}", out.all());
+    running.terminate().await;
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A target outside loopback is refused before any connection (exit 2,
+/// naming --allow-remote); a dead loopback port ends with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_refuses_remote_targets_and_says_when_nothing_answers() {
+    let h = home();
+    let mut cmd = cli(h.path());
+    cmd.args(["load", "--secret-env", "NONE", "--url", "http://192.0.2.1/"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("--allow-remote"), "{}", out.stderr);
+
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let key = h.path().join("some.key");
+    std::fs::write(&key, secret()).unwrap();
+    let key = key.to_str().unwrap();
+    let args = ["--secret-file", key, "--env", "dev", "-n", "3"];
+    let out = run(load_cmd(h.path(), port, &args)).await;
+    assert_ne!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stderr.contains("no request got a response"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The replay table holds its documented capacity in a real Envoy: at the
+/// sizing rule (capacity = 2 × nonce rate × (TTL + 1)), across two workers,
+/// no nonce request is refused for a full table; at three times that rate
+/// the same table refuses (503 `replay_cache_unavailable`, counted in
+/// `nonce_cache_full`), so the run really filled it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_table_holds_its_capacity_in_envoy() {
+    const TTL: u64 = 4;
+    const RATE: u64 = 500;
+    let capacity = 2 * RATE * (TTL + 1);
+    let h = home();
+    let (running, addr) = dev_proxy(
+        h.path(),
+        &[
+            "--clock-skew",
+            "2",
+            "--nonce-ttl",
+            &TTL.to_string(),
+            "--nonce-cache-max-entries",
+            &capacity.to_string(),
+        ],
+    )
+    .await;
+    // Two TTLs: the table reaches its steady state and stays there.
+    let at_sizing = load_json(load_cmd(
+        h.path(),
+        addr,
+        &[
+            "--dev",
+            "--nonce",
+            "-c",
+            "8",
+            "--rate",
+            &RATE.to_string(),
+            "--duration",
+            &format!("{}s", 2 * TTL),
+        ],
+    ))
+    .await;
+    assert_eq!(at_sizing["requests"], RATE * 2 * TTL, "{at_sizing}");
+    assert_eq!(
+        statuses(&at_sizing),
+        [("200".to_owned(), RATE * 2 * TTL)],
+        "{at_sizing}"
+    );
+    assert_eq!(full_count(running.admin()).await, 0);
+
+    let over = load_json(load_cmd(
+        h.path(),
+        addr,
+        &[
+            "--dev",
+            "--nonce",
+            "-c",
+            "16",
+            "--rate",
+            &(3 * RATE).to_string(),
+            "--duration",
+            &format!("{}s", TTL + 2),
+        ],
+    ))
+    .await;
+    let refused = over["errors"]["replay_cache_unavailable"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refused > 0, "{over}");
+    let status = statuses(&over);
+    assert!(
+        status.iter().all(|(s, _)| s == "200" || s == "503"),
+        "{over}"
+    );
+    assert_eq!(
+        over["status"]["503"].as_u64().unwrap_or(0),
+        refused,
+        "{over}"
+    );
+    assert_eq!(full_count(running.admin()).await, refused);
+    running.terminate().await;
+}
+
+/// Envoy's `nonce_cache_full` counter.
+async fn full_count(admin: SocketAddr) -> u64 {
+    let stats = send(admin, &Req::new("GET", "/stats?filter=nonce_cache_full")).await;
+    let text = stats.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("wasmcustom.edge_hmac.nonce_cache_full: "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
