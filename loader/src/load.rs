@@ -64,6 +64,9 @@ pub struct LoadArgs {
     /// Body of every request: this many random bytes (made once)
     #[arg(long, value_name = "BYTES")]
     pub body_size: Option<usize>,
+    /// Leave the body unsigned so it streams unchecked (v1: x-crawbl-content-sha256: UNSIGNED-PAYLOAD; rfc9421: no content-digest); for the filter's unsigned_payload_paths
+    #[arg(long)]
+    pub unsigned_payload: bool,
     /// A fresh random nonce on every request (the filter's replay path)
     #[arg(long)]
     pub nonce: bool,
@@ -590,6 +593,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         SignOptions {
             body: &body,
             fields,
+            unsigned_payload: args.unsigned_payload,
             ..SignOptions::default()
         },
     )?;
@@ -601,6 +605,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "method": method.as_str(),
         "format": args.format.name(),
         "nonce": args.nonce,
+        "unsigned_payload": args.unsigned_payload,
         "body_bytes": body.len(),
         "concurrency": args.concurrency,
         "http": if args.http2 { "2" } else { "1.1" },
@@ -649,28 +654,35 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         let _ = p.await;
     }
     let report = Report { tally, elapsed };
-    match args.output {
-        Output::Json => println!("{}", report.json(settings)),
-        Output::Text => println!(
-            "{}",
-            report.text(&format!(
-                "{} {}, {}, {} {}, HTTP/{}{}",
-                settings["format"].as_str().unwrap_or(""),
-                if args.nonce { "with nonce" } else { "no nonce" },
-                match shape.rate {
-                    Some(r) => format!("open loop at {r}/s"),
-                    None => "closed loop".into(),
-                },
-                args.concurrency,
-                if args.http2 { "streams" } else { "connections" },
-                settings["http"].as_str().unwrap_or(""),
-                if job.body.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} B body", job.body.len())
-                },
-            ))
-        ),
+    let printed = match args.output {
+        Output::Json => report.json(settings).to_string(),
+        Output::Text => report.text(&format!(
+            "{} {}, {}, {} {}, HTTP/{}{}",
+            settings["format"].as_str().unwrap_or(""),
+            if args.nonce { "with nonce" } else { "no nonce" },
+            match shape.rate {
+                Some(r) => format!("open loop at {r}/s"),
+                None => "closed loop".into(),
+            },
+            args.concurrency,
+            if args.http2 { "streams" } else { "connections" },
+            settings["http"].as_str().unwrap_or(""),
+            if job.body.is_empty() {
+                String::new()
+            } else {
+                format!(", {} B body", job.body.len())
+            },
+        )),
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{printed}").and_then(|()| out.flush())
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(Error::Other(format!("cannot write the report: {e}")));
+        }
     }
     let answered = report.tally.requests() - report.tally.status.get(NO_RESPONSE).unwrap_or(&0);
     if answered == 0 {

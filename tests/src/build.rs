@@ -83,6 +83,20 @@ pub fn loader_bin() -> &'static Path {
     })
 }
 
+/// The benchmark's `ext_authz` peer, `edge-hmac-ext-authz` (debug build).
+pub fn ext_authz_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        cargo_build(
+            &["build", "-p", "edge-hmac-ext-authz"],
+            "the ext_authz service",
+        );
+        let path = target_dir().join("debug/edge-hmac-ext-authz");
+        assert!(path.exists(), "{} missing after the build", path.display());
+        path
+    })
+}
+
 /// The project-local Python venv made by `make venv`.
 pub fn venv() -> PathBuf {
     std::env::var_os("EDGE_HMAC_VENV")

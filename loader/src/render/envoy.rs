@@ -20,6 +20,14 @@ pub enum ListenerFilter {
         /// Path of the no-op `.wasm`.
         wasm: PathBuf,
     },
+    /// Envoy's `ext_authz` filter asking an HTTP authorization service at
+    /// this address (the benchmark's `edge-hmac-ext-authz`), with the body.
+    ExtAuthz {
+        /// Where the authorization service listens.
+        service: SocketAddr,
+        /// Largest body sent to the service (larger requests get 413).
+        max_request_bytes: u32,
+    },
     /// The edge-hmac filter.
     EdgeHmac {
         /// Path of `edge_hmac_filter.wasm`.
@@ -116,27 +124,25 @@ impl LocalEnvoy {
             },
             static_resources: StaticResources {
                 listeners,
-                clusters: vec![Cluster {
-                    name: UPSTREAM_CLUSTER.into(),
-                    kind: "STATIC",
-                    connect_timeout: "1s".into(),
-                    load_assignment: LoadAssignment {
-                        cluster_name: UPSTREAM_CLUSTER.into(),
-                        endpoints: vec![LocalityEndpoints {
-                            lb_endpoints: vec![LbEndpoint {
-                                endpoint: Endpoint {
-                                    address: Address::from(self.upstream),
-                                },
-                            }],
-                        }],
-                    },
-                    typed_extension_protocol_options: self
-                        .upstream_http2
-                        .then(UpstreamProtocolOptions::http2),
-                }],
+                clusters: self.clusters(),
             },
             overload_manager: OverloadManager::default(),
         }
+    }
+
+    fn clusters(&self) -> Vec<Cluster> {
+        let mut clusters = vec![Cluster::static_one(
+            UPSTREAM_CLUSTER,
+            self.upstream,
+            self.upstream_http2.then(UpstreamProtocolOptions::http2),
+        )];
+        if let Some(service) = self.listeners.iter().find_map(|l| match l.filter {
+            ListenerFilter::ExtAuthz { service, .. } => Some(service),
+            _ => None,
+        }) {
+            clusters.push(Cluster::static_one(EXT_AUTHZ_CLUSTER, service, None));
+        }
+        clusters
     }
 
     /// The bootstrap as YAML, with a header comment.
@@ -158,6 +164,9 @@ impl LocalEnvoy {
                     self.failure_policy,
                 ));
             }
+            ListenerFilter::ExtAuthz {
+                max_request_bytes, ..
+            } => http_filters.push(HttpFilter::ext_authz(*max_request_bytes)),
             ListenerFilter::EdgeHmac { wasm, config } => {
                 let json = serde_json::to_string(config.as_ref()).unwrap_or_else(|_| "{}".into());
                 let mut keys: Vec<String> = Vec::new();
@@ -265,6 +274,7 @@ pub fn buffer_limit_for(max_body_bytes: u64) -> u64 {
 }
 
 const UPSTREAM_CLUSTER: &str = "upstream";
+const EXT_AUTHZ_CLUSTER: &str = "ext_authz";
 
 const HEADER: &str = "\
 # Envoy bootstrap for the edge-hmac filter, rendered by `edge-hmac render envoy`.
@@ -525,6 +535,71 @@ pub enum HttpFilterConfig {
     Wasm(WasmFilter),
     /// `envoy.extensions.filters.http.router.v3.Router`.
     Router(TypeOnly),
+    /// `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`.
+    ExtAuthz(ExtAuthzFilter),
+}
+
+/// `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz` (subset: an HTTP
+/// service, the request body included).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtAuthzFilter {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// The authorization service.
+    pub http_service: ExtAuthzHttpService,
+    /// Request headers sent to the service besides Envoy's fixed set
+    /// (`Host`, method, path, `Content-Length`, `Authorization`).
+    pub allowed_headers: ListStringMatcher,
+    /// Buffer the body and send it to the service.
+    pub with_request_body: ExtAuthzBufferSettings,
+    /// Refuse the request when the service fails (fail closed).
+    pub failure_mode_allow: bool,
+}
+
+/// `ext_authz.v3.HttpService` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtAuthzHttpService {
+    /// The service's cluster and timeout.
+    pub server_uri: HttpUri,
+}
+
+/// `config.core.v3.HttpUri`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpUri {
+    /// URI (its host is only the `Host` of the check request).
+    pub uri: String,
+    /// Cluster to send to.
+    pub cluster: String,
+    /// Per-check timeout.
+    pub timeout: String,
+}
+
+/// `type.matcher.v3.ListStringMatcher`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListStringMatcher {
+    /// Any of these.
+    pub patterns: Vec<StringMatcher>,
+}
+
+/// `type.matcher.v3.StringMatcher` (prefix or exact, case-insensitive names).
+#[derive(Debug, Clone, Serialize)]
+pub struct StringMatcher {
+    /// Name prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Exact name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+}
+
+/// `ext_authz.v3.BufferSettings`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtAuthzBufferSettings {
+    /// Largest body buffered for the check.
+    pub max_request_bytes: u32,
+    /// false: a larger body is refused with 413 instead of being cut.
+    pub allow_partial_message: bool,
 }
 
 impl HttpFilter {
@@ -558,6 +633,41 @@ impl HttpFilter {
                             .then_some(EnvironmentVariables { host_env_keys }),
                     },
                 },
+            }),
+        }
+    }
+
+    fn ext_authz(max_request_bytes: u32) -> Self {
+        let header = |prefix: Option<&str>, exact: Option<&str>| StringMatcher {
+            prefix: prefix.map(str::to_owned),
+            exact: exact.map(str::to_owned),
+        };
+        HttpFilter {
+            name: "envoy.filters.http.ext_authz".into(),
+            typed_config: HttpFilterConfig::ExtAuthz(ExtAuthzFilter {
+                kind: "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                http_service: ExtAuthzHttpService {
+                    server_uri: HttpUri {
+                        uri: format!("http://{EXT_AUTHZ_CLUSTER}"),
+                        cluster: EXT_AUTHZ_CLUSTER.into(),
+                        timeout: "1s".into(),
+                    },
+                },
+                // What v1 and the RFC 9421 profile read.
+                allowed_headers: ListStringMatcher {
+                    patterns: vec![
+                        header(Some("x-crawbl-"), None),
+                        header(None, Some("signature")),
+                        header(None, Some("signature-input")),
+                        header(None, Some("content-digest")),
+                        header(None, Some("content-type")),
+                    ],
+                },
+                with_request_body: ExtAuthzBufferSettings {
+                    max_request_bytes,
+                    allow_partial_message: false,
+                },
+                failure_mode_allow: false,
             }),
         }
     }
@@ -663,6 +773,32 @@ pub struct Cluster {
     /// Upstream HTTP options (none: HTTP/1.1, Envoy's default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_extension_protocol_options: Option<UpstreamProtocolOptions>,
+}
+
+impl Cluster {
+    /// A cluster of one static endpoint.
+    fn static_one(
+        name: &str,
+        address: SocketAddr,
+        options: Option<UpstreamProtocolOptions>,
+    ) -> Self {
+        Cluster {
+            name: name.into(),
+            kind: "STATIC",
+            connect_timeout: "1s".into(),
+            load_assignment: LoadAssignment {
+                cluster_name: name.into(),
+                endpoints: vec![LocalityEndpoints {
+                    lb_endpoints: vec![LbEndpoint {
+                        endpoint: Endpoint {
+                            address: Address::from(address),
+                        },
+                    }],
+                }],
+            },
+            typed_extension_protocol_options: options,
+        }
+    }
 }
 
 /// `ClusterLoadAssignment`.

@@ -226,6 +226,11 @@ pub struct RenderEnvoyArgs {
     /// the listen port + 1 and `noop` (this no-op .wasm) on port + 2
     #[arg(long, value_name = "NOOP_WASM")]
     pub with_baselines: Option<PathBuf>,
+    /// Also render an `ext_authz` listener on the listen port + 3: Envoy's
+    /// ext_authz filter asking the HTTP authorization service at this
+    /// address (the benchmark's edge-hmac-ext-authz), body included
+    #[arg(long, value_name = "ADDR")]
+    pub with_ext_authz: Option<SocketAddr>,
     /// What Envoy does when the wasm VM fails (Envoy Gateway with failOpen: false is FAIL_CLOSED)
     #[arg(long, value_name = "POLICY", default_value = "FAIL_RELOAD", value_parser = ["FAIL_RELOAD", "FAIL_CLOSED", "FAIL_OPEN"])]
     pub failure_policy: String,
@@ -268,6 +273,21 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                     name: "noop".into(),
                     address: port(2),
                     filter: envoy::ListenerFilter::NoopWasm { wasm: noop.clone() },
+                });
+            }
+            if let Some(service) = a.with_ext_authz {
+                let mut address = a.listen;
+                if address.port() != 0 {
+                    address.set_port(address.port().saturating_add(3));
+                }
+                local.listeners.push(envoy::ListenerSpec {
+                    name: "ext_authz".into(),
+                    address,
+                    filter: envoy::ListenerFilter::ExtAuthz {
+                        service,
+                        max_request_bytes: u32::try_from(a.filter.max_body_bytes)
+                            .unwrap_or(u32::MAX),
+                    },
                 });
             }
             let text = local
