@@ -256,14 +256,16 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 _ => "FAIL_RELOAD",
             };
             local.upstream_http2 = a.upstream_http2;
+            // Extra listeners sit at fixed offsets from --listen (port 0
+            // stays 0: the kernel chooses).
+            let port = |offset: u16| {
+                let mut addr = a.listen;
+                if addr.port() != 0 {
+                    addr.set_port(addr.port().saturating_add(offset));
+                }
+                addr
+            };
             if let Some(noop) = &a.with_baselines {
-                let port = |offset: u16| {
-                    let mut addr = a.listen;
-                    if addr.port() != 0 {
-                        addr.set_port(addr.port().saturating_add(offset));
-                    }
-                    addr
-                };
                 local.listeners.push(envoy::ListenerSpec {
                     name: "plain".into(),
                     address: port(1),
@@ -276,13 +278,9 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 });
             }
             if let Some(service) = a.with_ext_authz {
-                let mut address = a.listen;
-                if address.port() != 0 {
-                    address.set_port(address.port().saturating_add(3));
-                }
                 local.listeners.push(envoy::ListenerSpec {
                     name: "ext_authz".into(),
-                    address,
+                    address: port(3),
                     filter: envoy::ListenerFilter::ExtAuthz {
                         service,
                         max_request_bytes: u32::try_from(a.filter.max_body_bytes)
