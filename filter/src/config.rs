@@ -7,6 +7,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+pub use crate::paths::PathMatch;
 use crate::replay::{MAX_ENTRIES_LIMIT, MIN_ENTRIES, ReplayCache};
 use crate::scheme::{
     DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, SchemeError, SecretKey, Verifier, VerifierOptions,
@@ -248,7 +249,7 @@ pub enum ConfigError {
     },
     /// An `exempt_paths` or `unsigned_payload_paths` entry is not usable.
     #[error(
-        "{field} entry {} is not valid: it must start with '/', contain no '?', and may only end in '*'",
+        "{field} entry {} is not valid: it must be a plain path (start with '/'; no '?', ';', '\\', '//', '.' or '..' segment, or percent-encoded '.', '/', '\\', ';', '%') and may only end in '*'",
         shown(entry)
     )]
     BadPath {
@@ -266,45 +267,6 @@ pub enum ConfigError {
         /// The rejected entry, or `[]` (shown only through [`shown`]).
         entry: String,
     },
-}
-
-/// A compiled `exempt_paths` or `unsigned_payload_paths` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    /// The path without query equals this.
-    Exact(String),
-    /// The path without query starts with this.
-    Prefix(String),
-}
-
-impl PathMatch {
-    fn parse(field: &'static str, entry: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::BadPath {
-            field,
-            entry: entry.to_owned(),
-        };
-        if !entry.starts_with('/') || entry.contains('?') {
-            return Err(bad());
-        }
-        match entry.strip_suffix('*') {
-            Some(prefix) if !prefix.contains('*') => Ok(PathMatch::Prefix(prefix.to_owned())),
-            Some(_) => Err(bad()),
-            None if entry.contains('*') => Err(bad()),
-            None => Ok(PathMatch::Exact(entry.to_owned())),
-        }
-    }
-
-    /// True when `path` (query string included or not) is matched.
-    pub fn matches(&self, path: &[u8]) -> bool {
-        let path = match path.iter().position(|&b| b == b'?') {
-            Some(i) => path.get(..i).unwrap_or(path),
-            None => path,
-        };
-        match self {
-            PathMatch::Exact(p) => path == p.as_bytes(),
-            PathMatch::Prefix(p) => path.starts_with(p.as_bytes()),
-        }
-    }
 }
 
 /// The configuration every request of one filter instance shares.

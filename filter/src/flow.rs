@@ -15,6 +15,45 @@ pub enum Skip {
     CorsPreflight,
 }
 
+/// Headers removed from a request that passes unsigned (an exempt path or a
+/// CORS preflight) before it goes upstream: the well-known URL and method
+/// override headers, which frameworks and proxies behind the edge honour to
+/// route or dispatch a request as another path or method
+/// (`X-Original-URL: /admin` on `GET /healthz`). A signed request keeps them:
+/// its sender is authenticated.
+pub const UNSIGNED_STRIPPED_HEADERS: [&str; 11] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+];
+
+/// The entries of [`UNSIGNED_STRIPPED_HEADERS`] that `head` carries (each
+/// once, in the list's order), for the host to remove.
+pub fn headers_to_strip(head: &RequestHead<'_>) -> Vec<&'static str> {
+    let mut present = [false; UNSIGNED_STRIPPED_HEADERS.len()];
+    head.fields.for_each(|name, _| {
+        // Every listed name starts with "x-": skip the rest after one compare.
+        if name.len() >= 12 && name[..2].eq_ignore_ascii_case(b"x-") {
+            for (seen, listed) in present.iter_mut().zip(UNSIGNED_STRIPPED_HEADERS) {
+                *seen |= name.eq_ignore_ascii_case(listed.as_bytes());
+            }
+        }
+    });
+    UNSIGNED_STRIPPED_HEADERS
+        .into_iter()
+        .zip(present)
+        .filter_map(|(name, seen)| seen.then_some(name))
+        .collect()
+}
+
 /// What happens to the request stream after its headers were verified.
 #[derive(Debug)]
 pub enum Body {
@@ -458,6 +497,40 @@ mod tests {
             )),
             Some(Reject::MissingSignature)
         );
+    }
+
+    /// An unsigned request's URL and method override headers are listed for
+    /// removal, whatever their case; other headers are not.
+    #[test]
+    fn override_headers_listed_for_removal() {
+        let mut pairs = head_pairs("GET", "/healthz");
+        for (n, v) in [
+            ("X-Original-URL", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-request-id", "1"),
+            ("x-original-url", "/again"),
+        ] {
+            pairs.push((n.into(), v.into()));
+        }
+        let head = RequestHead::from_string_pairs(&pairs);
+        assert_eq!(
+            headers_to_strip(&head),
+            [
+                "x-original-url",
+                "x-forwarded-prefix",
+                "x-http-method-override"
+            ]
+        );
+        let plain = head_pairs("GET", "/healthz");
+        assert!(headers_to_strip(&RequestHead::from_string_pairs(&plain)).is_empty());
+        // Every listed name is lowercase and at least 12 bytes (the fast path).
+        for name in UNSIGNED_STRIPPED_HEADERS {
+            assert!(
+                name.len() >= 12 && name == name.to_ascii_lowercase(),
+                "{name}"
+            );
+        }
     }
 
     /// A nonce is used up by the first valid request; the second is a replay.

@@ -11,7 +11,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
+use proxy_wasm::types::{LogLevel, MapType, MetricType, Status};
 
 use crate::replay::{SharedStore, StoreError};
 use crate::scheme::{Detail, KeyUsed, Reject, Rejection};
@@ -54,6 +54,23 @@ const REQUEST_HEADERS: u32 = 0;
 /// The request headers' serialized map (decode with [`crate::hostmap::parse`]).
 pub fn request_headers_raw() -> Result<Vec<u8>, String> {
     abi::header_map_pairs(REQUEST_HEADERS).map_err(|s| format!("host status {s}"))
+}
+
+/// Whether the downstream connection is TLS, from Envoy's
+/// `connection.tls_version` attribute (set only on TLS connections);
+/// `None` when the host does not answer.
+pub fn downstream_tls() -> Option<bool> {
+    match hostcalls::get_property(vec!["connection", "tls_version"]) {
+        Ok(Some(version)) => Some(!version.is_empty()),
+        Ok(None) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Removes every entry of request header `name`.
+pub fn remove_request_header(name: &str) -> Result<(), String> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+        .map_err(|s| format!("host status {s:?}"))
 }
 
 /// Current Unix time in seconds from the host clock (0 if the host ever

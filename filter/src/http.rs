@@ -102,17 +102,25 @@ impl HttpContext for Http {
         let Some(pairs) = hostmap::parse(&raw) else {
             return self.internal_error("request header map is malformed".into());
         };
-        let head = RequestHead::from_pairs(&pairs);
+        let mut head = RequestHead::from_pairs(&pairs);
+        if head.has_rfc9421() {
+            // Only RFC 9421 reads the scheme; one host call, not for v1.
+            head.tls = host::downstream_tls();
+        }
         let shared = Rc::clone(&self.shared);
         let mut store = SharedData;
         let now = host::now_unix();
         match flow::on_request_headers(&shared.config, &head, now, end_of_stream, &mut store) {
-            HeadersDecision::Skip(Skip::ExemptPath) => {
-                shared.metrics.exempt();
-                Action::Continue
-            }
-            HeadersDecision::Skip(Skip::CorsPreflight) => {
-                shared.metrics.cors_preflight();
+            HeadersDecision::Skip(skip) => {
+                for name in flow::headers_to_strip(&head) {
+                    if let Err(err) = host::remove_request_header(name) {
+                        return self.internal_error(format!("cannot remove {name}: {err}"));
+                    }
+                }
+                match skip {
+                    Skip::ExemptPath => shared.metrics.exempt(),
+                    Skip::CorsPreflight => shared.metrics.cors_preflight(),
+                }
                 Action::Continue
             }
             HeadersDecision::Reject(rejection) => self.reject(rejection),

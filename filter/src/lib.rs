@@ -25,6 +25,7 @@
 pub mod config;
 pub mod flow;
 pub mod hostmap;
+pub mod paths;
 pub mod replay;
 pub mod scheme;
 
