@@ -39,6 +39,13 @@ struct Case {
     body: Vec<u8>,
     expected: String,
     key: Option<&'static str>,
+    /// `:scheme` as the client sends it.
+    scheme: &'static str,
+    /// `:authority` as the client sends it.
+    authority: String,
+    /// Whether the proxy received the request over TLS (`None`: unknown,
+    /// `:scheme` stands in).
+    tls: Option<bool>,
 }
 
 /// What the client signs.
@@ -118,6 +125,9 @@ fn signed(name: &str, s: &Sign) -> Case {
         body: s.body.clone().unwrap_or_default(),
         expected: "ok".into(),
         key: Some("current"),
+        scheme: "https",
+        authority: AUTHORITY.into(),
+        tls: None,
     }
 }
 
@@ -177,12 +187,14 @@ impl Case {
         .unwrap();
         let mut pairs: Vec<(&str, &str)> = vec![
             (":method", &self.method),
-            (":scheme", "https"),
-            (":authority", AUTHORITY),
+            (":scheme", self.scheme),
+            (":authority", &self.authority),
             (":path", &self.path),
         ];
         pairs.extend(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        if let Ok(base) = verifier.string_to_sign(&RequestHead::from_str_pairs(&pairs)) {
+        let mut head = RequestHead::from_str_pairs(&pairs);
+        head.tls = self.tls;
+        if let Ok(base) = verifier.string_to_sign(&head) {
             expected["string_to_sign"] = json!(base);
         }
         json!({
@@ -202,11 +214,15 @@ impl Case {
             },
             "request": {
                 "method": self.method,
-                "scheme": "https",
-                "authority": AUTHORITY,
+                "scheme": self.scheme,
+                "authority": self.authority,
                 "path": self.path,
                 "headers": self.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
                 "body": String::from_utf8(self.body.clone()).unwrap(),
+            },
+            "connection": match self.tls {
+                Some(tls) => json!({ "tls": tls }),
+                None => json!({}),
             },
             "expected": expected,
         })
@@ -358,6 +374,42 @@ fn main() {
         )
         .edit_input(NONCE, "short")
         .expect("malformed_signature"),
+        // A repeated key is refused, not resolved "last one wins": an
+        // application re-reading the header first-wins would see another
+        // value than the edge checked.
+        signed("created repeated (first value differs)", &get)
+            .edit_input(
+                &format!("created={NOW}"),
+                &format!("created=1;created={NOW}"),
+            )
+            .expect("malformed_signature"),
+        signed(
+            "nonce repeated",
+            &Sign {
+                nonce: Some(NONCE),
+                ..get.clone()
+            },
+        )
+        .edit_input(
+            &format!("nonce=\"{NONCE}\""),
+            &format!("nonce=\"n-0000000000000000\";nonce=\"{NONCE}\""),
+        )
+        .expect("malformed_signature"),
+        signed("covered component repeated", &get)
+            .edit_input("\"@method\"", "\"@method\" \"@method\"")
+            .expect("malformed_signature"),
+        {
+            let c = signed("Signature label repeated", &get);
+            let sig = c.header("signature");
+            c.set_header("signature", &format!("sig1=:{}=:, {sig}", "A".repeat(43)))
+                .expect("malformed_signature")
+        },
+        {
+            let c = signed("Content-Digest member repeated", &post);
+            let cd = c.header("content-digest");
+            c.set_header("content-digest", &format!("{cd}, {cd}"))
+                .expect("malformed_signature")
+        },
         signed("covered component with parameters", &get)
             .edit_input("\"@method\"", "\"@method\";req")
             .expect("malformed_signature"),
@@ -426,6 +478,28 @@ fn main() {
         )
         .edit_input("tag=\"prod\"", "tag=\"dev\"")
         .expect("invalid_signature"),
+        // The scheme is the connection's, not the client's claim: a request
+        // signed for https://api.example.test cannot pass a TLS listener as
+        // `http` with `:80` (the port is not dropped there).
+        {
+            let mut c = signed("claimed http with :80 on a TLS connection", &get);
+            c.scheme = "http";
+            c.authority = format!("{AUTHORITY}:80");
+            c.tls = Some(true);
+            c.expect("invalid_signature")
+        },
+        {
+            let mut c = signed("default port :443 on a TLS connection", &get);
+            c.authority = format!("{AUTHORITY}:443");
+            c.tls = Some(true);
+            c
+        },
+        {
+            let mut c = signed("claimed https with :443 on a plain connection", &get);
+            c.authority = format!("{AUTHORITY}:443");
+            c.tls = Some(false);
+            c.expect("invalid_signature")
+        },
         {
             let mut c = signed("path changed", &get);
             c.path = "/v1/orders/1?limit=10".into();

@@ -89,7 +89,8 @@ fn run(case: &Value, formats: Option<Formats>) -> (String, Option<&'static str>,
         pairs.push((":scheme", s(scheme)));
     }
     pairs.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let head = RequestHead::from_str_pairs(&pairs);
+    let mut head = RequestHead::from_str_pairs(&pairs);
+    head.tls = case["connection"]["tls"].as_bool();
     let sts = verifier.string_to_sign(&head).ok();
 
     let unsigned_allowed = v["unsigned_payload_allowed"].as_bool().unwrap_or(false);

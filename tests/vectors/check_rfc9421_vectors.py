@@ -143,6 +143,9 @@ class SfParser:
             if self.peek() == "=":
                 self.i += 1
                 v = self.bare()
+            # The profile refuses a repeated key (RFC 8941 would keep the last).
+            if k in params:
+                raise SfError(f"repeated parameter {k}")
             params[k] = v
         return params
 
@@ -167,6 +170,8 @@ class SfParser:
             return out
         while True:
             k = self.key()
+            if k in out:
+                raise SfError(f"repeated member {k}")
             if self.peek() == "=":
                 self.i += 1
                 out[k] = self.item_or_inner_list()
@@ -218,7 +223,10 @@ def field_value(headers, name):
 
 def component_value(name, r):
     path, _, query = r["path"].partition("?")
-    scheme = r.get("scheme", "").lower()
+    # The scheme the verifier establishes: the connection's when known
+    # (a client's :scheme claim must not decide which port is dropped).
+    tls = r.get("tls")
+    scheme = ("https" if tls else "http") if tls is not None else r.get("scheme", "").lower()
     authority = r["authority"].lower()
     default = {"https": ":443", "http": ":80"}.get(scheme)
     if default and authority.endswith(default):
@@ -267,7 +275,7 @@ def content_digests(value):
 def verify(case):
     """Returns (outcome, key, signature base or None)."""
     v = case["verifier"]
-    r = case["request"]
+    r = dict(case["request"], tls=case.get("connection", {}).get("tls"))
     h = r["headers"]
     formats = v.get("formats", ["v1"])
     has_rfc = any(n.lower() in ("signature-input", "signature") for n, _ in h)

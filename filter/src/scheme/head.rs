@@ -72,8 +72,15 @@ pub struct RequestHead<'a> {
     pub authority: &'a [u8],
     /// `:path`, query included.
     pub path: &'a [u8],
-    /// `:scheme` (empty when absent).
+    /// `:scheme` (empty when absent): what the client claims.
     pub scheme: &'a [u8],
+    /// Whether the proxy received the request over TLS, as the host knows
+    /// it from the connection (not from anything the client sent); `None`
+    /// when the caller cannot tell (the CLI, tests), and then `:scheme`
+    /// stands in. RFC 9421's `@scheme` and the default port `@authority`
+    /// drops follow it, so a client's `:scheme: http` on a TLS listener
+    /// cannot make `api.example.test:80` sign as `api.example.test`.
+    pub tls: Option<bool>,
     /// `x-crawbl-timestamp`.
     pub timestamp: HeaderValue<'a>,
     /// `x-crawbl-nonce`.

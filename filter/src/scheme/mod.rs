@@ -23,6 +23,7 @@ pub mod head;
 pub mod key;
 pub mod outcome;
 pub mod rfc9421;
+pub mod sf;
 pub mod v1;
 pub mod verifier;
 

@@ -153,6 +153,9 @@ pub enum Detail {
     TwoFormats,
     /// An RFC 9421 header is not the RFC 8941 structured field it must be.
     BadStructuredField(&'static str),
+    /// An RFC 9421 header repeats a dictionary key or a parameter key
+    /// (`;created=1;created=2`): which value counts would be ambiguous.
+    RepeatedKey(&'static str),
     /// `Signature-Input` and `Signature` do not hold exactly one signature,
     /// under the same label.
     SignatureCount,
@@ -240,6 +243,9 @@ impl fmt::Display for Detail {
             ),
             Detail::BadStructuredField(h) => {
                 write!(f, "header {h} is not a valid RFC 8941 structured field")
+            }
+            Detail::RepeatedKey(h) => {
+                write!(f, "header {h} repeats a member or parameter name")
             }
             Detail::SignatureCount => write!(
                 f,

@@ -8,11 +8,12 @@
 
 use std::borrow::Cow;
 
-use sfv::{BareItem, Dictionary, InnerList, Item, KeyRef, ListEntry, Parameters, Parser, Version};
+use sfv::{BareItem, Dictionary, InnerList, Item, KeyRef, ListEntry, Parameters};
 
 use super::body::{BodyClaim, Digests};
 use super::head::{HeaderValue, RequestHead};
 use super::outcome::{Detail, Reject, Rejection};
+use super::sf::{self, SfError};
 use super::v1::Signer;
 use super::verifier::{Claim, KeySelect, Message, Signed};
 use super::{SchemeError, TAG_LEN, is_valid_nonce};
@@ -141,12 +142,25 @@ fn split_query(path: &[u8]) -> (&[u8], Option<&[u8]>) {
     }
 }
 
-/// `@authority`: lowercased, without the scheme's default port.
+/// The request's scheme as the verifier establishes it: from the
+/// connection when the host knows it ([`RequestHead::tls`]), else the
+/// client's `:scheme` (lowercased by the callers).
+fn scheme_of<'h>(head: &RequestHead<'h>) -> &'h [u8] {
+    match head.tls {
+        Some(true) => b"https",
+        Some(false) => b"http",
+        None => head.scheme,
+    }
+}
+
+/// `@authority`: lowercased, without the default port of the scheme the
+/// verifier establishes ([`scheme_of`]), never of the one the client claims.
 fn push_authority(head: &RequestHead<'_>, out: &mut Vec<u8>) {
     let mut authority = head.authority;
-    let default_port: &[u8] = if head.scheme.eq_ignore_ascii_case(b"https") {
+    let scheme = scheme_of(head);
+    let default_port: &[u8] = if scheme.eq_ignore_ascii_case(b"https") {
         b":443"
-    } else if head.scheme.eq_ignore_ascii_case(b"http") {
+    } else if scheme.eq_ignore_ascii_case(b"http") {
         b":80"
     } else {
         b""
@@ -159,28 +173,32 @@ fn push_authority(head: &RequestHead<'_>, out: &mut Vec<u8>) {
     out.extend(authority.iter().map(u8::to_ascii_lowercase));
 }
 
+/// `@scheme`: the scheme the verifier establishes ([`scheme_of`]).
 fn push_scheme(head: &RequestHead<'_>, out: &mut Vec<u8>) -> Result<(), Rejection> {
-    if head.scheme.is_empty() {
+    let scheme = scheme_of(head);
+    if scheme.is_empty() {
         return Err(Rejection::new(
             Reject::MalformedSignature,
             Detail::CoveredFieldAbsent,
         ));
     }
-    out.extend(head.scheme.iter().map(u8::to_ascii_lowercase));
+    out.extend(scheme.iter().map(u8::to_ascii_lowercase));
     Ok(())
 }
 
-/// Parses a header as an RFC 8941 dictionary.
+/// Parses a header as an RFC 8941 dictionary, refusing a repeated key at
+/// any level (a member, or a parameter of one member or item): the edge
+/// and an application re-reading the header must see the same values.
 fn dictionary(raw: &[u8], header: &'static str) -> Result<Dictionary, Rejection> {
-    Parser::new(raw)
-        .with_version(Version::Rfc8941)
-        .parse()
-        .map_err(|_| {
-            Rejection::new(
-                Reject::MalformedSignature,
-                Detail::BadStructuredField(header),
-            )
-        })
+    sf::parse_dictionary(raw).map_err(|e| {
+        Rejection::new(
+            Reject::MalformedSignature,
+            match e {
+                SfError::Syntax => Detail::BadStructuredField(header),
+                SfError::RepeatedKey => Detail::RepeatedKey(header),
+            },
+        )
+    })
 }
 
 /// The signature base of RFC 9421 §2.5 for the signature whose
@@ -406,10 +424,16 @@ fn key_select(keyid: &str) -> KeySelect {
 /// algorithms are ignored; at least one of the two is required).
 pub fn content_digests(value: &[u8]) -> Result<Digests, Rejection> {
     let bad = Rejection::new(Reject::MalformedSignature, Detail::BadContentDigest);
-    let dict = Parser::new(value)
-        .with_version(Version::Rfc8941)
-        .parse::<Dictionary>()
-        .map_err(|_| bad)?;
+    let dict = match sf::parse_dictionary(value) {
+        Ok(dict) => dict,
+        Err(SfError::RepeatedKey) => {
+            return Err(Rejection::new(
+                Reject::MalformedSignature,
+                Detail::RepeatedKey(CONTENT_DIGEST_HEADER),
+            ));
+        }
+        Err(SfError::Syntax) => return Err(bad),
+    };
     let mut digests = Digests {
         sha256: None,
         sha512: None,
@@ -699,6 +723,45 @@ mod tests {
         );
     }
 
+    /// Once the host knows the connection's scheme, the client's `:scheme`
+    /// no longer decides which port `@authority` drops, nor `@scheme`: a
+    /// request signed for `https://h/` cannot pass a TLS listener as
+    /// `http` + `h:80` (issue 23).
+    #[test]
+    fn scheme_from_the_connection() {
+        let base_of = |authority: &str, scheme: &str, tls: Option<bool>| {
+            let pairs = [
+                (":path", "/"),
+                (":authority", authority),
+                (":scheme", scheme),
+                (":method", "GET"),
+            ];
+            let mut head = RequestHead::from_str_pairs(&pairs);
+            head.tls = tls;
+            let dict = dictionary(br#"s=("@authority" "@scheme")"#, "x").unwrap();
+            let ListEntry::InnerList(input) = &dict[0] else {
+                panic!()
+            };
+            String::from_utf8(signature_base(&head, input).unwrap()).unwrap()
+        };
+        let signed = "\"@authority\": h\n\"@scheme\": https\n";
+        assert!(base_of("h:443", "https", Some(true)).starts_with(signed));
+        assert!(base_of("h:443", "http", Some(true)).starts_with(signed));
+        assert!(base_of("h", "http", Some(true)).starts_with(signed));
+        let forged = base_of("h:80", "http", Some(true));
+        assert!(
+            forged.starts_with("\"@authority\": h:80\n\"@scheme\": https\n"),
+            "{forged}"
+        );
+        let plain = base_of("h:80", "https", Some(false));
+        assert!(
+            plain.starts_with("\"@authority\": h\n\"@scheme\": http\n"),
+            "{plain}"
+        );
+        // Unknown connection (the CLI): the claimed scheme stands in.
+        assert!(base_of("h:80", "http", None).starts_with("\"@authority\": h\n"));
+    }
+
     /// Components outside the profile, repeated or absent are refused as
     /// malformed; several field lines are joined with ", ".
     #[test]
@@ -904,6 +967,43 @@ mod tests {
         assert_eq!(
             verify(&with("content-digest", "md5=:AAAA:"), 1000).unwrap_err(),
             (MalformedSignature, Detail::BadContentDigest)
+        );
+        // A repeated parameter or dictionary member is malformed, not "last
+        // one wins" (issue 23), whatever the repeated value.
+        for (from, to) in [
+            ("created=1000", "created=1;created=1000"),
+            ("created=1000", "created=1000;created=1000"),
+            (
+                "nonce=\"nonce-0123456789abcdef\"",
+                "nonce=\"nonce-0123456789abcdef\";nonce=\"nonce-other-0123456789\"",
+            ),
+        ] {
+            assert_eq!(
+                verify(&si(from, to), 1000).unwrap_err(),
+                (
+                    MalformedSignature,
+                    Detail::RepeatedKey(SIGNATURE_INPUT_HEADER)
+                ),
+                "{to}"
+            );
+        }
+        assert_eq!(
+            verify(&with("signature", &format!("{0}, {0}", h.signature)), 1000).unwrap_err(),
+            (
+                MalformedSignature,
+                Detail::RepeatedKey(SIGNATURE_RFC9421_HEADER)
+            )
+        );
+        assert_eq!(
+            verify(
+                &with("content-digest", &format!("{digest}, {digest}")),
+                1000
+            )
+            .unwrap_err(),
+            (
+                MalformedSignature,
+                Detail::RepeatedKey(CONTENT_DIGEST_HEADER)
+            )
         );
         // expires is honoured.
         let exp = signer
