@@ -13,12 +13,13 @@ secs="${1:-10}"
 runs="${2:--1}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-for t in ${FUZZ_TARGETS:-hostmap verify_headers config_compile body_chunks secret_json raw_request}; do
+for t in ${FUZZ_TARGETS:-hostmap verify_headers config_compile body_chunks secret_json raw_request exempt_path}; do
     dict=()
     case "$t" in
         hostmap | verify_headers) dict=(-dict=fuzz/dict/headers.dict) ;;
         config_compile | secret_json) dict=(-dict=fuzz/dict/config.dict) ;;
         raw_request) dict=(-dict=fuzz/dict/http.dict) ;;
+        exempt_path) dict=(-dict=fuzz/dict/paths.dict) ;;
     esac
     mkdir -p "fuzz/corpus/$t"
     echo "fuzz: $t (${secs}s, runs ${runs})" >&2

@@ -14,7 +14,7 @@ use edge_hmac_filter::config::parse;
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::Envoy;
-use edge_hmac_tests::python::run_json;
+use edge_hmac_tests::python::raw_h2;
 use edge_hmac_tests::secrets::secret;
 use edge_hmac_tests::upstream::Upstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -139,38 +139,6 @@ fn h1_bytes(req: &Req, body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"connection: close\r\n\r\n");
     out.extend_from_slice(body);
     out
-}
-
-/// What `tests/support/h2_raw.py` saw.
-#[derive(Debug, serde::Deserialize)]
-struct H2Result {
-    status: Option<u16>,
-    reset_by_peer: Option<u32>,
-    goaway: Option<u32>,
-    closed: bool,
-    /// Set when h2 could not read Envoy's answer (shown on failure).
-    #[serde(default)]
-    #[allow(dead_code)]
-    error: Option<String>,
-}
-
-/// Sends one HTTP/2 request exactly as given (see `tests/support/h2_raw.py`).
-async fn raw_h2(
-    addr: SocketAddr,
-    headers: &[(&[u8], &[u8])],
-    data: Option<&[u8]>,
-    reset: bool,
-) -> H2Result {
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let request = serde_json::json!({
-        "headers": headers.iter().map(|(n, v)| [hex(n), hex(v)]).collect::<Vec<_>>(),
-        "data": data.map(hex),
-        "end_stream": true,
-        "reset": reset,
-    });
-    let port = addr.port().to_string();
-    let out = run_json("h2_raw.py", &[&port], &request, Duration::from_secs(15)).await;
-    serde_json::from_value(out.clone()).unwrap_or_else(|e| panic!("h2_raw.py: {e}: {out}"))
 }
 
 /// An HTTP/2 header list, names and values as raw bytes.

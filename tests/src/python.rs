@@ -93,3 +93,39 @@ async fn json_io(
         )
     })
 }
+
+/// What `tests/support/h2_raw.py` saw.
+#[derive(Debug, serde::Deserialize)]
+pub struct H2Result {
+    /// The response status, if one came.
+    pub status: Option<u16>,
+    /// The error code of a RST_STREAM from Envoy.
+    pub reset_by_peer: Option<u32>,
+    /// The error code of a GOAWAY from Envoy.
+    pub goaway: Option<u32>,
+    /// Envoy closed the connection.
+    pub closed: bool,
+    /// Set when h2 could not read Envoy's answer (shown on failure).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub error: Option<String>,
+}
+
+/// Sends one HTTP/2 request exactly as given (see `tests/support/h2_raw.py`).
+pub async fn raw_h2(
+    addr: std::net::SocketAddr,
+    headers: &[(&[u8], &[u8])],
+    data: Option<&[u8]>,
+    reset: bool,
+) -> H2Result {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let request = serde_json::json!({
+        "headers": headers.iter().map(|(n, v)| [hex(n), hex(v)]).collect::<Vec<_>>(),
+        "data": data.map(hex),
+        "end_stream": true,
+        "reset": reset,
+    });
+    let port = addr.port().to_string();
+    let out = run_json("h2_raw.py", &[&port], &request, Duration::from_secs(15)).await;
+    serde_json::from_value(out.clone()).unwrap_or_else(|e| panic!("h2_raw.py: {e}: {out}"))
+}

@@ -102,6 +102,13 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     records: Arc<Mutex<Vec<Record>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    // A test asks for another status with `x-test-status` (e.g. a 503 that
+    // Envoy could retry).
+    let status = req
+        .headers()
+        .get("x-test-status")
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+        .unwrap_or(200);
     let index = {
         let mut all = records.lock().unwrap();
         all.push(Record {
@@ -158,6 +165,7 @@ async fn handle(
     }
     let reply = serde_json::json!({ "upstream": "ok", "received": received }).to_string();
     Ok(Response::builder()
+        .status(status)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(reply)))
         .unwrap())
