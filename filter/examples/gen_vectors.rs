@@ -11,8 +11,8 @@
 
 use base64::Engine as _;
 use edge_hmac_filter::scheme::{
-    Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding, UNSIGNED_PAYLOAD, Verifier,
-    VerifierOptions, sha256,
+    Format, Formats, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
+    UNSIGNED_PAYLOAD, Verifier, VerifierOptions, sha256,
 };
 use serde_json::{Value, json};
 
@@ -42,6 +42,8 @@ struct Case {
     body: Vec<u8>,
     expected: String,
     key: Option<&'static str>,
+    /// The verifier's `formats`, when not the default (v1 only).
+    formats: Option<Vec<&'static str>>,
 }
 
 /// What the client signs (may differ from what is then sent).
@@ -118,6 +120,7 @@ fn signed(name: &str, s: &Sign) -> Case {
         body: s.body.clone().unwrap_or_default(),
         expected: "ok".into(),
         key: Some("current"),
+        formats: None,
     }
 }
 
@@ -185,7 +188,10 @@ impl Case {
             VerifierOptions {
                 clock_skew_seconds: self.clock_skew_seconds,
                 require_nonce: self.require_nonce,
-                ..VerifierOptions::default()
+                formats: match &self.formats {
+                    Some(names) => Formats::of(names.iter().map(|n| Format::from_name(n).unwrap())),
+                    None => Formats::default(),
+                },
             },
         )
         .unwrap();
@@ -202,7 +208,7 @@ impl Case {
         if let Ok(sts) = verifier.string_to_sign(&RequestHead::from_pairs(&pairs)) {
             expected["string_to_sign"] = json!(sts);
         }
-        json!({
+        let mut case = json!({
             "name": self.name,
             "verifier": {
                 "secret": self.secret,
@@ -217,7 +223,11 @@ impl Case {
             },
             "request": request,
             "expected": expected,
-        })
+        });
+        if let Some(formats) = &self.formats {
+            case["verifier"]["formats"] = json!(formats);
+        }
+        case
     }
 }
 
@@ -441,6 +451,13 @@ fn main() {
         {
             let mut c = signed("nonce required but absent", &get).expect("missing_signature");
             c.require_nonce = true;
+            c
+        },
+        // unsupported_format: signed, in a format the verifier leaves out.
+        {
+            let mut c = signed("v1 signature, verifier accepts rfc9421 only", &get)
+                .expect("unsupported_format");
+            c.formats = Some(vec!["rfc9421"]);
             c
         },
         signed("missing wins over malformed", &get)

@@ -316,7 +316,7 @@ fn main() {
         },
         {
             let mut c =
-                signed("RFC 9421 request with only v1 enabled", &get).expect("missing_signature");
+                signed("RFC 9421 request with only v1 enabled", &get).expect("unsupported_format");
             c.formats = vec!["v1"];
             c
         },

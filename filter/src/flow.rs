@@ -312,7 +312,8 @@ mod tests {
 
     /// An RFC 9421 request goes through the same flow once `formats` lists
     /// it: a covered body is held for its digest, a replayed nonce is
-    /// refused by the shared cache, and without the format it is unsigned.
+    /// refused by the shared cache, and without the format it is
+    /// `unsupported_format`.
     #[test]
     fn rfc9421_through_the_same_flow() {
         use crate::scheme::rfc9421::{Rfc9421Request, content_digest_header};
@@ -366,7 +367,7 @@ mod tests {
                 false,
                 &mut MemoryStore::default()
             )),
-            Some(Reject::MissingSignature)
+            Some(Reject::UnsupportedFormat)
         );
     }
 

@@ -152,6 +152,62 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Why a path is not in the normal form of `docs/signature-v1.md` §7: what
+/// Envoy's normalization (as Envoy Gateway configures it) changes before the
+/// verifier sees it, or what it refuses. A client signing such a path signs
+/// bytes the verifier never sees.
+pub fn normal_form_issues(path: &[u8]) -> Vec<&'static str> {
+    let path = without_query(path);
+    let mut out = Vec::new();
+    let mut push = |issue| {
+        if !out.contains(&issue) {
+            out.push(issue);
+        }
+    };
+    if path.first() != Some(&b'/') {
+        push("the path does not start with '/'");
+    }
+    let mut i = 0;
+    while let Some(&b) = path.get(i) {
+        match b {
+            b'\\' => push("a backslash (Envoy turns it into '/')"),
+            b'%' => match path
+                .get(i + 1..i + 3)
+                .and_then(|h| Some(hex_val(h[0])? << 4 | hex_val(h[1])?))
+            {
+                Some(b'/' | b'\\') => {
+                    push("an encoded slash %2F or %5C (Envoy answers with a redirect)");
+                }
+                Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                    push(
+                        "a percent-encoded unreserved character such as %41 or %2E (Envoy decodes it)",
+                    );
+                }
+                Some(_) => {}
+                None => push("a '%' not followed by two hex digits"),
+            },
+            _ if b >= 0x80 => push("raw non-ASCII bytes (send them percent-encoded as UTF-8)"),
+            _ if b <= 0x20 || b == 0x7f => push("a space or control character (percent-encode it)"),
+            _ => {}
+        }
+        i += 1;
+    }
+    let segments: Vec<&[u8]> = path
+        .get(1..)
+        .unwrap_or_default()
+        .split(|&b| b == b'/')
+        .collect();
+    let last = segments.len().saturating_sub(1);
+    for (n, segment) in segments.iter().enumerate() {
+        if matches!(*segment, b"." | b"..") {
+            push("a '.' or '..' segment (Envoy removes it)");
+        } else if segment.is_empty() && n != last {
+            push("an empty segment '//' (Envoy merges the slashes)");
+        }
+    }
+    out
+}
+
 /// How hops behind the edge may read `path` again, for tests and fuzzing:
 /// the path itself, then after each of two further rounds of RFC 3986
 /// normalization done the lenient way (percent-decode once, `\` as `/`,
@@ -285,6 +341,39 @@ mod tests {
         assert!(!exact.matches(b"/healthz/"));
         assert!(!exact.matches(b"/healthz;x"));
         assert!(!exact.matches(b"/healthzz"));
+    }
+
+    /// Paths Envoy rewrites or refuses are named; normal ones have nothing
+    /// to report (the query is never looked at).
+    #[test]
+    fn normal_form() {
+        for ok in [
+            "/",
+            "/v1/orders",
+            "/a%20b/caf%C3%A9",
+            "/x?y=%2F//../z",
+            "/a/",
+        ] {
+            assert!(normal_form_issues(ok.as_bytes()).is_empty(), "{ok}");
+        }
+        for (path, issue) in [
+            ("/v1/../v2/x", "'..'"),
+            ("/v1/./x", "'.'"),
+            ("/a//b", "'//'"),
+            ("/a%2Fb", "%2F"),
+            ("/a%5cb", "%2F or %5C"),
+            ("/a\\b", "backslash"),
+            ("/caf\u{e9}", "non-ASCII"),
+            ("/%7Euser", "unreserved"),
+            ("/a b", "space"),
+            ("/a%zz", "two hex"),
+        ] {
+            let issues = normal_form_issues(path.as_bytes());
+            assert!(
+                issues.iter().any(|i| i.contains(issue)),
+                "{path}: {issues:?}"
+            );
+        }
     }
 
     /// Entries that are not plain paths themselves are refused.

@@ -134,10 +134,15 @@ fn rust_verifier_agrees_with_vectors() {
 }
 
 /// v1 vectors give the same outcomes with `formats: ["v1", "rfc9421"]`:
-/// turning RFC 9421 on changes nothing for v1 clients.
+/// turning RFC 9421 on changes nothing for v1 clients (the cases that set
+/// their own `formats` are about that setting and are left out).
 #[test]
 fn v1_vectors_hold_with_both_formats() {
-    check_all(&load(), Some(Formats::BOTH));
+    let cases: Vec<Value> = load()
+        .into_iter()
+        .filter(|c| c["verifier"].get("formats").is_none())
+        .collect();
+    check_all(&cases, Some(Formats::BOTH));
 }
 
 /// Every RFC 9421 profile vector's outcome, key and signature base match.

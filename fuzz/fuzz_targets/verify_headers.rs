@@ -229,6 +229,17 @@ fuzz_target!(|input: Input| {
             "a correctly signed request was refused or given the wrong key: {first:?} ({slot:?})"
         );
     }
+    if let HeadersDecision::Reject(r) = &first
+        && r.reason == edge_hmac_filter::scheme::Reject::UnsupportedFormat
+    {
+        // Only a request signed in a format the configuration leaves out.
+        let formats = config.verifier.options().formats;
+        let v1 = !head.signature.is_absent();
+        assert!(
+            (v1 && !formats.v1) || (!v1 && head.has_rfc9421() && !formats.rfc9421),
+            "unsupported_format for a format that is accepted ({formats:?})"
+        );
+    }
     if let HeadersDecision::Reject(r) = &first {
         // Every rejection maps to a code of the spec and back.
         let code = r.reason.code();

@@ -286,6 +286,9 @@ def verify(case):
             # v1 is checked by check_vectors.py; these vectors carry none.
             if has_v1:
                 raise RuntimeError("v1 request in the RFC 9421 vectors")
+            # Signed in RFC 9421 for a verifier that only takes v1.
+            if has_rfc:
+                raise Reject("unsupported_format")
             raise Reject("missing_signature")
         if "v1" in formats and has_v1:
             raise Reject("malformed_signature")

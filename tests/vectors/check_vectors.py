@@ -65,6 +65,11 @@ def verify(case):
         ts = header_values(headers, "x-crawbl-timestamp")
         nonce = header_values(headers, "x-crawbl-nonce")
         content = header_values(headers, "x-crawbl-content-sha256")
+        # A v1 signature to a verifier that does not accept v1.
+        if "v1" not in v.get("formats", ["v1"]):
+            if sig:
+                raise Reject("unsupported_format")
+            raise Reject("missing_signature")
         # 1. missing_signature
         if not sig or not ts or (v["require_nonce"] and not nonce):
             raise Reject("missing_signature")

@@ -12,6 +12,9 @@ use super::{MAX_NONCE_LEN, MAX_TIMESTAMP_DIGITS, MIN_NONCE_LEN};
 pub enum Reject {
     /// No signature or timestamp header, or no nonce when one is required.
     MissingSignature,
+    /// Signed in a wire format the verifier does not accept (its `formats`
+    /// leave it out).
+    UnsupportedFormat,
     /// A signature header repeated or not of the stated form.
     MalformedSignature,
     /// The timestamp is more than the allowed skew away from now.
@@ -31,8 +34,9 @@ pub enum Reject {
 
 impl Reject {
     /// Every outcome, in check order.
-    pub const ALL: [Reject; 8] = [
+    pub const ALL: [Reject; 9] = [
         Reject::MissingSignature,
+        Reject::UnsupportedFormat,
         Reject::MalformedSignature,
         Reject::StaleTimestamp,
         Reject::InvalidSignature,
@@ -46,6 +50,7 @@ impl Reject {
     pub const fn code(self) -> &'static str {
         match self {
             Reject::MissingSignature => "missing_signature",
+            Reject::UnsupportedFormat => "unsupported_format",
             Reject::MalformedSignature => "malformed_signature",
             Reject::StaleTimestamp => "stale_timestamp",
             Reject::InvalidSignature => "invalid_signature",
@@ -74,6 +79,7 @@ impl Reject {
     pub const fn response_body(self) -> &'static str {
         match self {
             Reject::MissingSignature => r#"{"error":"missing_signature"}"#,
+            Reject::UnsupportedFormat => r#"{"error":"unsupported_format"}"#,
             Reject::MalformedSignature => r#"{"error":"malformed_signature"}"#,
             Reject::StaleTimestamp => r#"{"error":"stale_timestamp"}"#,
             Reject::InvalidSignature => r#"{"error":"invalid_signature"}"#,
@@ -107,6 +113,9 @@ pub struct Rejection {
 pub enum Detail {
     /// A required header is absent.
     MissingHeader(&'static str),
+    /// The request is signed in this format, which the verifier's
+    /// `formats` leave out.
+    FormatNotAccepted(super::verifier::Format),
     /// A header occurs more than once.
     RepeatedHeader(&'static str),
     /// `x-crawbl-timestamp` is not 1 to 12 ASCII digits.
@@ -194,6 +203,10 @@ impl fmt::Display for Detail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Detail::MissingHeader(h) => write!(f, "header {h} is missing"),
+            Detail::FormatNotAccepted(format) => write!(
+                f,
+                "the request is signed in the {format} format, which this verifier does not accept (see its formats setting)"
+            ),
             Detail::RepeatedHeader(h) => write!(f, "header {h} occurs more than once"),
             Detail::BadTimestamp => write!(
                 f,

@@ -1041,9 +1041,41 @@ mod tests {
         assert_eq!(
             (err.reason, err.detail),
             (
-                MissingSignature,
-                Detail::MissingHeader(crate::scheme::SIGNATURE_HEADER)
+                UnsupportedFormat,
+                Detail::FormatNotAccepted(crate::scheme::Format::Rfc9421)
             )
         );
+        // And the other way round: v1 headers to an RFC 9421-only verifier.
+        let rfc_only = Verifier::new(
+            "dev",
+            SecretKey::new(secret.as_bytes(), "current").unwrap(),
+            None,
+            VerifierOptions {
+                formats: Formats::of([crate::scheme::Format::Rfc9421]),
+                ..VerifierOptions::default()
+            },
+        )
+        .unwrap();
+        let v1_pairs = [
+            (":method", "GET"),
+            (":authority", "api.test"),
+            (":path", "/"),
+            ("x-crawbl-timestamp", "1000"),
+            ("x-crawbl-signature", "v1=00"),
+        ];
+        let err = rfc_only
+            .verify_headers(&RequestHead::from_str_pairs(&v1_pairs), 1000)
+            .unwrap_err();
+        assert_eq!(
+            (err.reason, err.detail),
+            (
+                UnsupportedFormat,
+                Detail::FormatNotAccepted(crate::scheme::Format::V1)
+            )
+        );
+        let err = rfc_only
+            .verify_headers(&RequestHead::from_str_pairs(&v1_pairs[..3]), 1000)
+            .unwrap_err();
+        assert_eq!(err.reason, MissingSignature);
     }
 }

@@ -267,8 +267,23 @@ impl Verifier {
                 unsigned_payload_allowed,
             );
         }
+        // Signed, but in a format this verifier does not take: say so
+        // instead of "missing" (a client pointed at the wrong listener, or
+        // a filter whose `formats` leaves the client's format out).
+        let unsupported = |format| {
+            Err(Rejection::new(
+                Reject::UnsupportedFormat,
+                Detail::FormatNotAccepted(format),
+            ))
+        };
         if formats.v1 {
+            if head.signature.is_absent() && head.has_rfc9421() {
+                return unsupported(Format::Rfc9421);
+            }
             return v1::parse(head, self.options.require_nonce, unsigned_payload_allowed);
+        }
+        if !head.signature.is_absent() {
+            return unsupported(Format::V1);
         }
         Err(Rejection::new(
             Reject::MissingSignature,
