@@ -34,10 +34,10 @@ pub struct AwsArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// Seconds allowed for one attempt of an AWS call
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_AWS_TIMEOUT)]
     pub aws_timeout: u64,
     /// Attempts per AWS call (throttling, timeouts and network errors are retried with backoff)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_AWS_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub aws_max_attempts: u32,
 }
 
@@ -58,7 +58,67 @@ pub struct SecretArgs {
     pub name: String,
 }
 
+/// Flags as `(flag, value)`, joined into a command line that can be pasted
+/// (values shell-quoted).
+pub fn join_flags(flags: &[(&str, String)]) -> String {
+    flags
+        .iter()
+        .map(|(f, v)| format!(" {f} {}", crate::sign::shell_quote(v)))
+        .collect()
+}
+
+/// Default of `--aws-timeout`.
+const DEFAULT_AWS_TIMEOUT: u64 = 10;
+/// Default of `--aws-max-attempts`.
+const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 4;
+
+impl AwsArgs {
+    /// The flags given on the command line (not defaults, not the
+    /// environment), to repeat in a printed next step so it reaches the
+    /// same place.
+    pub fn given_flags(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (flag, value) in [
+            ("--region", &self.region),
+            ("--profile", &self.profile),
+            ("--endpoint-url", &self.endpoint_url),
+        ] {
+            if let Some(v) = value {
+                out.push((flag, v.clone()));
+            }
+        }
+        if self.aws_timeout != DEFAULT_AWS_TIMEOUT {
+            out.push(("--aws-timeout", self.aws_timeout.to_string()));
+        }
+        if self.aws_max_attempts != DEFAULT_AWS_MAX_ATTEMPTS {
+            out.push(("--aws-max-attempts", self.aws_max_attempts.to_string()));
+        }
+        out
+    }
+}
+
 impl SecretArgs {
+    /// The flags given on the command line that select the secret (see
+    /// [`AwsArgs::given_flags`]).
+    pub fn given_flags(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(id) = &self.secret_id {
+            out.push(("--secret-id", id.clone()));
+        }
+        if let Some(env) = &self.environment {
+            out.push(("--env", env.clone()));
+        }
+        if self.secret_id.is_none() {
+            if self.scope != DEFAULT_SCOPE {
+                out.push(("--scope", self.scope.clone()));
+            }
+            if self.name != DEFAULT_NAME {
+                out.push(("--name", self.name.clone()));
+            }
+        }
+        out
+    }
+
     /// The secret id to read.
     pub fn id(&self) -> Result<String> {
         match (&self.secret_id, &self.environment) {

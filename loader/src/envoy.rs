@@ -136,6 +136,48 @@ pub async fn server_info(admin: SocketAddr) -> Option<(String, u64)> {
     Some((state, epoch))
 }
 
+/// A hot restart still draining: the previous epoch is alive, and Envoy
+/// adds its gauges to this epoch's until it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Draining {
+    /// This process's restart epoch.
+    pub epoch: u64,
+    /// Seconds at most until the previous epoch is shut down
+    /// (`--parent-shutdown-time-s` minus this epoch's uptime).
+    pub seconds_left: u64,
+}
+
+/// Whether the Envoy at `admin` is a hot restart whose parent may still be
+/// draining, from `/server_info` (`None` when not, or not readable).
+pub async fn draining(admin: SocketAddr) -> Option<Draining> {
+    let (status, body) = admin_get(admin, "/server_info").await.ok()?;
+    if status != 200 {
+        return None;
+    }
+    draining_from(&serde_json::from_str(&body).ok()?)
+}
+
+/// [`draining`] from a parsed `/server_info`.
+pub fn draining_from(info: &serde_json::Value) -> Option<Draining> {
+    let seconds = |v: &serde_json::Value| -> Option<u64> {
+        v.as_str()?
+            .strip_suffix('s')?
+            .split('.')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let options = &info["command_line_options"];
+    let epoch = options["restart_epoch"].as_u64().filter(|e| *e > 0)?;
+    let shutdown = seconds(&options["parent_shutdown_time"])?;
+    let uptime = seconds(&info["uptime_current_epoch"])?;
+    let seconds_left = shutdown.checked_sub(uptime).filter(|s| *s > 0)?;
+    Some(Draining {
+        epoch,
+        seconds_left,
+    })
+}
+
 /// Bound addresses of the listeners, by name.
 pub async fn listeners(admin: SocketAddr) -> Vec<(String, SocketAddr)> {
     let Ok((200, body)) = admin_get(admin, "/listeners?format=json").await else {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// No usable AWS credentials anywhere in the chain.
     #[error(
-        "no AWS credentials found ({detail}): set AWS_PROFILE (or --profile), run `aws sso login`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; for a try-out without AWS use `--dev`"
+        "no AWS credentials found ({detail}): set AWS_PROFILE (or --profile), run `aws sso login`, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; to try edge-hmac without AWS, `edge-hmac run --dev` needs no credentials (then `sign --dev`, `verify --dev`, `load --dev`)"
     )]
     NoCredentials {
         /// What the credential chain said.
@@ -143,6 +143,27 @@ pub enum Error {
     /// A request was checked and refused (`edge-hmac verify`).
     #[error("request refused: {0}")]
     Refused(String),
+    /// `run` was asked to listen where something already does.
+    #[error(
+        "{what} {addr} is already in use (another `edge-hmac run` or Envoy?); stop it, or pick a free address with {flag}"
+    )]
+    AddressInUse {
+        /// `listener` or `admin interface`.
+        what: &'static str,
+        /// The flag that sets it.
+        flag: &'static str,
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
+    /// `--dev` without the development secret, which only `run --dev` makes.
+    #[error(
+        "no development secret at {}: start `edge-hmac run --dev` first (it creates the development key this command signs with), or pass --secret-file / --secret-env / --env",
+        path.display()
+    )]
+    NoDevSecret {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -185,6 +206,8 @@ impl Error {
             Error::NoWasm(_) => 21,
             Error::Envoy(_) => 22,
             Error::Io { .. } => 23,
+            Error::AddressInUse { .. } => 24,
+            Error::NoDevSecret { .. } => 25,
         }
     }
 }
@@ -201,7 +224,8 @@ Exit codes:
   11  access denied                20  no Envoy binary found
   12  secret or version not found  21  filter .wasm not found
   13  throttled after retries      22  Envoy failed   23  file error
-(run: otherwise Envoy's own exit status)";
+  24  run: address already in use  25  --dev: no development secret yet
+(run: otherwise Envoy's own exit status; load: 4 when no request got a 2xx)";
 
 /// Result with the CLI error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,9 @@ pub enum Stage {
     /// The version before the last rotation
     #[value(name = "AWSPREVIOUS")]
     Previous,
+    /// The version staged by `edge-hmac rotate begin`, not yet promoted
+    #[value(name = "AWSPENDING")]
+    Pending,
 }
 
 impl Stage {
@@ -32,6 +35,7 @@ impl Stage {
         match self {
             Stage::Current => "AWSCURRENT",
             Stage::Previous => "AWSPREVIOUS",
+            Stage::Pending => "AWSPENDING",
         }
     }
 }

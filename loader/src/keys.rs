@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::aws::{AwsArgs, SecretArgs};
 use crate::error::{Error, Result};
-use crate::secret::{EdgeSecret, dev_secret};
+use crate::secret::{EdgeSecret, existing_dev_secret};
 
 /// Key source options shared by `sign` and `verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,7 +16,7 @@ pub struct KeySource {
     /// Read the secret from a file: the Secrets Manager JSON ({"hmac_secret","environment"}) or the bare secret (one trailing newline is dropped)
     #[arg(long, value_name = "PATH", conflicts_with = "dev")]
     pub secret_file: Option<PathBuf>,
-    /// Use the local development secret made by `edge-hmac run --dev`
+    /// Use the local development secret made by `edge-hmac run --dev` (refused, exit 25, until `run --dev` has made it)
     #[arg(long)]
     pub dev: bool,
     /// Which secret in Secrets Manager (used when no other source is given)
@@ -28,8 +28,20 @@ pub struct KeySource {
 }
 
 impl KeySource {
-    /// Resolves the key, checked against `--env` when given.
+    /// Resolves the key, checked against `--env` when given, and says on
+    /// stderr where it came from and its fingerprint (never the value).
     pub async fn resolve(&self) -> Result<EdgeSecret> {
+        let (secret, origin) = self.resolve_quietly().await?;
+        eprintln!(
+            "edge-hmac: key {} (environment {}) from {origin}",
+            secret.fingerprint(),
+            secret.environment
+        );
+        Ok(secret)
+    }
+
+    /// The key and where it came from.
+    async fn resolve_quietly(&self) -> Result<(EdgeSecret, String)> {
         let env = self.secret.environment.as_deref();
         if let Some(var) = &self.secret_env {
             let env = env.ok_or_else(|| {
@@ -42,7 +54,8 @@ impl KeySource {
                 ))
             })?;
             let origin = format!("${}", edge_hmac_filter::config::shown_name(var));
-            return EdgeSecret::new(&origin, value, env, None);
+            let secret = EdgeSecret::new(&origin, value, env, None)?;
+            return Ok((secret, format!("environment variable {origin}")));
         }
         if let Some(path) = &self.secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
@@ -50,8 +63,9 @@ impl KeySource {
                 source,
             })?;
             let id = path.display().to_string();
+            let origin = format!("file {id}");
             if text.trim_start().starts_with('{') {
-                return EdgeSecret::parse(&id, &text, env);
+                return Ok((EdgeSecret::parse(&id, &text, env)?, origin));
             }
             let env = env.ok_or_else(|| {
                 Error::Usage("--secret-file with a bare secret needs --env ENV".into())
@@ -60,10 +74,10 @@ impl KeySource {
                 .strip_suffix("\r\n")
                 .or_else(|| text.strip_suffix('\n'))
                 .unwrap_or(&text);
-            return EdgeSecret::new(&id, value.to_owned(), env, None);
+            return Ok((EdgeSecret::new(&id, value.to_owned(), env, None)?, origin));
         }
         if self.dev {
-            let (secret, path, _) = dev_secret()?;
+            let (secret, path) = existing_dev_secret()?;
             if let Some(env) = env
                 && env != secret.environment
             {
@@ -73,10 +87,14 @@ impl KeySource {
                     found: secret.environment,
                 });
             }
-            return Ok(secret);
+            return Ok((secret, format!("the development secret {}", path.display())));
         }
         let id = self.secret.id()?;
         let sm = self.aws.client().await;
-        Ok(sm.fetch(&id, "AWSCURRENT", env).await?.secret)
+        let secret = sm.fetch(&id, "AWSCURRENT", env).await?.secret;
+        Ok((
+            secret,
+            format!("Secrets Manager {id} (AWSCURRENT, {})", sm.region()),
+        ))
     }
 }

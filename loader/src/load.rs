@@ -176,9 +176,18 @@ pub async fn resolve(authority: &str, allow_remote: bool) -> Result<SocketAddr> 
         .copied()
         .ok_or_else(|| Error::Usage(format!("--url: {authority} has no address")))?;
     if !allow_remote && let Some(remote) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        let host = with_port
+            .rsplit_once(':')
+            .map_or(with_port.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let what = if host == remote.ip().to_string() {
+            format!("{host} is not a loopback address")
+        } else {
+            format!("{host} resolves to {}, not a loopback address", remote.ip())
+        };
         return Err(Error::Usage(format!(
-            "--url: {authority} is {} (not loopback); `edge-hmac load` sends at full speed, so it only targets this machine unless you pass --allow-remote (only for hosts you own)",
-            remote.ip()
+            "--url: {what}; `edge-hmac load` sends at full speed, so it only targets this machine unless you pass --allow-remote (only for hosts you own)"
         )));
     }
     Ok(first)
@@ -665,7 +674,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 None => "closed loop".into(),
             },
             args.concurrency,
-            if args.http2 { "streams" } else { "connections" },
+            workers_noun(args.concurrency, args.http2),
             settings["http"].as_str().unwrap_or(""),
             if job.body.is_empty() {
                 String::new()
@@ -697,7 +706,31 @@ pub async fn run(args: LoadArgs) -> Result<()> {
                 .join(", ")
         )));
     }
+    let succeeded: u64 = report
+        .tally
+        .status
+        .iter()
+        .filter(|(code, _)| code.starts_with('2'))
+        .map(|(_, n)| n)
+        .sum();
+    if succeeded == 0 {
+        // The report above says why (statuses and the filter's error codes).
+        return Err(Error::Refused(format!(
+            "none of the {answered} answered requests succeeded (no 2xx); see the error codes above"
+        )));
+    }
     Ok(())
+}
+
+/// What the `-c` workers are, in the report's first line: `1 connection`,
+/// `2 connections`, `1 stream`, `4 streams`.
+fn workers_noun(n: usize, h2: bool) -> &'static str {
+    match (h2, n) {
+        (true, 1) => "stream",
+        (true, _) => "streams",
+        (false, 1) => "connection",
+        (false, _) => "connections",
+    }
 }
 
 /// The live progress line on a terminal (stderr), twice a second.
@@ -749,6 +782,15 @@ mod tests {
         );
     }
 
+    /// The report says "1 connection", not "1 connections" (issue 25).
+    #[test]
+    fn workers_are_counted_in_words() {
+        assert_eq!(workers_noun(1, false), "connection");
+        assert_eq!(workers_noun(2, false), "connections");
+        assert_eq!(workers_noun(1, true), "stream");
+        assert_eq!(workers_noun(8, true), "streams");
+    }
+
     /// Loopback names and addresses pass; others need --allow-remote.
     #[tokio::test]
     async fn only_loopback_unless_allowed() {
@@ -763,6 +805,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--allow-remote"), "{err}");
+        // An address is named once, not "10.0.0.1 is 10.0.0.1" (issue 25).
+        assert!(
+            err.contains("192.0.2.1 is not a loopback address")
+                && err.matches("192.0.2.1").count() == 1,
+            "{err}"
+        );
         assert!(resolve("192.0.2.1:80", true).await.is_ok());
     }
 

@@ -23,6 +23,43 @@ pub struct RawRequest {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
+    /// How the body was delimited.
+    pub framing: Framing,
+}
+
+/// How the body of a [`RawRequest`] was delimited (what `verify` shows
+/// when its hash does not match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`; `ignored` bytes followed it in the input.
+    ContentLength {
+        /// The declared length.
+        length: usize,
+        /// Bytes after the body in the input, not part of it.
+        ignored: usize,
+    },
+    /// `Transfer-Encoding: chunked`, de-chunked.
+    Chunked,
+    /// Neither: everything after the blank line.
+    ToEnd,
+}
+
+impl std::fmt::Display for Framing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Framing::ContentLength { length, ignored: 0 } => {
+                write!(f, "content-length: {length}")
+            }
+            Framing::ContentLength { length, ignored } => write!(
+                f,
+                "content-length: {length} ({ignored} more byte(s) after it in the input, ignored)"
+            ),
+            Framing::Chunked => f.write_str("transfer-encoding: chunked (de-chunked)"),
+            Framing::ToEnd => {
+                f.write_str("to the end of the input (no content-length, no transfer-encoding)")
+            }
+        }
+    }
 }
 
 impl RawRequest {
@@ -68,24 +105,31 @@ pub fn parse_raw(raw: &[u8]) -> Result<RawRequest> {
         target: target.to_owned(),
         headers,
         body: Vec::new(),
+        framing: Framing::ToEnd,
     };
     let rest = raw.get(head_len..).unwrap_or_default();
     let chunked = request
         .header("transfer-encoding")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-    request.body = if chunked {
-        dechunk(rest)?
+    (request.body, request.framing) = if chunked {
+        (dechunk(rest)?, Framing::Chunked)
     } else if let Some(len) = content_length(&request)? {
-        rest.get(..len)
+        let body = rest
+            .get(..len)
             .ok_or_else(|| {
                 bad(format!(
                     "the body has {} bytes, content-length says {len}",
                     rest.len()
                 ))
             })?
-            .to_vec()
+            .to_vec();
+        let framing = Framing::ContentLength {
+            length: len,
+            ignored: rest.len() - len,
+        };
+        (body, framing)
     } else {
-        rest.to_vec()
+        (rest.to_vec(), Framing::ToEnd)
     };
     Ok(request)
 }

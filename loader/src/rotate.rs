@@ -19,11 +19,22 @@ use edge_hmac_filter::scheme::KeyUsed;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages};
-use crate::envoy::admin_get;
+use crate::aws::{
+    AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages, join_flags,
+};
+use crate::envoy::{Draining, admin_get, draining};
 use crate::error::{Error, Result};
 use crate::run::parse_duration;
 use crate::secret::{EdgeSecret, random_hex};
+
+/// Default of `--proxy-namespace`.
+const DEFAULT_PROXY_NAMESPACE: &str = "envoy-gateway-system";
+/// Default of `--target-secret`.
+const DEFAULT_TARGET_SECRET: &str = "hmac-wasm-config";
+/// Default of `--rotation-secret`.
+const DEFAULT_ROTATION_SECRET: &str = "hmac-wasm-config-rotation";
+/// Default of `--gateway-name` and `--gateway-namespace`.
+const DEFAULT_GATEWAY: &str = "edge";
 
 /// `edge-hmac rotate` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -53,19 +64,19 @@ pub struct Common {
     #[arg(long = "admin", value_name = "ADDR", value_parser = parse_admin)]
     pub admins: Vec<SocketAddr>,
     /// Namespace of the proxies and of the synced Secrets (for the printed kubectl commands)
-    #[arg(long, default_value = "envoy-gateway-system")]
+    #[arg(long, default_value = DEFAULT_PROXY_NAMESPACE)]
     pub proxy_namespace: String,
     /// ExternalSecret (and Secret) with the current key
-    #[arg(long, default_value = "hmac-wasm-config")]
+    #[arg(long, default_value = DEFAULT_TARGET_SECRET)]
     pub target_secret: String,
     /// ExternalSecret (and Secret) with the previous and pending keys
-    #[arg(long, default_value = "hmac-wasm-config-rotation")]
+    #[arg(long, default_value = DEFAULT_ROTATION_SECRET)]
     pub rotation_secret: String,
     /// Gateway whose proxies restart (for the printed kubectl commands)
-    #[arg(long, default_value = "edge")]
+    #[arg(long, default_value = DEFAULT_GATEWAY)]
     pub gateway_name: String,
     /// Its namespace
-    #[arg(long, default_value = "edge")]
+    #[arg(long, default_value = DEFAULT_GATEWAY)]
     pub gateway_namespace: String,
 }
 
@@ -132,6 +143,9 @@ pub struct ProxyView {
     pub keys: BTreeMap<String, Vec<String>>,
     /// Requests verified, per slot.
     pub verified: BTreeMap<String, u64>,
+    /// A hot restart is draining: the keys shown include the previous
+    /// epoch's until it exits.
+    pub draining: Option<Draining>,
 }
 
 impl ProxyView {
@@ -178,7 +192,28 @@ impl ProxyView {
             admin: admin.to_owned(),
             keys,
             verified,
+            draining: None,
         }
+    }
+
+    /// While a hot restart drains, the held keys that are not what Secrets
+    /// Manager now labels for their slot (`expected`, by slot name): those
+    /// are the previous epoch's and go when it exits. Empty otherwise.
+    pub fn going(&self, expected: &BTreeMap<&str, String>) -> BTreeMap<String, Vec<String>> {
+        if self.draining.is_none() {
+            return BTreeMap::new();
+        }
+        self.keys
+            .iter()
+            .filter_map(|(slot, fps)| {
+                let going: Vec<String> = fps
+                    .iter()
+                    .filter(|fp| expected.get(slot.as_str()) != Some(*fp))
+                    .cloned()
+                    .collect();
+                (!going.is_empty()).then(|| (slot.clone(), going))
+            })
+            .collect()
     }
 }
 
@@ -186,7 +221,8 @@ impl ProxyView {
 async fn view(admin: SocketAddr) -> std::result::Result<ProxyView, String> {
     match admin_get(admin, "/stats?filter=wasmcustom.edge_hmac.").await {
         Ok((200, body)) => {
-            let v = ProxyView::parse(&admin.to_string(), &body);
+            let mut v = ProxyView::parse(&admin.to_string(), &body);
+            v.draining = draining(admin).await;
             if v.keys.is_empty() {
                 Err(format!(
                     "{admin} shows no edge-hmac key gauges: is the filter (this version or newer) loaded there?"
@@ -195,8 +231,26 @@ async fn view(admin: SocketAddr) -> std::result::Result<ProxyView, String> {
                 Ok(v)
             }
         }
-        Ok((status, _)) => Err(format!("{admin} answered HTTP {status} for /stats")),
+        Ok((status, body)) => Err(not_admin(admin, status, &body)),
         Err(e) => Err(format!("cannot read {admin}/stats: {e}")),
+    }
+}
+
+/// Why `admin` did not answer `/stats` as an Envoy admin interface does,
+/// with a hint when it looks like the proxy's listener instead.
+fn not_admin(admin: SocketAddr, status: u16, body: &str) -> String {
+    let filter_answer = body.contains("\"error\":");
+    if filter_answer || status == 401 || status == 404 {
+        format!(
+            "{admin} answered HTTP {status} for /stats: is this the admin port? That looks like a proxy listener{}; pass Envoy's admin interface (`edge-hmac run` prints `admin http://…`; on Envoy Gateway, port 19000 of the proxy pod through `kubectl port-forward`)",
+            if filter_answer {
+                " (the filter refused the unsigned request)"
+            } else {
+                ""
+            }
+        )
+    } else {
+        format!("{admin} answered HTTP {status} for /stats")
     }
 }
 
@@ -244,12 +298,41 @@ impl Common {
         )
     }
 
-    fn id_flags(&self) -> String {
-        match (&self.secret.secret_id, &self.secret.environment) {
-            (Some(id), _) => format!("--secret-id {}", crate::sign::shell_quote(id)),
-            (None, Some(env)) => format!("--env {env}"),
-            (None, None) => String::new(),
+    /// Every flag given on this command line that says where to act —
+    /// secret, AWS connection, and the names for the printed kubectl
+    /// commands — to repeat in a printed next step so it reaches the same
+    /// place (issue 25); the environment applies anyway.
+    fn flags(&self) -> String {
+        let mut flags = self.secret.given_flags();
+        flags.extend(self.aws.given_flags());
+        for (flag, value, default) in [
+            (
+                "--proxy-namespace",
+                &self.proxy_namespace,
+                DEFAULT_PROXY_NAMESPACE,
+            ),
+            (
+                "--target-secret",
+                &self.target_secret,
+                DEFAULT_TARGET_SECRET,
+            ),
+            (
+                "--rotation-secret",
+                &self.rotation_secret,
+                DEFAULT_ROTATION_SECRET,
+            ),
+            ("--gateway-name", &self.gateway_name, DEFAULT_GATEWAY),
+            (
+                "--gateway-namespace",
+                &self.gateway_namespace,
+                DEFAULT_GATEWAY,
+            ),
+        ] {
+            if value != default {
+                flags.push((flag, value.clone()));
+            }
         }
+        join_flags(&flags).trim_start().to_owned()
     }
 
     /// ` --admin A` for each admin address given.
@@ -260,13 +343,17 @@ impl Common {
             .collect()
     }
 
-    fn check_hint(&self) -> String {
-        let admins = if self.admins.is_empty() {
+    /// A printed `edge-hmac rotate <step>` with every flag of this command
+    /// line. A step that checks the proxies (`status`, `promote`,
+    /// `retire`) gets the `--admin` addresses given, or `--admin IP:PORT`
+    /// to fill in when none was.
+    fn command(&self, step: &str) -> String {
+        let admins = if self.admins.is_empty() && matches!(step, "status" | "promote" | "retire") {
             " --admin IP:PORT".to_owned()
         } else {
             self.admin_flags()
         };
-        format!("edge-hmac rotate status {}{admins}", self.id_flags())
+        format!("edge-hmac rotate {step} {}{admins}", self.flags())
     }
 
     /// A shell loop that waits until `key` of Secret `secret` has the
@@ -329,19 +416,20 @@ async fn begin(g: &Gate) -> Result<()> {
             .await?
             .unwrap_or_else(|| "?".into());
         let what = if *p == stages.current {
-            "a promotion was left half done: the AWSCURRENT version still carries AWSPENDING; finish it with `edge-hmac rotate promote"
+            "a promotion was left half done: the AWSCURRENT version still carries AWSPENDING; finish it with"
         } else {
-            "a rotation is already under way: promote it (`edge-hmac rotate promote"
+            "a rotation is already under way: promote it with"
         };
         return Err(Error::NotSafe(format!(
-            "version {p} (key {fp}) is AWSPENDING; {what} {flags}`) or drop it (`edge-hmac rotate cancel {flags}`)",
-            flags = c.id_flags()
+            "version {p} (key {fp}) is AWSPENDING; {what} `{}`, or drop it with `{}`",
+            c.command("promote"),
+            c.command("cancel")
         )));
     }
     if let Some(prev) = &stages.previous {
         let problem = format!(
-            "version {prev} is still AWSPREVIOUS: promoting a new key would drop it without retire's check that no client uses it; run `edge-hmac rotate retire {}` first",
-            c.id_flags()
+            "version {prev} is still AWSPREVIOUS: promoting a new key would drop it without retire's check that no client uses it; run `{}` first",
+            c.command("retire")
         );
         gate(g.force, 1, &[problem], "beginning")?;
     }
@@ -378,10 +466,9 @@ async fn begin(g: &Gate) -> Result<()> {
         )
     ));
     say(format!(
-        "Then check that every proxy holds key {fp}:\n  {}\nand promote it:\n  edge-hmac rotate promote {}{}",
-        c.check_hint(),
-        c.id_flags(),
-        c.admin_flags()
+        "Then check that every proxy holds key {fp}:\n  {}\nand promote it:\n  {}",
+        c.command("status"),
+        c.command("promote")
     ));
     Ok(())
 }
@@ -416,8 +503,8 @@ async fn promote(g: &Gate) -> Result<()> {
     let (sm, id, stages) = connect(c).await?;
     let Some(pending) = stages.pending.clone() else {
         return Err(Error::Usage(format!(
-            "nothing to promote: no version of {id} is AWSPENDING; start with `edge-hmac rotate begin {}`",
-            c.id_flags()
+            "nothing to promote: no version of {id} is AWSPENDING; start with `{}`",
+            c.command("begin")
         )));
     };
     if pending == stages.current {
@@ -439,8 +526,8 @@ async fn promote(g: &Gate) -> Result<()> {
     let mut checked = 0;
     if let Some(prev) = &stages.previous {
         problems.push(format!(
-            "version {prev} is still AWSPREVIOUS and the promotion would drop it without retire's check that no client uses it; run `edge-hmac rotate retire {}` first",
-            c.id_flags()
+            "version {prev} is still AWSPREVIOUS and the promotion would drop it without retire's check that no client uses it; run `{}` first",
+            c.command("retire")
         ));
     }
     for v in views(&c.admins).await {
@@ -463,8 +550,8 @@ async fn promote(g: &Gate) -> Result<()> {
         .await
         .map_err(|e| {
             Error::Other(format!(
-                "AWSCURRENT of {id} moved to version {pending}, but its AWSPENDING label could not be removed ({e}); run `edge-hmac rotate promote {}` again to finish",
-                c.id_flags()
+                "AWSCURRENT of {id} moved to version {pending}, but its AWSPENDING label could not be removed ({e}); run `{}` again to finish",
+                c.command("promote")
             ))
         })?;
     say(format!(
@@ -484,9 +571,8 @@ async fn promote(g: &Gate) -> Result<()> {
         )
     ));
     say(format!(
-        "Then, once no client signs with the old key any more (counter wasmcustom.edge_hmac.verified_previous_key stops rising), retire it:\n  edge-hmac rotate retire {}{}",
-        c.id_flags(),
-        c.admin_flags()
+        "Then, once no client signs with the old key any more (counter wasmcustom.edge_hmac.verified_previous_key stops rising), retire it:\n  {}",
+        c.command("retire")
     ));
     Ok(())
 }
@@ -588,7 +674,7 @@ async fn retire(r: &RetireArgs) -> Result<()> {
     ));
     say(format!(
         "The rotation is complete; check with:\n  {}",
-        c.check_hint()
+        c.command("status")
     ));
     Ok(())
 }
@@ -642,6 +728,11 @@ struct ProxyStatus {
     verified: BTreeMap<String, u64>,
     /// Fingerprints of labelled versions this proxy does not hold.
     missing: Vec<String>,
+    /// A hot restart is draining on this proxy.
+    draining: Option<Draining>,
+    /// While it drains: held keys of the previous epoch that go when it
+    /// exits, per slot.
+    going: BTreeMap<String, Vec<String>>,
     /// True when it holds the AWSCURRENT key, the one clients sign with.
     accepts_current: bool,
     /// What this proxy means for the next step.
@@ -671,28 +762,27 @@ async fn status(s: &StatusArgs) -> Result<()> {
     }
     let pending = optional.pop().flatten();
     let previous = optional.pop().flatten();
-    let flags = c.id_flags();
     let (phase, next) = match (&pending, &previous) {
         (Some(_), _) => (
             "pending",
             format!(
-                "load the pending key into every proxy, then `edge-hmac rotate promote {flags}`"
+                "load the pending key into every proxy, then `{}`",
+                c.command("promote")
             ),
         ),
         (None, Some(_)) => (
             "promoted",
             format!(
-                "once no client signs with the previous key, `edge-hmac rotate retire {flags}`"
+                "once no client signs with the previous key, `{}`",
+                c.command("retire")
             ),
         ),
-        (None, None) => (
-            "idle",
-            format!("to rotate, `edge-hmac rotate begin {flags}`"),
-        ),
+        (None, None) => ("idle", format!("to rotate, `{}`", c.command("begin"))),
     };
     let next = if stages.pending.is_some() && pending_version.is_none() {
         format!(
-            "a promotion was left half done (AWSPENDING is still on the AWSCURRENT version): `edge-hmac rotate promote {flags}` finishes it; then {next}"
+            "a promotion was left half done (AWSPENDING is still on the AWSCURRENT version): `{}` finishes it; then {next}",
+            c.command("promote")
         )
     } else {
         next
@@ -725,6 +815,14 @@ async fn status(s: &StatusArgs) -> Result<()> {
         .flatten()
         .filter_map(|l| l.fingerprint.as_ref())
         .collect();
+    let expected: BTreeMap<&str, String> = [
+        (KeyUsed::Current, &current_fp),
+        (KeyUsed::Previous, &previous_fp),
+        (KeyUsed::Pending, &pending_fp),
+    ]
+    .into_iter()
+    .filter_map(|(slot, fp)| fp.clone().map(|fp| (slot.slot(), fp)))
+    .collect();
     let proxies: Vec<ProxyStatus> = views(&c.admins)
         .await
         .into_iter()
@@ -738,6 +836,8 @@ async fn status(s: &StatusArgs) -> Result<()> {
                     .collect(),
                 accepts_current: current_fp.as_ref().is_none_or(|f| v.holds(f)),
                 verdict: verdict(&v),
+                draining: v.draining,
+                going: v.going(&expected),
                 admin: v.admin,
                 error: None,
                 keys: v.keys,
@@ -751,6 +851,8 @@ async fn status(s: &StatusArgs) -> Result<()> {
                 missing: Vec::new(),
                 accepts_current: false,
                 verdict: "not readable".into(),
+                draining: None,
+                going: BTreeMap::new(),
             },
         })
         .collect();
@@ -797,14 +899,41 @@ fn print_status(st: &Status) {
             say(format!("proxy {}: not readable: {e}", p.admin));
             continue;
         }
+        let going = |slot: &str, fp: &String| {
+            if p.going.get(slot).is_some_and(|g| g.contains(fp)) {
+                " (draining)"
+            } else {
+                ""
+            }
+        };
         let keys: Vec<String> = KeyUsed::ALL
             .iter()
             .filter_map(|slot| {
-                p.keys
-                    .get(slot.slot())
-                    .map(|fps| format!("{} {}", slot.slot(), fps.join(",")))
+                p.keys.get(slot.slot()).map(|fps| {
+                    let fps: Vec<String> = fps
+                        .iter()
+                        .map(|fp| format!("{fp}{}", going(slot.slot(), fp)))
+                        .collect();
+                    format!("{} {}", slot.slot(), fps.join(","))
+                })
             })
             .collect();
+        if let Some(d) = &p.draining {
+            let which = if p.going.is_empty() {
+                "none of the keys it shows goes then".to_owned()
+            } else {
+                let list: Vec<String> = p
+                    .going
+                    .iter()
+                    .map(|(slot, fps)| format!("{slot} {}", fps.join(",")))
+                    .collect();
+                format!("then {} go (marked draining)", list.join(", "))
+            };
+            say(format!(
+                "proxy {}: a hot restart is draining (epoch {}): until the previous epoch exits, within {} s, the keys shown include the ones it held; {which}",
+                p.admin, d.epoch, d.seconds_left
+            ));
+        }
         let verified: Vec<String> = p.verified.iter().map(|(k, v)| format!("{k} {v}")).collect();
         say(format!(
             "proxy {}: holds {}; verified {}; {}",
@@ -839,6 +968,62 @@ mod tests {
         assert_eq!(v.verified.get("previous"), Some(&2));
         assert_eq!(v.verified.get("current"), Some(&7));
         assert_eq!(v.verified.len(), 2);
+    }
+
+    /// While a hot restart drains, a held key that is not what Secrets
+    /// Manager labels for its slot is the previous epoch's (issue 25);
+    /// without a drain nothing is "going".
+    #[test]
+    fn draining_keys_are_told_apart() {
+        let text = "wasmcustom.edge_hmac.key.current.aaaaaaaa: 2\n\
+                    wasmcustom.edge_hmac.key.current.bbbbbbbb: 2\n\
+                    wasmcustom.edge_hmac.key.previous.aaaaaaaa: 2\n\
+                    wasmcustom.edge_hmac.key.pending.bbbbbbbb: 2\n";
+        let mut v = ProxyView::parse("a", text);
+        let expected = BTreeMap::from([
+            ("current", "bbbbbbbb".to_owned()),
+            ("previous", "aaaaaaaa".to_owned()),
+        ]);
+        assert!(v.going(&expected).is_empty());
+        v.draining = Some(Draining {
+            epoch: 2,
+            seconds_left: 7,
+        });
+        assert_eq!(
+            v.going(&expected),
+            BTreeMap::from([
+                ("current".to_owned(), vec!["aaaaaaaa".to_owned()]),
+                ("pending".to_owned(), vec!["bbbbbbbb".to_owned()]),
+            ])
+        );
+        let info = serde_json::json!({
+            "uptime_current_epoch": "3s",
+            "command_line_options": {"restart_epoch": 2, "parent_shutdown_time": "10s"}
+        });
+        assert_eq!(
+            crate::envoy::draining_from(&info),
+            Some(Draining {
+                epoch: 2,
+                seconds_left: 7
+            })
+        );
+        let settled = serde_json::json!({
+            "uptime_current_epoch": "12s",
+            "command_line_options": {"restart_epoch": 2, "parent_shutdown_time": "10s"}
+        });
+        assert_eq!(crate::envoy::draining_from(&settled), None);
+    }
+
+    /// An `--admin` that is really the proxy's listener (the filter's 401)
+    /// gets "is this the admin port?" (issue 25); another error does not.
+    #[test]
+    fn a_listener_is_not_an_admin_interface() {
+        let a: SocketAddr = "127.0.0.1:10000".parse().unwrap();
+        let msg = not_admin(a, 401, r#"{"error":"missing_signature"}"#);
+        assert!(msg.contains("is this the admin port?"), "{msg}");
+        assert!(msg.contains("filter refused"), "{msg}");
+        let msg = not_admin(a, 503, "overloaded");
+        assert!(!msg.contains("admin port"), "{msg}");
     }
 
     /// Admin addresses are taken with or without http:// and a slash.

@@ -55,19 +55,30 @@ pub struct FilterOpts {
     /// Let CORS preflight requests pass unsigned
     #[arg(long)]
     pub allow_cors_preflight: bool,
-    /// Signature formats the filter accepts: v1 (x-crawbl-* headers) and/or rfc9421 (RFC 9421 Signature-Input/Signature, see docs/signature-rfc9421.md); comma-separated or repeated
-    #[arg(
-        long = "formats",
-        value_name = "FORMAT",
-        value_delimiter = ',',
-        default_value = "v1"
-    )]
+    /// Signature formats the filter accepts: v1 (x-crawbl-* headers) and/or rfc9421 (RFC 9421 Signature-Input/Signature, see docs/signature-rfc9421.md); comma-separated or repeated [default: v1; with run --dev: v1,rfc9421]
+    #[arg(long = "formats", value_name = "FORMAT", value_delimiter = ',')]
     pub formats: Vec<String>,
 }
 
+/// The formats `run --dev` accepts unless `--formats` says otherwise: both,
+/// so a local run takes whatever `edge-hmac sign` makes.
+pub const DEV_FORMATS: [Format; 2] = [Format::V1, Format::Rfc9421];
+
 impl FilterOpts {
-    /// The plugin configuration these options describe (no inline secret).
+    /// The plugin configuration these options describe (no inline secret);
+    /// without `--formats`, the filter's default (`["v1"]`).
     pub fn plugin_config(&self) -> Result<PluginConfig> {
+        self.plugin_config_or(&[Format::V1])
+    }
+
+    /// Like [`FilterOpts::plugin_config`], with `default` as the formats
+    /// when `--formats` is not given.
+    pub fn plugin_config_or(&self, default: &[Format]) -> Result<PluginConfig> {
+        let formats = if self.formats.is_empty() {
+            default.iter().map(|f| f.name().to_owned()).collect()
+        } else {
+            self.formats.clone()
+        };
         let config = PluginConfig {
             clock_skew_seconds: self.clock_skew,
             max_body_bytes: self.max_body_bytes,
@@ -77,7 +88,7 @@ impl FilterOpts {
             exempt_paths: self.exempt_paths.clone(),
             unsigned_payload_paths: self.unsigned_payload_paths.clone(),
             allow_cors_preflight: self.allow_cors_preflight,
-            formats: self.formats.clone(),
+            formats,
             ..PluginConfig::default()
         };
         // Validate exactly as the filter will, with a stand-in secret.
@@ -224,7 +235,32 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             "--watch follows Secrets Manager; it does not apply to --dev".into(),
         ));
     }
-    let plugin = args.filter.plugin_config()?;
+    if args.dev {
+        let mut given = args.secret.given_flags();
+        given.extend(args.aws.given_flags());
+        if !given.is_empty() {
+            let names: Vec<&str> = given.iter().map(|(f, _)| *f).collect();
+            return Err(Error::Usage(format!(
+                "--dev uses the local development secret, so {} would be ignored: drop --dev to run with the key from Secrets Manager, or drop {}",
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" }
+            )));
+        }
+    } else if args.upstream.is_none() {
+        // Usage first: no Secrets Manager call for a command that cannot run.
+        return Err(Error::Usage(
+            "say where to route verified requests: --upstream HOST:PORT (or use --dev for the built-in echo upstream)".into(),
+        ));
+    }
+    // Nothing else may listen where this Envoy will: Envoy's listeners
+    // reuse ports, so a second one would share the traffic silently.
+    ensure_free(args.listen, "listener", "--listen")?;
+    ensure_free(args.admin, "admin interface", "--admin")?;
+    let plugin = if args.dev {
+        args.filter.plugin_config_or(&DEV_FORMATS)?
+    } else {
+        args.filter.plugin_config()?
+    };
     let envoy_cmd = envoy::find(args.envoy.as_deref())?;
     let wasm = envoy::find_wasm(args.wasm.as_deref())?;
 
@@ -270,18 +306,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     say(format!("keys: {}", keys.describe()));
 
-    // The built-in upstream for --dev.
-    let upstream = match (args.upstream, args.dev) {
-        (Some(u), _) => u,
-        (None, true) => {
+    // The built-in upstream for --dev (without --dev, --upstream was
+    // checked above).
+    let upstream = match args.upstream {
+        Some(u) => u,
+        None => {
             let addr = start_dev_upstream().await?;
             say(format!("upstream: built-in echo on {addr}"));
             addr
-        }
-        (None, false) => {
-            return Err(Error::Usage(
-                "say where to route verified requests: --upstream HOST:PORT (or use --dev for the built-in echo upstream)".into(),
-            ));
         }
     };
 
@@ -334,9 +366,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         "Envoy ready (epoch 0): listener http://{listen}  admin http://{}",
         sup.admin
     ));
-    if args.dev {
-        print_dev_hints(&keys.current, listen, args.filter.clock_skew)?;
-    }
+    let key_flags = if args.dev {
+        "--dev".to_owned()
+    } else {
+        let mut flags = args.secret.given_flags();
+        flags.extend(args.aws.given_flags());
+        crate::aws::join_flags(&flags).trim_start().to_owned()
+    };
+    print_hints(&keys.current, &key_flags, listen, args.filter.clock_skew)?;
 
     let result = sup.supervise(&mut current, keys, aws, args.watch).await;
     drop(dir);
@@ -354,8 +391,31 @@ fn write_bootstrap(local: &LocalEnvoy, path: &std::path::Path) -> Result<()> {
     })
 }
 
-fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result<()> {
-    let url = format!("http://{listen}/v1/hello?name=dev");
+/// Refuses `addr` when a socket already listens there (a plain bind, with
+/// no `SO_REUSEPORT`, fails then even if the other socket shares its port
+/// with its own kind). Port 0 is always free.
+fn ensure_free(addr: SocketAddr, what: &'static str, flag: &'static str) -> Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            Err(Error::AddressInUse { what, flag, addr })
+        }
+        Err(e) => Err(Error::Usage(format!(
+            "cannot listen on {addr} ({flag}): {e}"
+        ))),
+    }
+}
+
+/// The signed and unsigned curl commands printed once Envoy is ready.
+/// `key_flags` is how `edge-hmac sign` reaches the same key.
+fn print_hints(secret: &EdgeSecret, key_flags: &str, listen: SocketAddr, skew: u64) -> Result<()> {
+    let url = format!("http://{listen}/v1/hello?name={}", secret.environment);
     let wire = split_url(&url)?;
     let plan = SignPlan::new(secret, Format::V1, "GET", wire, SignOptions::default())?;
     let headers = plan.headers(now(), None)?;
@@ -364,7 +424,7 @@ fn print_dev_hints(secret: &EdgeSecret, listen: SocketAddr, skew: u64) -> Result
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
     println!(
-        "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign --dev --url URL --curl`):"
+        "Signed request (valid for {skew} s; make fresh ones with `edge-hmac sign {key_flags} --url URL --curl`):"
     );
     println!("  {}", curl_command("GET", &url, &pairs, None));
     println!("Unsigned request (refused with 401 missing_signature):");
@@ -746,6 +806,17 @@ mod tests {
                 .plugin_config()
         };
         assert_eq!(config(&[]).unwrap().formats, ["v1"]);
+        // run --dev's default takes both; an explicit --formats wins.
+        let dev = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .unwrap()
+                .filter
+                .plugin_config_or(&DEV_FORMATS)
+                .unwrap()
+                .formats
+        };
+        assert_eq!(dev(&[]), ["v1", "rfc9421"]);
+        assert_eq!(dev(&["--formats", "v1"]), ["v1"]);
         assert_eq!(
             config(&["--formats", "v1,rfc9421"]).unwrap().formats,
             ["v1", "rfc9421"]

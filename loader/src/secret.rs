@@ -155,6 +155,17 @@ pub fn dev_secret() -> Result<(EdgeSecret, PathBuf, bool)> {
     }
 }
 
+/// The local development secret if `edge-hmac run --dev` made it; never
+/// creates one (a key nothing verifies with would only give 401s).
+pub fn existing_dev_secret() -> Result<(EdgeSecret, PathBuf)> {
+    let path = dev_secret_path();
+    if !path.exists() {
+        return Err(Error::NoDevSecret { path });
+    }
+    let (secret, path, _) = dev_secret()?;
+    Ok((secret, path))
+}
+
 fn write_private(path: &Path, secret: &EdgeSecret) -> std::io::Result<()> {
     // Create missing directories private (0700); never change an existing one.
     if let Some(dir) = path

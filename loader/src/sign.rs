@@ -334,6 +334,9 @@ pub fn curl_command(
 /// Runs `edge-hmac sign`.
 pub async fn run(args: SignArgs) -> Result<()> {
     let url = split_url(&args.url)?;
+    for warning in wire_warnings(&args.method, &url.path) {
+        eprintln!("edge-hmac: warning: {warning}");
+    }
     let body = read_body(args.data.as_deref())?;
     if args.curl && !body.bytes.is_empty() && body.curl_arg.is_none() {
         return Err(Error::Usage(
@@ -381,6 +384,28 @@ pub async fn run(args: SignArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What is wrong with signing `method` and `path` as given: a path Envoy
+/// rewrites before the verifier sees it (docs/signature-v1.md §7), or a
+/// method not in upper case. The signature is still made, for the bytes
+/// given (a test of the refusal may want exactly that).
+pub fn wire_warnings(method: &str, path: &str) -> Vec<String> {
+    let mut out: Vec<String> = edge_hmac_filter::paths::normal_form_issues(path.as_bytes())
+        .into_iter()
+        .map(|issue| {
+            format!(
+                "the path has {issue}: the verifier sees the path after Envoy's normalization, so this signature will not match; sign the path in normal form (docs/signature-v1.md section 7)"
+            )
+        })
+        .collect();
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        out.push(format!(
+            "method {method:?} is not upper case: methods are case-sensitive and signed as sent; servers expect {:?}",
+            method.to_ascii_uppercase()
+        ));
+    }
+    out
 }
 
 /// Unix time now.

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 
 use edge_hmac_filter::config::DEFAULT_MAX_BODY_BYTES;
 use edge_hmac_filter::scheme::{
-    DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, RequestHead, SecretKey, Verifier, VerifierOptions,
+    DEFAULT_CLOCK_SKEW_SECONDS, EMPTY_SHA256_HEX, Format, Formats, HeaderValue, Reject,
+    RequestHead, SecretKey, Verifier, VerifierOptions,
 };
 
 use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
-use crate::raw::parse_raw;
+use crate::raw::{RawRequest, parse_raw};
 use crate::sign::{now, split_url};
 
 /// Arguments of `edge-hmac verify`.
@@ -161,7 +162,54 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
                 rejection.reason.status(),
                 rejection
             );
+            if rejection.reason == Reject::ContentMismatch {
+                print_body_mismatch(&req, &head);
+            }
             Err(Error::Refused(rejection.reason.code().into()))
         }
+    }
+}
+
+/// What `verify` read as the body and what the request signed, when they
+/// differ: the hashes, the length and how the body was delimited.
+fn print_body_mismatch(req: &RawRequest, head: &RequestHead<'_>) {
+    let sha = edge_hmac_filter::scheme::sha256(&req.body);
+    println!(
+        "body read:   {} bytes, delimited by {}",
+        req.body.len(),
+        req.framing
+    );
+    println!("  sha-256 computed: {} (hex)", hex::encode(sha));
+    if let HeaderValue::One(v) = head.content_sha256 {
+        println!(
+            "  sha-256 signed:   {} (x-crawbl-content-sha256)",
+            String::from_utf8_lossy(v)
+        );
+    } else if head.has_rfc9421() {
+        if let Some(d) = head.field_value(b"content-digest") {
+            println!(
+                "  computed as content-digest: {}",
+                edge_hmac_filter::scheme::rfc9421::content_digest_header(&req.body)
+            );
+            println!(
+                "  signed content-digest:      {}",
+                String::from_utf8_lossy(&d)
+            );
+        } else {
+            println!("  signed: no content-digest (an empty body)");
+        }
+    } else {
+        println!(
+            "  sha-256 signed:   {EMPTY_SHA256_HEX} (no x-crawbl-content-sha256: an empty body)"
+        );
+    }
+    if req.body.ends_with(b"\n") {
+        println!(
+            "  hint: the body read ends with a newline; if your client signed it without one (a file saved by an editor, `echo`), send exactly the bytes you signed (`printf`, curl --data-binary)"
+        );
+    } else {
+        println!(
+            "  hint: sign exactly the bytes sent: a trailing newline, a re-encoded body (gzip, JSON re-serialized) or a different content-length changes the hash"
+        );
     }
 }

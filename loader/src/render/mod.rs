@@ -107,6 +107,66 @@ pub struct RenderGatewayArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Checks a `--wasm-url` / `--module-url`: an absolute `http` or `https`
+/// URL with a host, parsed by the `http` crate (hyper's), nothing else.
+pub fn check_download_url(flag: &str, url: &str) -> Result<()> {
+    let bad = |why: &str| Error::Usage(format!("{flag} {url:?} is not usable: {why}"));
+    if !url.contains("://") && !url.contains(char::is_whitespace) {
+        return Err(bad("no scheme; use https://host/path"));
+    }
+    let uri: http::Uri = url.parse().map_err(|e| {
+        bad(&format!(
+            "not a URL ({e}); percent-encode spaces and quotes"
+        ))
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(bad(&format!("scheme {other:?}; use https:// (or http://)"))),
+        None => return Err(bad("no scheme; use https://host/path")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    if uri.path().len() <= 1 {
+        return Err(bad("no path to the file"));
+    }
+    Ok(())
+}
+
+/// Checks an OCI image reference as Envoy Gateway takes it
+/// (`registry/repo[:tag][@sha256:DIGEST]`, no scheme), by the grammar of
+/// the OCI distribution reference (a dependency-free check: the crates that
+/// parse references pull in a whole OCI client).
+pub fn check_image_ref(flag: &str, image: &str) -> Result<()> {
+    static REF: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = REF.get_or_init(|| {
+        let component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+        let domain = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?";
+        regex::Regex::new(&format!(
+            r"^{domain}/{component}(?:/{component})*(?::[\w][\w.-]{{0,127}})?(?:@sha256:[0-9a-f]{{64}})?$"
+        ))
+        .ok()
+    });
+    let ok = re.as_ref().is_some_and(|re| re.is_match(image));
+    if ok {
+        return Ok(());
+    }
+    let why = if image.contains("://") {
+        "no scheme: write registry/repo@sha256:DIGEST"
+    } else if image.contains('@') && !image.contains("@sha256:") {
+        "only sha256 digests are accepted"
+    } else if image.contains("@sha256:") {
+        "the digest must be 64 lowercase hex digits after @sha256:"
+    } else if !image.contains('/') {
+        "name the registry: registry.example.com/repo@sha256:DIGEST"
+    } else {
+        "expected registry/repo[:tag][@sha256:DIGEST] (lowercase repository, no spaces)"
+    };
+    Err(Error::Usage(format!(
+        "{flag} {image:?} is not an image reference: {why}"
+    )))
+}
+
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -118,6 +178,7 @@ impl RenderGatewayArgs {
         validate_environment(&self.environment).map_err(|e| Error::Usage(e.to_string()))?;
         let code = match (&self.wasm_url, &self.wasm_image) {
             (Some(url), None) => {
+                check_download_url("--wasm-url", url)?;
                 let sha256 = match (&self.wasm_sha256, &self.wasm_file) {
                     (Some(h), _) => Some(h.to_ascii_lowercase()),
                     (None, Some(path)) => {
@@ -139,6 +200,7 @@ impl RenderGatewayArgs {
                 }
             }
             (None, Some(image)) => {
+                check_image_ref("--wasm-image", image)?;
                 let pinned = image
                     .rsplit_once("@sha256:")
                     .is_some_and(|(_, digest)| is_hex64(digest));
@@ -306,4 +368,64 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
         Some(path) => std::fs::write(&path, text).map_err(|source| Error::Io { path, source })?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Module locations are validated before anything is rendered: the
+    /// strings of issue 25 are refused with the reason, real ones pass.
+    #[test]
+    fn module_locations_are_checked() {
+        let digest = "a".repeat(64);
+        for ok in [
+            format!("registry.example.com/edge/hmac@sha256:{digest}"),
+            format!("localhost:5000/edge-hmac:0.1.0@sha256:{digest}"),
+            "ghcr.io/acme/edge-hmac:v1".to_owned(),
+        ] {
+            assert!(check_image_ref("--wasm-image", &ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            (
+                format!("url: registry.example.com/edge@sha256:{digest}"),
+                "not an image reference",
+            ),
+            (
+                format!("oci://registry.example.com/edge@sha256:{digest}"),
+                "no scheme",
+            ),
+            (
+                "registry.example.com/edge@sha256:abc".to_owned(),
+                "64 lowercase hex",
+            ),
+            (
+                "registry.example.com/edge@md5:abc".to_owned(),
+                "only sha256",
+            ),
+            ("edge-hmac".to_owned(), "name the registry"),
+        ] {
+            let err = check_image_ref("--wasm-image", &bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        for ok in [
+            "https://files.example.com/edge_hmac_filter.wasm",
+            "http://127.0.0.1:8080/f.wasm",
+        ] {
+            assert!(check_download_url("--wasm-url", ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://x y", "not a URL"),
+            ("ftp://files.example.com/f.wasm", "scheme \"ftp\""),
+            ("files.example.com/f.wasm", "no scheme"),
+            ("https://files.example.com", "no path"),
+        ] {
+            let err = check_download_url("--wasm-url", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }
