@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::loader::{Running, home, run_cmd};
 
 /// `edge-hmac load` in `home`, at `http://addr/v1/orders`, with `args`.
-fn load_cmd(home: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Command {
+pub(crate) fn load_cmd(home: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Command {
     let mut cmd = cli(home);
     cmd.arg("load")
         .args(["--url", &format!("http://{addr}/v1/orders?page=2")])
@@ -24,10 +24,16 @@ fn load_cmd(home: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Command 
 }
 
 /// Runs `cmd` with `--output json`; returns the object (exit code 0).
-async fn load_json(mut cmd: Command) -> Value {
+async fn load_json(cmd: Command) -> Value {
+    load_json_exit(cmd, 0).await
+}
+
+/// Runs `cmd` with `--output json`; returns the object, after checking the
+/// exit code (4: no request got a 2xx).
+pub(crate) async fn load_json_exit(mut cmd: Command, code: i32) -> Value {
     cmd.args(["--output", "json"]);
     let out = run(cmd).await;
-    assert_eq!(out.code, 0, "{}", out.all());
+    assert_eq!(out.code, code, "{}", out.all());
     serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
 }
 
@@ -45,7 +51,7 @@ fn statuses(report: &Value) -> Vec<(String, u64)> {
 }
 
 /// `run --dev` with the filter options `args`; returns it and its listener.
-async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
+pub(crate) async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
     let mut cmd = run_cmd(home);
     cmd.arg("--dev").args(args);
     let mut running = Running::start(cmd);
@@ -101,28 +107,32 @@ async fn load_open_loop_keeps_its_rate() {
 }
 
 /// Signed with a key the proxy does not have, every request is refused with
-/// 401 `invalid_signature`, counted by its error code.
+/// 401 `invalid_signature`, counted by its error code, and `load` exits 4
+/// (no request succeeded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_with_a_wrong_key_is_refused_every_time() {
     let h = home();
     let (running, addr) = dev_proxy(h.path(), &[]).await;
     let wrong = h.path().join("wrong.key");
     std::fs::write(&wrong, secret()).unwrap();
-    let report = load_json(load_cmd(
-        h.path(),
-        addr,
-        &[
-            "--secret-file",
-            wrong.to_str().unwrap(),
-            "--env",
-            "dev",
-            "--nonce",
-            "-c",
-            "2",
-            "--requests",
-            "200",
-        ],
-    ))
+    let report = load_json_exit(
+        load_cmd(
+            h.path(),
+            addr,
+            &[
+                "--secret-file",
+                wrong.to_str().unwrap(),
+                "--env",
+                "dev",
+                "--nonce",
+                "-c",
+                "2",
+                "--requests",
+                "200",
+            ],
+        ),
+        4,
+    )
     .await;
     assert_eq!(statuses(&report), [("401".to_owned(), 200)], "{report}");
     assert_eq!(

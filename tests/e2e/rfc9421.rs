@@ -271,7 +271,8 @@ async fn third_party_libraries_through_envoy() {
 }
 
 /// With `formats` unset (v1 only), a library-signed RFC 9421 request is
-/// unsigned to the filter: 401 `missing_signature`, nothing upstream.
+/// refused as signed in a format the filter leaves out: 401
+/// `unsupported_format`, nothing upstream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc9421_refused_unless_enabled() {
     let upstream = Upstream::start().await;
@@ -291,7 +292,7 @@ async fn rfc9421_refused_unless_enabled() {
     let req = Library::Python.signed(addr, &spec).await;
     assert_outcome(
         &send(addr, &req).await,
-        Err("missing_signature"),
+        Err("unsupported_format"),
         "v1-only filter",
     );
     assert!(upstream.settled_records().await.is_empty());

@@ -109,12 +109,22 @@ impl Moto {
 
     /// Like [`Moto::call`], returning the status and body whatever they are.
     pub async fn try_call(&self, target: &str, body: serde_json::Value) -> (u16, String) {
+        self.try_call_in("eu-central-1", target, body).await
+    }
+
+    /// Like [`Moto::try_call`], in `region` (moto keeps one store per region).
+    pub async fn try_call_in(
+        &self,
+        region: &str,
+        target: &str,
+        body: serde_json::Value,
+    ) -> (u16, String) {
         let mut req = Req::new("POST", "/")
             .header("content-type", "application/x-amz-json-1.1")
             .header("x-amz-target", format!("secretsmanager.{target}"))
             .header(
                 "authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00",
+                format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/secretsmanager/aws4_request, SignedHeaders=host, Signature=00"),
             )
             .body(Body::Full(body.to_string().into_bytes()));
         req.authority = self.addr.to_string();
@@ -128,8 +138,14 @@ impl Moto {
     /// by `edge-hmac rotate` are not known to the test otherwise); `None`
     /// when no version carries the stage.
     pub async fn key_at(&self, name: &str, stage: &str) -> Option<String> {
+        self.key_at_in("eu-central-1", name, stage).await
+    }
+
+    /// Like [`Moto::key_at`], in `region`.
+    pub async fn key_at_in(&self, region: &str, name: &str, stage: &str) -> Option<String> {
         let (status, text) = self
-            .try_call(
+            .try_call_in(
+                region,
                 "GetSecretValue",
                 serde_json::json!({"SecretId": name, "VersionStage": stage}),
             )
@@ -166,6 +182,18 @@ impl Moto {
             )
             .await;
         out["VersionId"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates secret `name` with `value` in `region`.
+    pub async fn create_secret_in(&self, region: &str, name: &str, value: &str) {
+        let (status, text) = self
+            .try_call_in(
+                region,
+                "CreateSecret",
+                serde_json::json!({"Name": name, "SecretString": value}),
+            )
+            .await;
+        assert_eq!(status, 200, "CreateSecret in {region}: {text}");
     }
 
     /// Puts a new AWSCURRENT version (the old one becomes AWSPREVIOUS).
