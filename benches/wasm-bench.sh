@@ -9,12 +9,12 @@ MS=${1:-400}
 command -v node >/dev/null || { echo "node (>= 20) is needed to run wasm in V8" >&2; exit 1; }
 rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
 
-# The filter core without its proxy-wasm entry point (a WASI command cannot
-# export _initialize): --cfg edge_hmac_core_only, in separate target dirs.
+# The filter's core (edge-hmac-core, no proxy-wasm entry point: a WASI
+# command cannot export _initialize), in separate target dirs.
 cargo build -q --release -p edge-hmac-wasm-bench
-RUSTFLAGS="-C target-feature=+simd128 --cfg edge_hmac_core_only" cargo build -q --release \
+RUSTFLAGS="-C target-feature=+simd128" cargo build -q --release \
   -p edge-hmac-wasm-bench --target wasm32-wasip1 --target-dir target/wasm-bench-simd128
-RUSTFLAGS="-C target-feature=-simd128 --cfg edge_hmac_core_only" cargo build -q --release \
+RUSTFLAGS="-C target-feature=-simd128" cargo build -q --release \
   -p edge-hmac-wasm-bench --target wasm32-wasip1 --target-dir target/wasm-bench-nosimd
 
 OUT=$(mktemp -d)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, PREVIOUS_KEY, verifier_both_formats, verifiers};
-use edge_hmac_filter::scheme::{SecretKey, hmac_sha256};
+use edge_hmac_core::scheme::{SecretKey, hmac_sha256};
 use sha2::Digest as _;
 
 fn label(size: usize) -> String {
@@ -195,7 +195,7 @@ fn sha256(c: &mut Criterion) {
 /// costs. `one_table` is steady state; `two_tables` is the transition after
 /// a capacity change (the nonce goes into both).
 fn replay(c: &mut Criterion) {
-    use edge_hmac_filter::replay::{BUCKET_CAPACITY, MemoryStore, ReplayCache};
+    use edge_hmac_core::replay::{BUCKET_CAPACITY, MemoryStore, ReplayCache};
     let mut group = c.benchmark_group("replay_claim");
     let now = 1_800_000_000u64;
     for (name, tables) in [("one_table", 1u64), ("two_tables", 2)] {

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
-use edge_hmac_filter::scheme::{
+use edge_hmac_core::scheme::rfc9421::{Rfc9421Request, content_digest_header};
+use edge_hmac_core::scheme::{
     Formats, Payload, Rejection, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
     Verifier, VerifierOptions,
 };

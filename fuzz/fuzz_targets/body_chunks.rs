@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use edge_hmac_filter::scheme::{BodyVerifier, sha256};
+use edge_hmac_core::scheme::{BodyVerifier, sha256};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]

@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use edge_hmac_filter::config::{SHOWN_MAX_LEN, compile};
+use edge_hmac_core::config::{SHOWN_MAX_LEN, compile};
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &str = "FUZZSECRET0123456789ABCDEF0123456789ABCDEF";

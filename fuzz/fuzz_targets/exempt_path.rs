@@ -4,7 +4,7 @@
 //! entry with and without a trailing slash and an exact entry.
 #![no_main]
 
-use edge_hmac_filter::paths::{PathMatch, second_hop_views};
+use edge_hmac_core::paths::{PathMatch, second_hop_views};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@
 #![no_main]
 
 use edge_hmac::secret::EdgeSecret;
-use edge_hmac_filter::config::SHOWN_MAX_LEN;
-use edge_hmac_filter::scheme::{MIN_SECRET_BYTES, validate_environment};
+use edge_hmac_core::config::SHOWN_MAX_LEN;
+use edge_hmac_core::scheme::{MIN_SECRET_BYTES, validate_environment};
 use libfuzzer_sys::fuzz_target;
 
 struct Input<'a> {

@@ -15,11 +15,11 @@
 use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
-use edge_hmac_filter::config::{FilterConfig, compile};
-use edge_hmac_filter::flow::{Body, HeadersDecision, on_request_headers};
-use edge_hmac_filter::replay::MemoryStore;
-use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
-use edge_hmac_filter::scheme::{
+use edge_hmac_core::config::{FilterConfig, compile};
+use edge_hmac_core::flow::{Body, HeadersDecision, on_request_headers};
+use edge_hmac_core::replay::MemoryStore;
+use edge_hmac_core::scheme::rfc9421::{Rfc9421Request, content_digest_header};
+use edge_hmac_core::scheme::{
     HeaderValue, KeyUsed, Payload, RequestHead, SecretKey, SignRequest, Signer, TagEncoding,
     sha256,
 };
@@ -230,7 +230,7 @@ fuzz_target!(|input: Input| {
         );
     }
     if let HeadersDecision::Reject(r) = &first
-        && r.reason == edge_hmac_filter::scheme::Reject::UnsupportedFormat
+        && r.reason == edge_hmac_core::scheme::Reject::UnsupportedFormat
     {
         // Only a request signed in a format the configuration leaves out.
         let formats = config.verifier.options().formats;
@@ -244,7 +244,7 @@ fuzz_target!(|input: Input| {
         // Every rejection maps to a code of the spec and back.
         let code = r.reason.code();
         assert_eq!(
-            edge_hmac_filter::scheme::Reject::from_code(code),
+            edge_hmac_core::scheme::Reject::from_code(code),
             Some(r.reason)
         );
     }

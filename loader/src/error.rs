@@ -105,7 +105,7 @@ pub enum Error {
     /// The secret belongs to another environment.
     #[error(
         "secret {id} is for environment {found:?}, not {}: check --env / --secret-id",
-        edge_hmac_filter::config::shown(expected)
+        edge_hmac_core::config::shown(expected)
     )]
     EnvironmentMismatch {
         /// Secret id.

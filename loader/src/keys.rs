@@ -50,10 +50,10 @@ impl KeySource {
             let value = std::env::var(var).map_err(|_| {
                 Error::Usage(format!(
                     "environment variable {} is unset or not UTF-8",
-                    edge_hmac_filter::config::shown_name(var)
+                    edge_hmac_core::config::shown_name(var)
                 ))
             })?;
-            let origin = format!("${}", edge_hmac_filter::config::shown_name(var));
+            let origin = format!("${}", edge_hmac_core::config::shown_name(var));
             let secret = EdgeSecret::new(&origin, value, env, None)?;
             return Ok((secret, format!("environment variable {origin}")));
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edge_hmac::error::{EXIT_CODES, Error};
 use edge_hmac::{fetch, load, render, rotate, run, sign, verify};
-use edge_hmac_filter::config::{SHOWN_MAX_LEN, shown};
+use edge_hmac_core::config::{SHOWN_MAX_LEN, shown};
 
 /// Request signatures at the edge: the operator and developer CLI around the
 /// edge-hmac Envoy filter.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_hmac_filter::scheme::KeyUsed;
+use edge_hmac_core::scheme::KeyUsed;
 use serde::Serialize;
 use zeroize::Zeroizing;
 

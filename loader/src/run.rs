@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge_hmac_filter::config::{
+use edge_hmac_core::config::{
     DEFAULT_ENVIRONMENT_ENV, DEFAULT_MAX_BODY_BYTES, DEFAULT_NONCE_CACHE_MAX_ENTRIES,
     DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
 };
-use edge_hmac_filter::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, Format};
+use edge_hmac_core::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, Format};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};

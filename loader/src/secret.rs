@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use edge_hmac_filter::config::SecretString;
-use edge_hmac_filter::scheme::{MIN_SECRET_BYTES, fingerprint, validate_environment};
+use edge_hmac_core::config::SecretString;
+use edge_hmac_core::scheme::{MIN_SECRET_BYTES, fingerprint, validate_environment};
 
 use crate::error::{Error, Result};
 

@@ -4,8 +4,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
-use edge_hmac_filter::scheme::{Format, Payload, SecretKey, SignRequest, Signer, TagEncoding};
+use edge_hmac_core::scheme::rfc9421::{Rfc9421Request, content_digest_header};
+use edge_hmac_core::scheme::{Format, Payload, SecretKey, SignRequest, Signer, TagEncoding};
 
 use crate::error::{Error, Result, read_stdin};
 use crate::keys::KeySource;
@@ -391,7 +391,7 @@ pub async fn run(args: SignArgs) -> Result<()> {
 /// method not in upper case. The signature is still made, for the bytes
 /// given (a test of the refusal may want exactly that).
 pub fn wire_warnings(method: &str, path: &str) -> Vec<String> {
-    let mut out: Vec<String> = edge_hmac_filter::paths::normal_form_issues(path.as_bytes())
+    let mut out: Vec<String> = edge_hmac_core::paths::normal_form_issues(path.as_bytes())
         .into_iter()
         .map(|issue| {
             format!(

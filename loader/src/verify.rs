@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use edge_hmac_filter::config::DEFAULT_MAX_BODY_BYTES;
-use edge_hmac_filter::scheme::{
+use edge_hmac_core::config::DEFAULT_MAX_BODY_BYTES;
+use edge_hmac_core::scheme::{
     DEFAULT_CLOCK_SKEW_SECONDS, EMPTY_SHA256_HEX, Format, Formats, HeaderValue, Reject,
     RequestHead, SecretKey, Verifier, VerifierOptions,
 };
@@ -60,7 +60,7 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
     };
     let req = parse_raw(&raw)?;
     let secret = args.key.resolve().await?;
-    let usage = |e: edge_hmac_filter::scheme::SchemeError| Error::Usage(e.to_string());
+    let usage = |e: edge_hmac_core::scheme::SchemeError| Error::Usage(e.to_string());
     let current =
         SecretKey::new(secret.hmac_secret.expose().as_bytes(), "current").map_err(usage)?;
     let previous = match &args.previous_secret_env {
@@ -69,7 +69,7 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
             let v = std::env::var(var).map_err(|_| {
                 Error::Usage(format!(
                     "environment variable {} is unset",
-                    edge_hmac_filter::config::shown_name(var)
+                    edge_hmac_core::config::shown_name(var)
                 ))
             })?;
             Some(SecretKey::new(v.as_bytes(), "previous").map_err(usage)?)
@@ -173,7 +173,7 @@ pub async fn run(args: VerifyArgs) -> Result<()> {
 /// What `verify` read as the body and what the request signed, when they
 /// differ: the hashes, the length and how the body was delimited.
 fn print_body_mismatch(req: &RawRequest, head: &RequestHead<'_>) {
-    let sha = edge_hmac_filter::scheme::sha256(&req.body);
+    let sha = edge_hmac_core::scheme::sha256(&req.body);
     println!(
         "body read:   {} bytes, delimited by {}",
         req.body.len(),
@@ -189,7 +189,7 @@ fn print_body_mismatch(req: &RawRequest, head: &RequestHead<'_>) {
         if let Some(d) = head.field_value(b"content-digest") {
             println!(
                 "  computed as content-digest: {}",
-                edge_hmac_filter::scheme::rfc9421::content_digest_header(&req.body)
+                edge_hmac_core::scheme::rfc9421::content_digest_header(&req.body)
             );
             println!(
                 "  signed content-digest:      {}",

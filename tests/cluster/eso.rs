@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use edge_hmac::render::gateway::{GatewayOptions, Resource, WasmCode};
-use edge_hmac_filter::config::PluginConfig;
+use edge_hmac_core::config::PluginConfig;
 use edge_hmac_tests::aws::{Moto, edge_value, unique_env};
 use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::eso::{

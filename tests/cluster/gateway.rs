@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_hmac_filter::scheme::TagEncoding;
+use edge_hmac_core::scheme::TagEncoding;
 use edge_hmac_tests::aws::{Moto, edge_value, unique_env};
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, now, send};

@@ -8,10 +8,10 @@
 use std::net::SocketAddr;
 
 use edge_hmac::render::envoy::{ListenerFilter, LocalEnvoy};
-use edge_hmac_filter::config::parse;
-use edge_hmac_filter::paths::PathMatch;
-use edge_hmac_filter::scheme::rfc9421::{Rfc9421Request, content_digest_header};
-use edge_hmac_filter::scheme::{SecretKey, Signer};
+use edge_hmac_core::config::parse;
+use edge_hmac_core::paths::PathMatch;
+use edge_hmac_core::scheme::rfc9421::{Rfc9421Request, content_digest_header};
+use edge_hmac_core::scheme::{SecretKey, Signer};
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, now, send};
 use edge_hmac_tests::envoy::Envoy;

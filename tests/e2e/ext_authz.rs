@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
 use edge_hmac::render::envoy::{ListenerFilter, ListenerSpec, LocalEnvoy};
-use edge_hmac_filter::scheme::TagEncoding;
+use edge_hmac_core::scheme::TagEncoding;
 use edge_hmac_tests::aws::cli;
 use edge_hmac_tests::build::{ext_authz_bin, filter_wasm};
 use edge_hmac_tests::cli::run;
@@ -63,7 +63,7 @@ async fn ext_authz_peer_takes_the_filters_decisions() {
         "127.0.0.1:0".parse().unwrap(),
         upstream.addr,
         filter_wasm().to_path_buf(),
-        edge_hmac_filter::config::PluginConfig::default(),
+        edge_hmac_core::config::PluginConfig::default(),
     );
     local.listeners = vec![ListenerSpec {
         name: "ext_authz".into(),

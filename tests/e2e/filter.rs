@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_hmac::render::envoy::{LocalEnvoy, buffer_limit_for};
-use edge_hmac_filter::config::{PluginConfig, parse};
-use edge_hmac_filter::scheme::TagEncoding;
+use edge_hmac_core::config::{PluginConfig, parse};
+use edge_hmac_core::scheme::TagEncoding;
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Conn, Req, Resp, now, send};
 use edge_hmac_tests::envoy::{Envoy, validate};
@@ -304,7 +304,7 @@ async fn replay_refused_across_workers() {
 async fn full_nonce_cache_fails_closed() {
     // 16 entries: rounded up to a single bucket.
     let s = setup(r#"{"nonce_cache_max_entries": 16}"#).await;
-    for _ in 0..edge_hmac_filter::replay::BUCKET_CAPACITY {
+    for _ in 0..edge_hmac_core::replay::BUCKET_CAPACITY {
         let req = Req::new("GET", "/v1/x").signed_with(
             &s.secret,
             ENV,

@@ -8,7 +8,7 @@ use edge_hmac::render::envoy::LocalEnvoy;
 use edge_hmac::render::gateway::{
     CHECKED_IN_ARGS, CHECKED_IN_PATH, GatewayOptions, WasmCode, parse_quantity,
 };
-use edge_hmac_filter::config::{PluginConfig, SecretString, parse};
+use edge_hmac_core::config::{PluginConfig, SecretString, parse};
 use edge_hmac_tests::build::{filter_wasm, loader_bin};
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::{Envoy, validate};

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_hmac::render::envoy::LocalEnvoy;
-use edge_hmac_filter::config::parse;
+use edge_hmac_core::config::parse;
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::Envoy;

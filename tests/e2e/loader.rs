@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_hmac_filter::scheme::fingerprint;
+use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::{FakeEndpoint, Misbehaviour, Moto, cli, edge_value, unique_env};
 use edge_hmac_tests::build::{filter_wasm, workspace};
 use edge_hmac_tests::cli::{
@@ -616,7 +616,7 @@ async fn sign_and_verify_commands() {
         "127.0.0.1:0".parse().unwrap(),
         upstream.addr,
         filter_wasm().to_path_buf(),
-        edge_hmac_filter::config::PluginConfig::default(),
+        edge_hmac_core::config::PluginConfig::default(),
     );
     let envoy = edge_hmac_tests::envoy::Envoy::start(
         &local,

@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use edge_hmac_filter::scheme::fingerprint;
+use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::{Moto, cli, edge_value, unique_env};
 use edge_hmac_tests::cli::{Out, run};
 use edge_hmac_tests::client::{Req, send};
@@ -441,7 +441,7 @@ async fn verify_shows_the_body_it_hashed() {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    edge_hmac_filter::scheme::sha256(bytes)
+    edge_hmac_core::scheme::sha256(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -640,7 +640,7 @@ async fn status_tells_a_draining_restart_apart() {
 /// filter reads a key from.
 #[test]
 fn readme_lists_every_host_env_key() {
-    use edge_hmac_filter::config::{
+    use edge_hmac_core::config::{
         DEFAULT_ENVIRONMENT_ENV, DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV,
         DEFAULT_SECRET_PREVIOUS_ENV,
     };

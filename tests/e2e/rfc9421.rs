@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_hmac::render::envoy::LocalEnvoy;
-use edge_hmac_filter::config::parse;
-use edge_hmac_filter::scheme::fingerprint;
+use edge_hmac_core::config::parse;
+use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::cli;
 use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::cli::run;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use edge_hmac_filter::scheme::fingerprint;
+use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::{FaultyProxy, Moto, cli, edge_value, unique_env};
 use edge_hmac_tests::cli::{Out, run};
 use edge_hmac_tests::client::{Conn, Req, send};

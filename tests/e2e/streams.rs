@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge_hmac::render::envoy::LocalEnvoy;
-use edge_hmac_filter::config::parse;
-use edge_hmac_filter::scheme::sha256;
+use edge_hmac_core::config::parse;
+use edge_hmac_core::scheme::sha256;
 use edge_hmac_tests::build::{filter_wasm, venv, workspace};
 use edge_hmac_tests::client::{Body, Req, send, stream_request};
 use edge_hmac_tests::cluster::{Service, free_port, wait_for};

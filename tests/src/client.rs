@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use edge_hmac_filter::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding};
+use edge_hmac_core::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body::Frame;
 use http_body_util::BodyExt;

@@ -1,16 +1,14 @@
 //! An HTTP authorization service for Envoy's `ext_authz` filter that
-//! verifies each request with the filter's own core (`edge_hmac_filter::flow`,
-//! the same decision the wasm filter takes), with the replay cache in process
-//! memory. It is the benchmark's peer of the wasm filter: what a team would
+//! verifies each request with the filter's own core (`edge_hmac_core::flow`,
+//! the same decision the wasm filter takes), with the replay tables the
+//! native module uses (`edge_hmac_core::replay::native`, process memory). It is the benchmark's peer of the wasm filter: what a team would
 //! build for "Envoy Gateway SecurityPolicy extAuth" in its best case (same
 //! machine, no TLS, one hop on loopback). It is not a supported deployment.
 
-use std::sync::Mutex;
-
-use edge_hmac_filter::config::{ConfigError, FilterConfig};
-use edge_hmac_filter::flow::{Body, HeadersDecision, on_request_headers};
-use edge_hmac_filter::replay::{MemoryStore, StoreError};
-use edge_hmac_filter::scheme::{Rejection, RequestHead};
+use edge_hmac_core::config::{ConfigError, FilterConfig};
+use edge_hmac_core::flow::{Body, HeadersDecision, on_request_headers};
+use edge_hmac_core::replay::native::{Holder, ProcessTables};
+use edge_hmac_core::scheme::{Rejection, RequestHead};
 
 /// The answer to one check request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,15 +39,12 @@ pub enum StartError {
     /// The plugin configuration (or its keys) is invalid.
     #[error("configuration refused: {0}")]
     Config(#[from] ConfigError),
-    /// The replay table could not be created.
-    #[error("replay table: {0:?}")]
-    Store(StoreError),
 }
 
 /// Verifies check requests.
 pub struct Authorizer {
     config: FilterConfig,
-    store: Mutex<MemoryStore>,
+    nonces: Holder,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -66,16 +61,9 @@ impl Authorizer {
         env: impl Fn(&str) -> Option<String>,
         now: u64,
     ) -> Result<Self, StartError> {
-        let config = edge_hmac_filter::config::compile(raw_config, env)?;
-        let mut store = MemoryStore::default();
-        config
-            .replay
-            .register(&mut store, now)
-            .map_err(StartError::Store)?;
-        Ok(Self {
-            config,
-            store: Mutex::new(store),
-        })
+        let config = edge_hmac_core::config::compile(raw_config, env)?;
+        let nonces = ProcessTables::global().register(&config.replay, now);
+        Ok(Self { config, nonces })
     }
 
     /// Decides on the original request Envoy describes: its method,
@@ -95,15 +83,8 @@ impl Authorizer {
         pairs.push((b":path", path.as_bytes()));
         pairs.extend(headers.iter().map(|(n, v)| (n.as_bytes(), *v)));
         let head = RequestHead::from_pairs(&pairs);
-        let decision = {
-            let Ok(mut store) = self.store.lock() else {
-                return Answer {
-                    status: 500,
-                    body: r#"{"error":"internal_error"}"#,
-                };
-            };
-            on_request_headers(&self.config, &head, now, body.is_empty(), &mut *store)
-        };
+        let decision =
+            on_request_headers(&self.config, &head, now, body.is_empty(), &mut &self.nonces);
         match decision {
             HeadersDecision::Skip(_) => Answer::ALLOW,
             HeadersDecision::Reject(r) => Answer::refuse(r),
@@ -124,7 +105,7 @@ impl Authorizer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use edge_hmac_filter::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding};
+    use edge_hmac_core::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding};
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-ext-authz";
     const NOW: u64 = 1_800_000_000;

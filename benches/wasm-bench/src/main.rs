@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use edge_hmac_benches::{BODY_SIZES, Fixture, KEY, verifier_both_formats, verifiers};
-use edge_hmac_filter::scheme::SecretKey;
+use edge_hmac_core::scheme::SecretKey;
 use sha2::Digest as _;
 
 /// Runs `op` repeatedly for at least `budget`, returns ns per call (best of

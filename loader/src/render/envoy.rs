@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use edge_hmac_filter::config::PluginConfig;
+use edge_hmac_core::config::PluginConfig;
 use serde::Serialize;
 
 /// What a listener runs in front of the router.
@@ -35,6 +35,41 @@ pub enum ListenerFilter {
         /// Plugin configuration (rendered as JSON; never carries a secret).
         config: Box<PluginConfig>,
     },
+    /// The edge-hmac native module (`envoy.filters.http.dynamic_modules`).
+    EdgeHmacNative {
+        /// Absolute path of `libedge-hmac.so`.
+        module: PathBuf,
+        /// The same plugin configuration, as the module's `filter_config`.
+        config: Box<PluginConfig>,
+    },
+    /// A native module that only answers Continue (floor for any native
+    /// module, the benchmark's).
+    NoopNative {
+        /// Absolute path of the no-op `.so`.
+        module: PathBuf,
+    },
+}
+
+/// Which build of the filter runs in Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Module {
+    /// The proxy-wasm filter in V8 (`edge_hmac_filter.wasm`).
+    #[default]
+    Wasm,
+    /// The native dynamic module (`libedge-hmac.so`, Envoy ≥ 1.39).
+    Native,
+}
+
+impl Module {
+    /// The prefix Envoy gives the filter's stats in `/stats`: `wasmcustom.`
+    /// or `dynamicmodulescustom.` (then `edge_hmac.…`).
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            Module::Wasm => "wasmcustom.",
+            Module::Native => "dynamicmodulescustom.",
+        }
+    }
 }
 
 /// One HTTP listener in front of the upstream.
@@ -187,6 +222,13 @@ impl LocalEnvoy {
                     keys,
                     self.failure_policy,
                 ));
+            }
+            ListenerFilter::EdgeHmacNative { module, config } => {
+                let json = serde_json::to_string(config.as_ref()).unwrap_or_else(|_| "{}".into());
+                http_filters.push(HttpFilter::dynamic_module(module, "edge-hmac", json));
+            }
+            ListenerFilter::NoopNative { module } => {
+                http_filters.push(HttpFilter::dynamic_module(module, "noop", String::new()));
             }
         }
         http_filters.push(HttpFilter::router());
@@ -537,6 +579,36 @@ pub enum HttpFilterConfig {
     Router(TypeOnly),
     /// `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`.
     ExtAuthz(ExtAuthzFilter),
+    /// `envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter`.
+    DynamicModule(DynamicModuleFilter),
+}
+
+/// `envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleFilter {
+    /// Type URL.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    /// Which module.
+    pub dynamic_module_config: DynamicModuleConfig,
+    /// The module's filter.
+    pub filter_name: String,
+    /// The module's configuration, passed to it as raw bytes.
+    pub filter_config: StringValue,
+}
+
+/// `envoy.extensions.dynamic_modules.v3.DynamicModuleConfig` (subset).
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleConfig {
+    /// Where the `.so` is.
+    pub module: DynamicModuleSource,
+}
+
+/// `config.core.v3.AsyncDataSource` (local only).
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleSource {
+    /// A local file.
+    pub local: DataSource,
 }
 
 /// `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz` (subset: an HTTP
@@ -668,6 +740,29 @@ impl HttpFilter {
                     allow_partial_message: false,
                 },
                 failure_mode_allow: false,
+            }),
+        }
+    }
+
+    /// `envoy.filters.http.dynamic_modules` loading `module` by its path,
+    /// with `config` as its `filter_config` (a `StringValue`).
+    fn dynamic_module(module: &std::path::Path, filter_name: &str, config: String) -> Self {
+        HttpFilter {
+            name: "envoy.filters.http.dynamic_modules".into(),
+            typed_config: HttpFilterConfig::DynamicModule(DynamicModuleFilter {
+                kind: "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                dynamic_module_config: DynamicModuleConfig {
+                    module: DynamicModuleSource {
+                        local: DataSource {
+                            filename: module.display().to_string(),
+                        },
+                    },
+                },
+                filter_name: filter_name.into(),
+                filter_config: StringValue {
+                    kind: "type.googleapis.com/google.protobuf.StringValue",
+                    value: config,
+                },
             }),
         }
     }

@@ -5,7 +5,7 @@
 //! Rendered from Rust types into one multi-document YAML stream for
 //! `kubectl apply -f`. Manifests carry references to secrets only.
 
-use edge_hmac_filter::config::PluginConfig;
+use edge_hmac_core::config::PluginConfig;
 use serde::Serialize;
 
 use crate::render::envoy::buffer_limit_for;

@@ -174,7 +174,7 @@ fn is_hex64(s: &str) -> bool {
 impl RenderGatewayArgs {
     /// The options these arguments describe.
     pub fn options(&self) -> Result<gateway::GatewayOptions> {
-        use edge_hmac_filter::scheme::validate_environment;
+        use edge_hmac_core::scheme::validate_environment;
         validate_environment(&self.environment).map_err(|e| Error::Usage(e.to_string()))?;
         let code = match (&self.wasm_url, &self.wasm_image) {
             (Some(url), None) => {
@@ -186,7 +186,7 @@ impl RenderGatewayArgs {
                             path: path.clone(),
                             source,
                         })?;
-                        Some(hex::encode(edge_hmac_filter::scheme::sha256(&bytes)))
+                        Some(hex::encode(edge_hmac_core::scheme::sha256(&bytes)))
                     }
                     (None, None) => {
                         return Err(Error::Usage(

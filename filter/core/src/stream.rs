@@ -1,0 +1,479 @@
+//! One request through the filter, as a state machine both hosts drive: the
+//! host hands over what Envoy gives it (headers, new body bytes, the end of
+//! the stream, the response status) and carries out the [`Verdict`]. Which
+//! counters move, which headers go, what is held and what is answered is
+//! decided here once, so the proxy-wasm filter and the native module behave
+//! the same by construction.
+
+use crate::config::FilterConfig;
+use crate::flow::{self, Body, HeadersDecision, Skip};
+use crate::metrics::{Counter, Counters};
+use crate::replay::Nonces;
+use crate::scheme::{BodyVerifier, Detail, Format, KeyUsed, Rejection, RequestHead};
+
+/// The `content-type` of every local reply.
+pub const REPLY_CONTENT_TYPE: &str = "application/json";
+/// The body of the `500` a host sends when it cannot read its input.
+pub const INTERNAL_ERROR_BODY: &str = r#"{"error":"internal_error"}"#;
+
+/// A local reply: the request is answered by the filter and goes no further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u32,
+    /// JSON body (`content-type: application/json`).
+    pub body: &'static str,
+    /// The refusal it answers (`None` for an internal error).
+    pub rejection: Option<Rejection>,
+}
+
+impl Reply {
+    /// The answer to `rejection`: its status and `{"error":"<code>"}`.
+    pub fn rejected(rejection: Rejection) -> Self {
+        Self {
+            status: rejection.reason.status(),
+            body: rejection.reason.response_body(),
+            rejection: Some(rejection),
+        }
+    }
+
+    /// `500 {"error":"internal_error"}`.
+    pub const fn internal_error() -> Self {
+        Self {
+            status: 500,
+            body: INTERNAL_ERROR_BODY,
+            rejection: None,
+        }
+    }
+
+    /// The debug log line of a refusal (never a secret, a tag or the
+    /// signed bytes), the same on both hosts.
+    pub fn log_line(&self) -> Option<String> {
+        self.rejection.map(|r| format!("edge-hmac: rejected {r}"))
+    }
+}
+
+/// What the host does with the request stream now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it go on (headers upstream, or held data released).
+    Continue,
+    /// Keep the data back for now: it goes upstream with a later
+    /// `Continue` (or resume), or never.
+    Hold,
+    /// Keep the data back for good: it is never forwarded (a reply was sent,
+    /// or the upstream refused an upgrade).
+    Drop,
+    /// Send this reply; nothing more of the request goes upstream.
+    Reply(Reply),
+}
+
+/// The decision on the request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadersOutcome {
+    /// What to do.
+    pub verdict: Verdict,
+    /// Headers to remove before the request goes upstream (an unsigned
+    /// request's URL and method overrides, [`flow::UNSIGNED_STRIPPED_HEADERS`]).
+    pub remove: Vec<&'static str>,
+    /// The per-stream buffer limit the host must allow so that the body the
+    /// filter holds (up to `max_body_bytes`) never hits Envoy's own `413`
+    /// first; `None` when nothing is held.
+    pub buffer_limit: Option<u64>,
+}
+
+/// Where the request stream is.
+#[derive(Debug, Default)]
+enum Stage {
+    /// Nothing held: data passes (no body, exempt, unsigned payload, or an
+    /// accepted upgrade).
+    #[default]
+    Pass,
+    /// The body check is running, with the key that verified the headers.
+    Checking(BodyVerifier, KeyUsed),
+    /// A verified upgrade waits for the upstream's answer; request data is
+    /// held until it accepts.
+    AwaitingUpgrade {
+        /// The request is a `CONNECT` (accepted by a 2xx, not only 101).
+        connect: bool,
+        /// Data was held and must be resumed on acceptance.
+        held: bool,
+    },
+    /// The upstream refused the upgrade: request data is never forwarded.
+    UpgradeRefused,
+    /// A local reply was sent; later callbacks only drop data.
+    Answered,
+}
+
+/// One request's state.
+#[derive(Debug, Default)]
+pub struct Stream {
+    stage: Stage,
+}
+
+impl Stream {
+    /// A stream that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn reply(&mut self, reply: Reply, counters: &impl Counters) -> Verdict {
+        if let Some(r) = reply.rejection {
+            counters.count(Counter::Rejected(r.reason));
+            if r.detail == Detail::ReplayCacheFull {
+                counters.count(Counter::NonceCacheFull);
+            }
+        } else {
+            counters.count(Counter::InternalError);
+        }
+        self.stage = Stage::Answered;
+        Verdict::Reply(reply)
+    }
+
+    /// The host could not give the filter its input: answer `500` and count
+    /// it (fail closed).
+    pub fn internal_error(&mut self, counters: &impl Counters) -> Verdict {
+        self.reply(Reply::internal_error(), counters)
+    }
+
+    /// The request headers, at Unix time `now`; `end_of_stream` when there
+    /// is no body. Nonces are claimed in `nonces`.
+    pub fn on_request_headers(
+        &mut self,
+        config: &FilterConfig,
+        head: &RequestHead<'_>,
+        now: u64,
+        end_of_stream: bool,
+        nonces: &mut impl Nonces,
+        counters: &impl Counters,
+    ) -> HeadersOutcome {
+        let outcome = |verdict| HeadersOutcome {
+            verdict,
+            remove: Vec::new(),
+            buffer_limit: None,
+        };
+        match flow::on_request_headers(config, head, now, end_of_stream, nonces) {
+            HeadersDecision::Skip(skip) => {
+                counters.count(match skip {
+                    Skip::ExemptPath => Counter::Exempt,
+                    Skip::CorsPreflight => Counter::CorsPreflight,
+                });
+                HeadersOutcome {
+                    verdict: Verdict::Continue,
+                    remove: flow::headers_to_strip(head),
+                    buffer_limit: None,
+                }
+            }
+            HeadersDecision::Reject(rejection) => {
+                outcome(self.reply(Reply::rejected(rejection), counters))
+            }
+            HeadersDecision::Verified {
+                key,
+                body,
+                unsigned_payload,
+                format,
+            } => {
+                if unsigned_payload {
+                    counters.count(Counter::VerifiedUnsignedPayload);
+                }
+                if format == Format::Rfc9421 {
+                    counters.count(Counter::VerifiedRfc9421);
+                }
+                let mut buffer_limit = None;
+                match body {
+                    Body::Empty | Body::Unsigned => verified(counters, key),
+                    Body::Upgrade { connect } => {
+                        verified(counters, key);
+                        counters.count(Counter::VerifiedUpgrade);
+                        self.stage = Stage::AwaitingUpgrade {
+                            connect,
+                            held: false,
+                        };
+                    }
+                    // The headers are authenticated and go upstream now; the
+                    // body is held until its digest is checked (pausing the
+                    // headers would hang under Envoy Gateway's wasm setup).
+                    Body::Check(check) => {
+                        buffer_limit = Some(config.buffer_limit());
+                        self.stage = Stage::Checking(check, key);
+                    }
+                }
+                HeadersOutcome {
+                    verdict: Verdict::Continue,
+                    remove: Vec::new(),
+                    buffer_limit,
+                }
+            }
+        }
+    }
+
+    /// How many body bytes the filter has already hashed: a host that is
+    /// handed the whole buffer so far passes only what follows.
+    pub fn body_bytes_seen(&self) -> u64 {
+        match &self.stage {
+            Stage::Checking(check, _) => check.received(),
+            _ => 0,
+        }
+    }
+
+    /// Request body bytes not seen before (`new_bytes`); `end_of_stream`
+    /// when they are the last.
+    pub fn on_request_body(
+        &mut self,
+        new_bytes: &[u8],
+        end_of_stream: bool,
+        counters: &impl Counters,
+    ) -> Verdict {
+        let check = match &mut self.stage {
+            Stage::Pass => return Verdict::Continue,
+            Stage::Answered | Stage::UpgradeRefused => return Verdict::Drop,
+            Stage::AwaitingUpgrade { held, .. } => {
+                // Data before the upstream accepted the upgrade stays here
+                // (an upstream that answers an ordinary response must never
+                // read it as a next request).
+                *held = true;
+                return Verdict::Hold;
+            }
+            Stage::Checking(check, _) => check,
+        };
+        if let Err(rejection) = check.update(new_bytes) {
+            return self.reply(Reply::rejected(rejection), counters);
+        }
+        if end_of_stream {
+            self.finish_body(counters)
+        } else {
+            Verdict::Hold
+        }
+    }
+
+    /// The request trailers: the body has ended.
+    pub fn on_request_trailers(&mut self, counters: &impl Counters) -> Verdict {
+        match self.stage {
+            Stage::Answered | Stage::UpgradeRefused | Stage::AwaitingUpgrade { .. } => {
+                Verdict::Drop
+            }
+            Stage::Pass | Stage::Checking(..) => self.finish_body(counters),
+        }
+    }
+
+    fn finish_body(&mut self, counters: &impl Counters) -> Verdict {
+        let Stage::Checking(check, key) = core::mem::take(&mut self.stage) else {
+            return Verdict::Continue;
+        };
+        match check.finish() {
+            Ok(()) => {
+                verified(counters, key);
+                Verdict::Continue
+            }
+            Err(rejection) => self.reply(Reply::rejected(rejection), counters),
+        }
+    }
+
+    /// The response headers' `:status` (0 when unreadable): true when the
+    /// host must resume request data it held for an upgrade now accepted.
+    pub fn on_response_headers(&mut self, status: u32) -> bool {
+        let Stage::AwaitingUpgrade { connect, held } = self.stage else {
+            return false;
+        };
+        if flow::upgrade_accepted(connect, status) {
+            self.stage = Stage::Pass;
+            held
+        } else {
+            self.stage = Stage::UpgradeRefused;
+            false
+        }
+    }
+
+    /// True when the filter answered the request itself.
+    pub fn answered(&self) -> bool {
+        matches!(self.stage, Stage::Answered)
+    }
+}
+
+fn verified(counters: &impl Counters, key: KeyUsed) {
+    counters.count(Counter::Verified);
+    counters.count(Counter::VerifiedKey(key));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile;
+    use crate::metrics::CountingSink;
+    use crate::replay::MemoryStore;
+    use crate::scheme::{Payload, Reject, SecretKey, SignRequest, Signer, TagEncoding, sha256};
+
+    const SECRET: &str = "stream-test-secret-stream-test-secret-01";
+    const NOW: u64 = 1_800_000_000;
+
+    fn config(extra: &str) -> FilterConfig {
+        let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
+        compile(raw.as_bytes(), |_| None).unwrap()
+    }
+
+    fn signed(method: &str, path: &str, body: Option<&[u8]>) -> Vec<(String, String)> {
+        let signer =
+            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
+        let h = signer
+            .sign(
+                &SignRequest {
+                    method,
+                    authority: "h",
+                    path,
+                    timestamp: NOW,
+                    nonce: None,
+                    payload: body.map(|b| Payload::Sha256(sha256(b))),
+                },
+                TagEncoding::Hex,
+            )
+            .unwrap();
+        let mut pairs = vec![
+            (":method".to_owned(), method.to_owned()),
+            (":authority".to_owned(), "h".to_owned()),
+            (":path".to_owned(), path.to_owned()),
+        ];
+        pairs.extend(h.pairs().into_iter().map(|(n, v)| (n.into(), v.into())));
+        pairs
+    }
+
+    fn headers(
+        s: &mut Stream,
+        cfg: &FilterConfig,
+        pairs: &[(String, String)],
+        eos: bool,
+        counters: &CountingSink,
+    ) -> HeadersOutcome {
+        let mut store = MemoryStore::default();
+        cfg.replay.register(&mut store, 0).unwrap();
+        let head = RequestHead::from_string_pairs(pairs);
+        s.on_request_headers(
+            cfg,
+            &head,
+            NOW,
+            eos,
+            &mut cfg.replay.shared(&mut store),
+            counters,
+        )
+    }
+
+    /// A signed body is held chunk by chunk and released at the end; the
+    /// counters say verified with the current key; the host is told to
+    /// allow the body in its buffer.
+    #[test]
+    fn a_body_is_held_then_released() {
+        let cfg = config("");
+        let c = CountingSink::default();
+        let mut s = Stream::new();
+        let out = headers(
+            &mut s,
+            &cfg,
+            &signed("POST", "/x", Some(b"hello")),
+            false,
+            &c,
+        );
+        assert_eq!(out.verdict, Verdict::Continue);
+        assert_eq!(out.buffer_limit, Some(cfg.buffer_limit()));
+        assert_eq!(s.on_request_body(b"hel", false, &c), Verdict::Hold);
+        assert_eq!(s.body_bytes_seen(), 3);
+        assert_eq!(s.on_request_body(b"lo", true, &c), Verdict::Continue);
+        assert_eq!(c.get(Counter::Verified), 1);
+        assert_eq!(c.get(Counter::VerifiedKey(KeyUsed::Current)), 1);
+    }
+
+    /// A tampered body is answered `401 content_mismatch` (counted), and
+    /// nothing after it is forwarded.
+    #[test]
+    fn a_tampered_body_is_answered() {
+        let cfg = config("");
+        let c = CountingSink::default();
+        let mut s = Stream::new();
+        headers(
+            &mut s,
+            &cfg,
+            &signed("POST", "/x", Some(b"hello")),
+            false,
+            &c,
+        );
+        let Verdict::Reply(reply) = s.on_request_body(b"jello", true, &c) else {
+            panic!("no reply")
+        };
+        assert_eq!(
+            (reply.status, reply.body),
+            (401, r#"{"error":"content_mismatch"}"#)
+        );
+        assert!(
+            reply
+                .log_line()
+                .unwrap()
+                .starts_with("edge-hmac: rejected content_mismatch")
+        );
+        assert_eq!(c.get(Counter::Rejected(Reject::ContentMismatch)), 1);
+        assert_eq!(c.get(Counter::Verified), 0);
+        assert_eq!(s.on_request_body(b"more", true, &c), Verdict::Drop);
+        assert_eq!(s.on_request_trailers(&c), Verdict::Drop);
+    }
+
+    /// Unsigned requests are answered at the headers; exempt ones pass with
+    /// their override headers listed for removal.
+    #[test]
+    fn refusals_and_skips_at_the_headers() {
+        let cfg = config(r#","exempt_paths":["/healthz"]"#);
+        let c = CountingSink::default();
+        let unsigned = vec![
+            (":method".to_owned(), "GET".to_owned()),
+            (":path".to_owned(), "/v1".to_owned()),
+        ];
+        let out = headers(&mut Stream::new(), &cfg, &unsigned, true, &c);
+        assert!(matches!(
+            out.verdict,
+            Verdict::Reply(Reply { status: 401, .. })
+        ));
+        assert_eq!(c.get(Counter::Rejected(Reject::MissingSignature)), 1);
+        let exempt = vec![
+            (":method".to_owned(), "GET".to_owned()),
+            (":path".to_owned(), "/healthz".to_owned()),
+            ("x-original-url".to_owned(), "/admin".to_owned()),
+        ];
+        let out = headers(&mut Stream::new(), &cfg, &exempt, true, &c);
+        assert_eq!(out.verdict, Verdict::Continue);
+        assert_eq!(out.remove, ["x-original-url"]);
+        assert_eq!(c.get(Counter::Exempt), 1);
+    }
+
+    /// An upgrade holds request data until the upstream accepts (then the
+    /// host resumes it) and drops it when the upstream refuses.
+    #[test]
+    fn upgrades_wait_for_the_upstream() {
+        let cfg = config("");
+        let c = CountingSink::default();
+        let mut ws = signed("GET", "/ws", None);
+        ws.push(("connection".into(), "upgrade".into()));
+        ws.push(("upgrade".into(), "websocket".into()));
+        let mut s = Stream::new();
+        assert_eq!(
+            headers(&mut s, &cfg, &ws, false, &c).verdict,
+            Verdict::Continue
+        );
+        assert_eq!(c.get(Counter::VerifiedUpgrade), 1);
+        assert_eq!(s.on_request_body(b"frame", false, &c), Verdict::Hold);
+        assert!(s.on_response_headers(101));
+        assert_eq!(s.on_request_body(b"frame", false, &c), Verdict::Continue);
+        let mut refused = Stream::new();
+        headers(&mut refused, &cfg, &ws, false, &c);
+        assert!(!refused.on_response_headers(403));
+        assert_eq!(refused.on_request_body(b"frame", false, &c), Verdict::Drop);
+    }
+
+    /// An internal error is a counted `500`.
+    #[test]
+    fn internal_errors_fail_closed() {
+        let c = CountingSink::default();
+        let mut s = Stream::new();
+        assert_eq!(
+            s.internal_error(&c),
+            Verdict::Reply(Reply::internal_error())
+        );
+        assert_eq!(c.get(Counter::InternalError), 1);
+        assert!(s.answered());
+    }
+}
