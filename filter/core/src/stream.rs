@@ -46,6 +46,22 @@ impl Reply {
         }
     }
 
+    /// The gRPC status a gRPC client gets for this reply: Envoy's mapping
+    /// of the HTTP status (401 → 16 UNAUTHENTICATED, 503 → 14 UNAVAILABLE,
+    /// 500 and 413 → 2 UNKNOWN), which the proxy-wasm host gets from Envoy
+    /// and the native host must set itself (Envoy 1.39/1.40 give a dynamic
+    /// module's local reply `grpc-status: 0`, OK, whatever its status).
+    pub fn grpc_status(&self) -> &'static str {
+        match self.status {
+            400 => "13",
+            401 => "16",
+            403 => "7",
+            404 => "12",
+            429 | 502 | 503 | 504 => "14",
+            _ => "2",
+        }
+    }
+
     /// The debug log line of a refusal (never a secret, a tag or the
     /// signed bytes), the same on both hosts.
     pub fn log_line(&self) -> Option<String> {
@@ -227,6 +243,12 @@ impl Stream {
         let check = match &mut self.stage {
             Stage::Pass => return Verdict::Continue,
             Stage::Answered | Stage::UpgradeRefused => return Verdict::Drop,
+            // An empty data callback before the answer (Envoy 1.39 makes
+            // one for an HTTP/1 upgrade) carries nothing to hold; pausing on
+            // it would leave the upgraded stream stuck after the resume.
+            Stage::AwaitingUpgrade { .. } if new_bytes.is_empty() && !end_of_stream => {
+                return Verdict::Continue;
+            }
             Stage::AwaitingUpgrade { held, .. } => {
                 // Data before the upstream accepted the upgrade stays here
                 // (an upstream that answers an ordinary response must never
@@ -455,6 +477,8 @@ mod tests {
             Verdict::Continue
         );
         assert_eq!(c.get(Counter::VerifiedUpgrade), 1);
+        // An empty data callback holds nothing (Envoy 1.39 makes one).
+        assert_eq!(s.on_request_body(b"", false, &c), Verdict::Continue);
         assert_eq!(s.on_request_body(b"frame", false, &c), Verdict::Hold);
         assert!(s.on_response_headers(101));
         assert_eq!(s.on_request_body(b"frame", false, &c), Verdict::Continue);
@@ -462,6 +486,16 @@ mod tests {
         headers(&mut refused, &cfg, &ws, false, &c);
         assert!(!refused.on_response_headers(403));
         assert_eq!(refused.on_request_body(b"frame", false, &c), Verdict::Drop);
+    }
+
+    /// A refusal's gRPC status is the one Envoy gives the same HTTP status.
+    #[test]
+    fn grpc_statuses() {
+        let of = |reason| Reply::rejected(Rejection::new(reason, Detail::NonceSeen)).grpc_status();
+        assert_eq!(of(Reject::InvalidSignature), "16");
+        assert_eq!(of(Reject::ReplayCacheUnavailable), "14");
+        assert_eq!(of(Reject::BodyTooLarge), "2");
+        assert_eq!(Reply::internal_error().grpc_status(), "2");
     }
 
     /// An internal error is a counted `500`.

@@ -394,13 +394,20 @@ impl Host for StreamFfi<'_> {
         }
     }
 
-    fn send_reply(&self, reply: &Reply) {
-        let header = [Hdr {
-            key_ptr: b"content-type".as_ptr(),
-            key_len: b"content-type".len(),
-            value_ptr: REPLY_CONTENT_TYPE.as_ptr(),
-            value_len: REPLY_CONTENT_TYPE.len(),
-        }];
+    fn send_reply(&self, reply: &Reply, grpc: bool) {
+        let header = |key: &'static str, value: &'static str| Hdr {
+            key_ptr: key.as_ptr(),
+            key_len: key.len(),
+            value_ptr: value.as_ptr(),
+            value_len: value.len(),
+        };
+        // Envoy turns a gRPC call's local reply into a trailers-only gRPC
+        // answer but, for a dynamic module, with grpc-status 0 (OK) unless
+        // the module sets one: set the status Envoy gives the HTTP status.
+        let mut headers = vec![header("content-type", REPLY_CONTENT_TYPE)];
+        if grpc {
+            headers.push(header("grpc-status", reply.grpc_status()));
+        }
         let details = match reply.rejection {
             Some(r) => format!("edge_hmac_{}", r.reason.code()),
             None => "edge_hmac_internal_error".to_owned(),
@@ -411,8 +418,8 @@ impl Host for StreamFfi<'_> {
             envoy_dynamic_module_callback_http_send_response(
                 self.filter,
                 reply.status,
-                header.as_ptr(),
-                header.len(),
+                headers.as_ptr(),
+                headers.len(),
                 Buf::of(reply.body.as_bytes()),
                 Buf::of(details.as_bytes()),
             );

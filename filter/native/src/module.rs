@@ -48,8 +48,9 @@ pub trait Host {
     fn downstream_tls(&self) -> Option<bool>;
     /// Removes request header `name`; false when Envoy refused.
     fn remove_request_header(&self, name: &str) -> bool;
-    /// Sends `reply` as the local response.
-    fn send_reply(&self, reply: &Reply);
+    /// Sends `reply` as the local response; `grpc` when the request is a
+    /// gRPC call (the reply then carries its gRPC status).
+    fn send_reply(&self, reply: &Reply, grpc: bool);
     /// Makes sure the stream may buffer at least `limit` bytes.
     fn raise_buffer_limit(&self, limit: u64);
     /// The request body bytes so far, in order: the buffered ones, then the
@@ -153,6 +154,8 @@ pub enum Status {
 pub struct Filter {
     config: Arc<ModuleConfig>,
     stream: Stream,
+    /// The request is a gRPC call.
+    grpc: bool,
 }
 
 /// The host as the core's counter sink.
@@ -170,11 +173,12 @@ impl Filter {
         Self {
             config,
             stream: Stream::new(),
+            grpc: false,
         }
     }
 
     /// Carries out `verdict`.
-    fn act(host: &impl Host, verdict: Verdict) -> Status {
+    fn act(&self, host: &impl Host, verdict: Verdict) -> Status {
         match verdict {
             Verdict::Continue => Status::Continue,
             Verdict::Hold => Status::Buffer,
@@ -185,7 +189,7 @@ impl Filter {
                 {
                     host.log(Level::Debug, &line);
                 }
-                host.send_reply(&reply);
+                host.send_reply(&reply, self.grpc);
                 Status::Stop
             }
         }
@@ -207,6 +211,7 @@ impl Filter {
                 }
             }
             let mut head = RequestHead::from_pairs(&pairs);
+            self.grpc = head.grpc;
             if head.has_rfc9421() {
                 head.tls = host.downstream_tls();
             }
@@ -222,13 +227,14 @@ impl Filter {
         for name in &outcome.remove {
             if !host.remove_request_header(name) {
                 host.log(Level::Error, &format!("edge-hmac: cannot remove {name}"));
-                return Self::act(host, self.stream.internal_error(&Sink(host)));
+                let verdict = self.stream.internal_error(&Sink(host));
+                return self.act(host, verdict);
             }
         }
         if let Some(limit) = outcome.buffer_limit {
             host.raise_buffer_limit(limit);
         }
-        Self::act(host, outcome.verdict)
+        self.act(host, outcome.verdict)
     }
 
     /// A request body frame (`end_of_stream`: the last).
@@ -260,13 +266,13 @@ impl Filter {
             }
             verdict
         };
-        Self::act(host, verdict)
+        self.act(host, verdict)
     }
 
     /// The request trailers: the body has ended.
     pub fn on_request_trailers(&mut self, host: &impl Host) -> Status {
         let verdict = self.stream.on_request_trailers(&Sink(host));
-        Self::act(host, verdict)
+        self.act(host, verdict)
     }
 
     /// The response headers: an upgrade accepted releases the request data
@@ -288,7 +294,8 @@ impl Filter {
             Level::Critical,
             "edge-hmac: a panic in the filter was contained; the request is answered 500",
         );
-        Self::act(host, self.stream.internal_error(&Sink(host)))
+        let verdict = self.stream.internal_error(&Sink(host));
+        self.act(host, verdict)
     }
 }
 
@@ -361,7 +368,7 @@ mod tests {
             self.removed.borrow_mut().push(name.to_owned());
             true
         }
-        fn send_reply(&self, reply: &Reply) {
+        fn send_reply(&self, reply: &Reply, _grpc: bool) {
             self.replies.borrow_mut().push(*reply);
         }
         fn raise_buffer_limit(&self, limit: u64) {

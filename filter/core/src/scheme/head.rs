@@ -101,6 +101,9 @@ pub struct RequestHead<'a> {
     pub cors_request_method: bool,
     /// True when `origin` is present.
     pub origin: bool,
+    /// True when `content-type` is gRPC's (`application/grpc…`): a refusal
+    /// must reach the client as a gRPC status.
+    pub grpc: bool,
     /// True when Envoy treats the request as an upgrade (websocket, ...):
     /// `Connection` carries the `upgrade` token and `Upgrade` is present, or
     /// the method is `CONNECT`. Its stream is not a body.
@@ -143,6 +146,10 @@ impl<'a> RequestHead<'a> {
             match name.len() {
                 4 if is(b"host") => host = Some(value),
                 6 if is(b"origin") => head.origin = true,
+                12 if is(b"content-type") => {
+                    head.grpc =
+                        value.len() >= 16 && value[..16].eq_ignore_ascii_case(b"application/grpc");
+                }
                 7 if is(b"upgrade") => upgrade = true,
                 7 if is(b":scheme") => head.scheme = value,
                 9 if is(SIGNATURE_RFC9421_HEADER.as_bytes()) => head.http_signature.push(value),
