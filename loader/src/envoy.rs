@@ -72,25 +72,40 @@ pub fn find(flag: Option<&Path>) -> Result<EnvoyCmd> {
 /// working directory or to this executable (`target/debug/edge-hmac` →
 /// `target/wasm32-wasip1/release/edge_hmac_filter.wasm`).
 pub fn find_wasm(flag: Option<&Path>) -> Result<PathBuf> {
-    const REL: &str = "wasm32-wasip1/release/edge_hmac_filter.wasm";
+    find_build(
+        flag,
+        "wasm32-wasip1/release/edge_hmac_filter.wasm",
+        Error::NoWasm,
+    )
+}
+
+/// The native module: `flag`, else `target/module/libedge-hmac.so` (from
+/// the working directory, then next to this binary's target directory),
+/// made absolute (Envoy loads it by path).
+pub fn find_module(flag: Option<&Path>) -> Result<PathBuf> {
+    let found = find_build(flag, "module/libedge-hmac.so", Error::NoModule)?;
+    Ok(std::fs::canonicalize(&found).unwrap_or(found))
+}
+
+fn find_build(flag: Option<&Path>, rel: &str, missing: fn(PathBuf) -> Error) -> Result<PathBuf> {
     if let Some(p) = flag {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(Error::NoWasm(p.to_path_buf()))
+            Err(missing(p.to_path_buf()))
         };
     }
-    let mut candidates = vec![PathBuf::from("target").join(REL)];
+    let mut candidates = vec![PathBuf::from("target").join(rel)];
     if let Ok(exe) = std::env::current_exe()
         && let Some(target) = exe.parent().and_then(Path::parent)
     {
-        candidates.push(target.join(REL));
+        candidates.push(target.join(rel));
     }
     candidates
         .iter()
         .find(|p| p.is_file())
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-        .ok_or_else(|| Error::NoWasm(candidates[0].clone()))
+        .ok_or_else(|| missing(candidates[0].clone()))
 }
 
 /// GETs `path` from an Envoy admin interface: (status, body).

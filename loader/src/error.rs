@@ -123,6 +123,11 @@ pub enum Error {
     /// The filter's .wasm is not where expected.
     #[error("filter not found at {0}: build it with `make wasm`, or pass --wasm PATH")]
     NoWasm(PathBuf),
+    /// The native module is not where expected.
+    #[error(
+        "native module not found at {0}: build it with `make module`, or pass --module-path PATH"
+    )]
+    NoModule(PathBuf),
     /// Envoy failed to start or to become ready.
     #[error("Envoy failed: {0}")]
     Envoy(String),
@@ -203,7 +208,7 @@ impl Error {
             Error::TooShort { .. } => 18,
             Error::EnvironmentMismatch { .. } => 19,
             Error::NoEnvoy => 20,
-            Error::NoWasm(_) => 21,
+            Error::NoWasm(_) | Error::NoModule(_) => 21,
             Error::Envoy(_) => 22,
             Error::Io { .. } => 23,
             Error::AddressInUse { .. } => 24,
@@ -222,7 +227,7 @@ Exit codes:
    5  rotate: step not safe yet    18  hmac_secret shorter than 32 bytes
   10  no AWS credentials           19  environment mismatch
   11  access denied                20  no Envoy binary found
-  12  secret or version not found  21  filter .wasm not found
+  12  secret or version not found  21  filter .wasm or .so not found
   13  throttled after retries      22  Envoy failed   23  file error
   24  run: address already in use  25  --dev: no development secret yet
 (run: otherwise Envoy's own exit status; load: 4 when no request got a 2xx)";

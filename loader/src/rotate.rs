@@ -172,7 +172,12 @@ impl ProxyView {
             let Ok(value) = value.trim().parse::<u64>() else {
                 continue;
             };
-            let Some(name) = name.strip_prefix("wasmcustom.edge_hmac.") else {
+            // Either host: `wasmcustom.` (proxy-wasm) or
+            // `dynamicmodulescustom.` (native module), then `edge_hmac.`.
+            let Some(name) = ["wasmcustom.edge_hmac.", "dynamicmodulescustom.edge_hmac."]
+                .iter()
+                .find_map(|prefix| name.strip_prefix(prefix))
+            else {
                 continue;
             };
             if let Some(rest) = name.strip_prefix("key.")
@@ -219,7 +224,7 @@ impl ProxyView {
 
 /// Reads one proxy's view.
 async fn view(admin: SocketAddr) -> std::result::Result<ProxyView, String> {
-    match admin_get(admin, "/stats?filter=wasmcustom.edge_hmac.").await {
+    match admin_get(admin, "/stats?filter=custom%5C.edge_hmac%5C.").await {
         Ok((200, body)) => {
             let mut v = ProxyView::parse(&admin.to_string(), &body);
             v.draining = draining(admin).await;
@@ -571,7 +576,7 @@ async fn promote(g: &Gate) -> Result<()> {
         )
     ));
     say(format!(
-        "Then, once no client signs with the old key any more (counter wasmcustom.edge_hmac.verified_previous_key stops rising), retire it:\n  {}",
+        "Then, once no client signs with the old key any more (counter edge_hmac.verified_previous_key stops rising), retire it:\n  {}",
         c.command("retire")
     ));
     Ok(())
@@ -967,6 +972,10 @@ mod tests {
         assert!(!v.holds_in(KeyUsed::Current, "deadbeef"));
         assert_eq!(v.verified.get("previous"), Some(&2));
         assert_eq!(v.verified.get("current"), Some(&7));
+        // The native module's stats read the same.
+        let native = ProxyView::parse("b", &text.replace("wasmcustom.", "dynamicmodulescustom."));
+        assert_eq!(native.keys, v.keys);
+        assert_eq!(native.verified, v.verified);
         assert_eq!(v.verified.len(), 2);
     }
 

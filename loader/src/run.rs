@@ -24,7 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages};
 use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
-use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy};
+use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy, Module};
 use crate::secret::{EdgeSecret, dev_secret};
 use crate::sign::{SignOptions, SignPlan, curl_command, now, split_url};
 
@@ -112,9 +112,15 @@ pub struct RunArgs {
     /// Envoy binary [default: ENVOY_BIN, else func-e on PATH, else envoy on PATH]
     #[arg(long, value_name = "PATH")]
     pub envoy: Option<PathBuf>,
-    /// The filter [default: target/wasm32-wasip1/release/edge_hmac_filter.wasm]
-    #[arg(long, value_name = "PATH")]
+    /// Which build of the filter Envoy runs: the proxy-wasm filter in V8, or the native dynamic module (Envoy ≥ 1.39; faster, see docs/benchmarks.md)
+    #[arg(long, value_enum, default_value_t = Module::Wasm)]
+    pub module: Module,
+    /// The proxy-wasm filter [default: target/wasm32-wasip1/release/edge_hmac_filter.wasm]
+    #[arg(long, value_name = "PATH", conflicts_with = "module_path")]
     pub wasm: Option<PathBuf>,
+    /// The native module, with --module native [default: target/module/libedge-hmac.so]
+    #[arg(long, value_name = "PATH")]
+    pub module_path: Option<PathBuf>,
     /// Listener address
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -262,7 +268,26 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         args.filter.plugin_config()?
     };
     let envoy_cmd = envoy::find(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.wasm.as_deref())?;
+    let filter_path = match args.module {
+        Module::Wasm => {
+            if args.module_path.is_some() {
+                return Err(Error::Usage(
+                    "--module-path is the native module's: add --module native (or use --wasm PATH)"
+                        .into(),
+                ));
+            }
+            envoy::find_wasm(args.wasm.as_deref())?
+        }
+        Module::Native => {
+            if args.wasm.is_some() {
+                return Err(Error::Usage(
+                    "--wasm is the proxy-wasm filter's: with --module native pass --module-path PATH"
+                        .into(),
+                ));
+            }
+            envoy::find_module(args.module_path.as_deref())?
+        }
+    };
 
     let mut aws: Option<(Sm, String)> = None;
     let keys = if args.dev {
@@ -317,7 +342,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
 
-    let mut local = LocalEnvoy::single(args.listen, args.admin, upstream, wasm.clone(), plugin);
+    let mut local = LocalEnvoy::single_module(
+        args.listen,
+        args.admin,
+        upstream,
+        args.module,
+        filter_path.clone(),
+        plugin,
+    );
     local.upstream_http2 = args.upstream_http2;
     let dir = tempfile::Builder::new()
         .prefix("edge-hmac-run-")
@@ -329,7 +361,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let config_path = dir.path().join("envoy.yaml");
     write_bootstrap(&local, &config_path)?;
     say(format!("envoy: {envoy_cmd}"));
-    say(format!("filter: {}", wasm.display()));
+    say(format!(
+        "filter: {} ({})",
+        filter_path.display(),
+        match args.module {
+            Module::Wasm => "proxy-wasm in V8",
+            Module::Native => "native dynamic module",
+        }
+    ));
     say(format!(
         "bootstrap: {} (no secrets in it)",
         config_path.display()
@@ -468,7 +507,7 @@ impl Supervisor {
         ]);
         cmd.args(["-l", &self.log_level]);
         if !matches!(self.log_level.as_str(), "trace" | "debug") {
-            cmd.args(["--component-log-level", "wasm:info"]);
+            cmd.args(["--component-log-level", "wasm:info,dynamic_modules:info"]);
         }
         cmd.arg("--admin-address-path")
             .arg(self.dir.join(format!("admin-{}", self.epoch)));

@@ -142,6 +142,29 @@ impl LocalEnvoy {
         }
     }
 
+    /// Like [`LocalEnvoy::single`] with the filter built as `module`, found
+    /// at `path` (the `.wasm` or the `.so`).
+    pub fn single_module(
+        listen: SocketAddr,
+        admin: SocketAddr,
+        upstream: SocketAddr,
+        module: Module,
+        path: PathBuf,
+        config: PluginConfig,
+    ) -> Self {
+        let mut local = Self::single(listen, admin, upstream, path.clone(), config);
+        if module == Module::Native
+            && let Some(l) = local.listeners.first_mut()
+            && let ListenerFilter::EdgeHmac { config, .. } = &l.filter
+        {
+            l.filter = ListenerFilter::EdgeHmacNative {
+                module: path,
+                config: config.clone(),
+            };
+        }
+        local
+    }
+
     /// The bootstrap as typed values.
     pub fn bootstrap(&self) -> Bootstrap {
         let listeners = self
@@ -289,6 +312,8 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 pub const DEFAULT_UPSTREAM: &str = "127.0.0.1:8080";
 /// Where `make wasm` puts the filter, relative to the workspace.
 pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/edge_hmac_filter.wasm";
+/// Where `make module` puts the native module, relative to the workspace.
+pub const DEFAULT_MODULE: &str = "target/module/libedge-hmac.so";
 /// The checked-in bootstrap, relative to the workspace.
 pub const CHECKED_IN_PATH: &str = "envoy/envoy-local.yaml";
 
@@ -309,11 +334,7 @@ fn parse_addr(s: &str) -> SocketAddr {
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-/// Listener buffer limit for a filter accepting `max_body_bytes`: the body
-/// plus room for headers, at least Envoy's 1 MiB default.
-pub fn buffer_limit_for(max_body_bytes: u64) -> u64 {
-    (max_body_bytes + 64 * 1024).max(1024 * 1024)
-}
+pub use edge_hmac_core::config::buffer_limit_for;
 
 const UPSTREAM_CLUSTER: &str = "upstream";
 const EXT_AUTHZ_CLUSTER: &str = "ext_authz";

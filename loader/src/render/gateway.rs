@@ -1,6 +1,8 @@
 //! The cluster resources that put the filter at the Envoy Gateway edge, with
 //! the secret flowing AWS Secrets Manager → External Secrets Operator →
-//! Secret `hmac-wasm-config` → Envoy container environment → wasm VM.
+//! Secret `hmac-wasm-config` → Envoy container environment → the filter (the
+//! wasm VM through `env.hostKeys`, or the native module, which reads the
+//! process environment itself).
 //!
 //! Rendered from Rust types into one multi-document YAML stream for
 //! `kubectl apply -f`. Manifests carry references to secrets only.
@@ -8,7 +10,7 @@
 use edge_hmac_core::config::PluginConfig;
 use serde::Serialize;
 
-use crate::render::envoy::buffer_limit_for;
+use edge_hmac_core::config::buffer_limit_for;
 
 /// Where Envoy Gateway downloads the filter from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,29 @@ pub enum WasmCode {
         /// Digest of the image, when not in the reference.
         sha256: Option<String>,
     },
+    /// The native module at an absolute path on every proxy (an image
+    /// volume, an init container or a custom image puts it there).
+    NativeLocal {
+        /// Absolute path of `libedge-hmac.so` on the proxy.
+        path: String,
+    },
+    /// The native module downloaded by Envoy, checked against its SHA-256.
+    NativeRemote {
+        /// HTTP(S) URL of `libedge-hmac.so`.
+        url: String,
+        /// Its SHA-256 (64 lowercase hex digits).
+        sha256: String,
+    },
+}
+
+impl WasmCode {
+    /// True for the native module.
+    pub fn is_native(&self) -> bool {
+        matches!(
+            self,
+            WasmCode::NativeLocal { .. } | WasmCode::NativeRemote { .. }
+        )
+    }
 }
 
 /// Everything that varies between environments and clusters.
@@ -174,23 +199,44 @@ impl GatewayOptions {
                 allowed_routes: AllowedRoutes::all(),
             });
         }
-        let (code_type, http, image) = match &self.code {
-            WasmCode::Http { url, sha256 } => (
-                "HTTP",
-                Some(CodeLocation {
-                    url: url.clone(),
-                    sha256: sha256.clone(),
-                }),
-                None,
-            ),
-            WasmCode::Image { url, sha256 } => (
-                "Image",
-                None,
-                Some(CodeLocation {
-                    url: url.clone(),
-                    sha256: sha256.clone(),
-                }),
-            ),
+        let location = |url: &String, sha256: &Option<String>| CodeLocation {
+            url: url.clone(),
+            sha256: sha256.clone(),
+        };
+        let wasm_code = match &self.code {
+            WasmCode::Http { url, sha256 } => Some(Code {
+                kind: "HTTP".into(),
+                http: Some(location(url, sha256)),
+                image: None,
+            }),
+            WasmCode::Image { url, sha256 } => Some(Code {
+                kind: "Image".into(),
+                http: None,
+                image: Some(location(url, sha256)),
+            }),
+            WasmCode::NativeLocal { .. } | WasmCode::NativeRemote { .. } => None,
+        };
+        let dynamic_modules = match &self.code {
+            WasmCode::NativeLocal { path } => vec![DynamicModuleEntry {
+                name: NATIVE_MODULE_NAME.into(),
+                source: DynamicModuleSource {
+                    kind: "Local".into(),
+                    local: Some(LocalModule { path: path.clone() }),
+                    remote: None,
+                },
+            }],
+            WasmCode::NativeRemote { url, sha256 } => vec![DynamicModuleEntry {
+                name: NATIVE_MODULE_NAME.into(),
+                source: DynamicModuleSource {
+                    kind: "Remote".into(),
+                    local: None,
+                    remote: Some(RemoteModule {
+                        url: url.clone(),
+                        sha256: sha256.clone(),
+                    }),
+                },
+            }],
+            WasmCode::Http { .. } | WasmCode::Image { .. } => Vec::new(),
         };
         let plugin_json = serde_json::to_value(&self.plugin).unwrap_or(serde_json::Value::Null);
         let mut host_keys: Vec<String> = Vec::new();
@@ -277,6 +323,7 @@ impl GatewayOptions {
                 kind: "EnvoyProxy",
                 metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.proxy_namespace),
                 spec: Some(EnvoyProxySpec {
+                    dynamic_modules: dynamic_modules.clone(),
                     provider: ProxyProvider {
                         kind: "Kubernetes".into(),
                         kubernetes: ProxyKubernetes {
@@ -357,17 +404,27 @@ impl GatewayOptions {
                 metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.gateway_namespace),
                 spec: Some(EepSpec {
                     target_refs: target_gateway,
-                    wasm: vec![Wasm {
-                        name: "edge-hmac".into(),
-                        code: Code {
-                            kind: code_type.into(),
-                            http,
-                            image,
-                        },
-                        config: plugin_json,
-                        fail_open: false,
-                        env: WasmEnv { host_keys },
-                    }],
+                    wasm: wasm_code
+                        .map(|code| Wasm {
+                            name: "edge-hmac".into(),
+                            code,
+                            config: plugin_json.clone(),
+                            fail_open: false,
+                            env: WasmEnv { host_keys },
+                        })
+                        .into_iter()
+                        .collect(),
+                    // The native module: registered in the EnvoyProxy by
+                    // name, its configuration the same JSON (EG hands it to
+                    // the module as a string).
+                    dynamic_module: dynamic_modules
+                        .iter()
+                        .map(|m| DynamicModule {
+                            name: m.name.clone(),
+                            filter_name: NATIVE_MODULE_NAME.into(),
+                            config: plugin_json.clone(),
+                        })
+                        .collect(),
                 }),
             }),
         ]
@@ -410,8 +467,9 @@ impl GatewayOptions {
     /// - none may select Gateways or ListenerSets by label, or target a
     ///   ListenerSet (which Gateway they land on is not visible here);
     /// - a policy on a route must set `mergeType` (it is then merged into
-    ///   the Gateway's policy) and bring no `wasm` list (a merge replaces
-    ///   lists, which would drop the edge-hmac module).
+    ///   the Gateway's policy) and bring no `wasm` or `dynamicModule` list
+    ///   (a merge replaces lists, which would drop the edge-hmac module,
+    ///   whichever build it is).
     fn admission_policy(&self) -> [Resource; 2] {
         const ROUTES: &str = "['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute']";
         // Whether any targetRef / targetRefs entry satisfies `pred` (about `r`).
@@ -461,12 +519,12 @@ impl GatewayOptions {
             },
             Validation {
                 expression: format!(
-                    "{is_kit} || !({refs} || {sel}) || (has(object.spec.mergeType) && (!has(object.spec.wasm) || size(object.spec.wasm) == 0))",
+                    "{is_kit} || !({refs} || {sel}) || (has(object.spec.mergeType) && (!has(object.spec.wasm) || size(object.spec.wasm) == 0) && (!has(object.spec.dynamicModule) || size(object.spec.dynamicModule) == 0))",
                     refs = any_ref(&format!("r.kind in {ROUTES}")),
                     sel = any_selector(&format!("r.kind in {ROUTES}")),
                 ),
                 message: format!(
-                    "an EnvoyExtensionPolicy on a route replaces the edge Gateway's edge-hmac signature check for that route unless it sets spec.mergeType (StrategicMerge or JSONMerge), and a merged policy may not carry a wasm list (it would replace the edge-hmac module). Set mergeType, and put wasm modules into {kit}."
+                    "an EnvoyExtensionPolicy on a route replaces the edge Gateway's edge-hmac signature check for that route unless it sets spec.mergeType (StrategicMerge or JSONMerge), and a merged policy may not carry a wasm or dynamicModule list (it would replace the edge-hmac module). Set mergeType, and put wasm and dynamic modules into {kit}."
                 ),
                 reason: "Forbidden",
             },
@@ -509,8 +567,13 @@ impl GatewayOptions {
              # Rendered by: {command}\n\
              # Do not edit by hand; re-render (see docs/deploy.md). No secret values in here:\n\
              # {secret} ({region}) -> ExternalSecrets -> Secrets {ns}/{target} (current)\n\
-             # and {ns}/{rotation} (previous, pending) -> EnvoyProxy env -> EnvoyExtensionPolicy env.hostKeys\n\
+             # and {ns}/{rotation} (previous, pending) -> EnvoyProxy env -> {path}\n\
              # -> the filter. The admission policy keeps other extension policies from replacing it.\n",
+            path = if self.code.is_native() {
+                "the native module (dynamicModules)"
+            } else {
+                "EnvoyExtensionPolicy env.hostKeys"
+            },
             env = self.environment,
             secret = self.secret_id,
             region = self.region,
@@ -835,9 +898,68 @@ pub struct RemoteRef {
 
 /// EnvoyProxy spec.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EnvoyProxySpec {
+    /// Dynamic modules the proxies may load (the native module).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_modules: Vec<DynamicModuleEntry>,
     /// Provider.
     pub provider: ProxyProvider,
+}
+
+/// The name of the native module in Envoy Gateway (`EnvoyProxy`
+/// `dynamicModules[].name`, which allows no `_`) and its filter.
+pub const NATIVE_MODULE_NAME: &str = "edge-hmac";
+
+/// `EnvoyProxy.spec.dynamicModules[]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleEntry {
+    /// Name policies refer to.
+    pub name: String,
+    /// Where the `.so` comes from.
+    pub source: DynamicModuleSource,
+}
+
+/// A dynamic module's source.
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicModuleSource {
+    /// `Local` or `Remote`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A path on the proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalModule>,
+    /// A URL Envoy downloads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteModule>,
+}
+
+/// `source.local`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalModule {
+    /// Absolute path.
+    pub path: String,
+}
+
+/// `source.remote`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemoteModule {
+    /// HTTP(S) URL.
+    pub url: String,
+    /// SHA-256, lowercase hex.
+    pub sha256: String,
+}
+
+/// `EnvoyExtensionPolicy.spec.dynamicModule[]`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicModule {
+    /// The registered module.
+    pub name: String,
+    /// Its filter.
+    pub filter_name: String,
+    /// The filter's configuration.
+    pub config: serde_json::Value,
 }
 
 /// Proxy provider.
@@ -1029,7 +1151,11 @@ pub struct EepSpec {
     /// Targets.
     pub target_refs: Vec<TargetRef>,
     /// Wasm extensions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub wasm: Vec<Wasm>,
+    /// Dynamic-module extensions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dynamic_module: Vec<DynamicModule>,
 }
 
 /// One wasm extension.

@@ -57,6 +57,26 @@ pub struct RenderGatewayArgs {
     /// Digest (hex) of the OCI image, when not in --wasm-image
     #[arg(long, value_name = "HEX", requires = "wasm_image")]
     pub wasm_image_sha256: Option<String>,
+    /// Which build of the filter the proxies run: the proxy-wasm filter (--wasm-url/--wasm-image) or the native dynamic module (--module-path or --module-url; Envoy Gateway ≥ 1.8 with Envoy ≥ 1.39)
+    #[arg(long, value_enum, default_value_t = crate::render::envoy::Module::Wasm)]
+    pub module: crate::render::envoy::Module,
+    /// --module native: absolute path of libedge-hmac.so on every proxy (an image volume, init container or custom image puts it there; see docs/deploy.md)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["module_url", "wasm_url", "wasm_image"])]
+    pub module_path: Option<String>,
+    /// --module native: HTTP(S) URL Envoy downloads libedge-hmac.so from (with --module-sha256 or --module-file)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["wasm_url", "wasm_image"])]
+    pub module_url: Option<String>,
+    /// SHA-256 (hex) of the .so at --module-url
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "module_url",
+        conflicts_with = "module_file"
+    )]
+    pub module_sha256: Option<String>,
+    /// The .so you publish at --module-url: its SHA-256 goes into the EnvoyProxy
+    #[arg(long, value_name = "PATH", requires = "module_url")]
+    pub module_file: Option<PathBuf>,
     /// Gateway name
     #[arg(long, default_value = "edge")]
     pub gateway_name: String,
@@ -176,6 +196,76 @@ impl RenderGatewayArgs {
     pub fn options(&self) -> Result<gateway::GatewayOptions> {
         use edge_hmac_core::scheme::validate_environment;
         validate_environment(&self.environment).map_err(|e| Error::Usage(e.to_string()))?;
+        let native = matches!(self.module, crate::render::envoy::Module::Native);
+        if !native && (self.module_path.is_some() || self.module_url.is_some()) {
+            return Err(Error::Usage(
+                "--module-path and --module-url locate the native module: add --module native"
+                    .into(),
+            ));
+        }
+        let code = if native {
+            self.native_code()?
+        } else {
+            self.wasm_code()?
+        };
+        for h in [
+            &self.wasm_sha256,
+            &self.wasm_image_sha256,
+            &self.module_sha256,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !is_hex64(&h.to_ascii_lowercase()) {
+                return Err(Error::Usage(format!(
+                    "{h:?} is not a SHA-256 (64 hex digits)"
+                )));
+            }
+        }
+        self.finish_options(code)
+    }
+
+    /// Where the proxies get the native module.
+    fn native_code(&self) -> Result<gateway::WasmCode> {
+        match (&self.module_path, &self.module_url) {
+            (Some(path), None) => {
+                if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                    return Err(Error::Usage(format!(
+                        "--module-path {path:?} must be an absolute path on the proxy (e.g. /var/lib/edge-hmac/libedge-hmac.so): Envoy Gateway passes it to Envoy as it is"
+                    )));
+                }
+                Ok(gateway::WasmCode::NativeLocal { path: path.clone() })
+            }
+            (None, Some(url)) => {
+                check_download_url("--module-url", url)?;
+                let sha256 = match (&self.module_sha256, &self.module_file) {
+                    (Some(h), _) => h.to_ascii_lowercase(),
+                    (None, Some(path)) => {
+                        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                        hex::encode(edge_hmac_core::scheme::sha256(&bytes))
+                    }
+                    (None, None) => {
+                        return Err(Error::Usage(
+                            "--module-url needs the module's checksum: --module-file PATH (computed) or --module-sha256 HEX".into(),
+                        ));
+                    }
+                };
+                Ok(gateway::WasmCode::NativeRemote {
+                    url: url.clone(),
+                    sha256,
+                })
+            }
+            _ => Err(Error::Usage(
+                "say where the proxies find the native module: --module-path /abs/libedge-hmac.so, or --module-url URL --module-file PATH (see docs/deploy.md)".into(),
+            )),
+        }
+    }
+
+    /// Where Envoy Gateway downloads the proxy-wasm filter.
+    fn wasm_code(&self) -> Result<gateway::WasmCode> {
         let code = match (&self.wasm_url, &self.wasm_image) {
             (Some(url), None) => {
                 check_download_url("--wasm-url", url)?;
@@ -223,16 +313,10 @@ impl RenderGatewayArgs {
                 ));
             }
         };
-        for h in [&self.wasm_sha256, &self.wasm_image_sha256]
-            .into_iter()
-            .flatten()
-        {
-            if !is_hex64(&h.to_ascii_lowercase()) {
-                return Err(Error::Usage(format!(
-                    "{h:?} is not a SHA-256 (64 hex digits)"
-                )));
-            }
-        }
+        Ok(code)
+    }
+
+    fn finish_options(&self, code: gateway::WasmCode) -> Result<gateway::GatewayOptions> {
         let mut plugin = self.filter.plugin_config()?;
         plugin.expected_environment = Some(self.environment.clone());
         let mut o = gateway::GatewayOptions::new(&self.environment, code, plugin);
@@ -275,9 +359,15 @@ pub struct RenderEnvoyArgs {
     /// Upstream address
     #[arg(long, value_name = "ADDR", default_value = envoy::DEFAULT_UPSTREAM)]
     pub upstream: SocketAddr,
-    /// Path of the filter as Envoy will see it (relative to Envoy's working directory)
+    /// Which build of the filter: the proxy-wasm filter in V8, or the native dynamic module (Envoy ≥ 1.39)
+    #[arg(long, value_enum, default_value_t = envoy::Module::Wasm)]
+    pub module: envoy::Module,
+    /// Path of the proxy-wasm filter as Envoy will see it (relative to Envoy's working directory)
     #[arg(long, value_name = "PATH", default_value = envoy::DEFAULT_WASM)]
     pub wasm: PathBuf,
+    /// Path of the native module as Envoy will see it, with --module native (absolute is safest: Envoy loads it by this path)
+    #[arg(long, value_name = "PATH", default_value = envoy::DEFAULT_MODULE)]
+    pub module_path: PathBuf,
     /// Filter options
     #[command(flatten)]
     pub filter: FilterOpts,
@@ -293,6 +383,12 @@ pub struct RenderEnvoyArgs {
     /// address (the benchmark's edge-hmac-ext-authz), body included
     #[arg(long, value_name = "ADDR")]
     pub with_ext_authz: Option<SocketAddr>,
+    /// Also render the native build of the filter (this .so, same options) as the listener `edge_hmac_native` on the listen port + 4, beside the main one (benchmarks)
+    #[arg(long, value_name = "MODULE")]
+    pub with_native: Option<PathBuf>,
+    /// Also render `noop_native` (this no-op native module: the floor of any native module) on the listen port + 5 (benchmarks)
+    #[arg(long, value_name = "NOOP_MODULE")]
+    pub with_noop_module: Option<PathBuf>,
     /// What Envoy does when the wasm VM fails (Envoy Gateway with failOpen: false is FAIL_CLOSED)
     #[arg(long, value_name = "POLICY", default_value = "FAIL_RELOAD", value_parser = ["FAIL_RELOAD", "FAIL_CLOSED", "FAIL_OPEN"])]
     pub failure_policy: String,
@@ -305,11 +401,15 @@ pub struct RenderEnvoyArgs {
 pub fn run(cmd: RenderCmd) -> Result<()> {
     let (text, output) = match cmd {
         RenderCmd::Envoy(a) => {
-            let mut local = envoy::LocalEnvoy::single(
+            let mut local = envoy::LocalEnvoy::single_module(
                 a.listen,
                 a.admin,
                 a.upstream,
-                a.wasm.clone(),
+                a.module,
+                match a.module {
+                    envoy::Module::Wasm => a.wasm.clone(),
+                    envoy::Module::Native => a.module_path.clone(),
+                },
                 a.filter.plugin_config()?,
             );
             local.failure_policy = match a.failure_policy.as_str() {
@@ -347,6 +447,25 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                         service,
                         max_request_bytes: u32::try_from(a.filter.max_body_bytes)
                             .unwrap_or(u32::MAX),
+                    },
+                });
+            }
+            if let Some(module) = &a.with_native {
+                local.listeners.push(envoy::ListenerSpec {
+                    name: "edge_hmac_native".into(),
+                    address: port(4),
+                    filter: envoy::ListenerFilter::EdgeHmacNative {
+                        module: module.clone(),
+                        config: Box::new(a.filter.plugin_config()?),
+                    },
+                });
+            }
+            if let Some(module) = &a.with_noop_module {
+                local.listeners.push(envoy::ListenerSpec {
+                    name: "noop_native".into(),
+                    address: port(5),
+                    filter: envoy::ListenerFilter::NoopNative {
+                        module: module.clone(),
                     },
                 });
             }
