@@ -12,11 +12,11 @@ use edge_hmac_core::config::parse;
 use edge_hmac_core::paths::PathMatch;
 use edge_hmac_core::scheme::rfc9421::{Rfc9421Request, content_digest_header};
 use edge_hmac_core::scheme::{SecretKey, Signer};
-use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, now, send};
 use edge_hmac_tests::envoy::Envoy;
 use edge_hmac_tests::python::raw_h2;
 use edge_hmac_tests::secrets::secret;
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 
 const ENV: &str = "dev";
@@ -47,12 +47,9 @@ struct Edge {
 
 /// The filter (exempt `/public/*` and `/healthz`, CORS preflights on, both
 /// formats) in front of `upstream`.
-async fn edge(upstream: SocketAddr) -> Edge {
-    let config = LocalEnvoy::single(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
+async fn edge(t: Target, upstream: SocketAddr) -> Edge {
+    let config = t.local(
         upstream,
-        filter_wasm().to_path_buf(),
         parse(
             br#"{"exempt_paths": ["/public/*", "/healthz"], "allow_cors_preflight": true,
                  "formats": ["v1", "rfc9421"]}"#,
@@ -60,11 +57,12 @@ async fn edge(upstream: SocketAddr) -> Edge {
         .unwrap(),
     );
     let secret = secret();
-    let envoy = Envoy::start(
-        &config,
-        &[("HMAC_SECRET", secret.as_str()), ("HMAC_ENVIRONMENT", ENV)],
-    )
-    .await;
+    let envoy = t
+        .start(
+            &config,
+            &[("HMAC_SECRET", secret.as_str()), ("HMAC_ENVIRONMENT", ENV)],
+        )
+        .await;
     let addr = envoy.listener("edge_hmac").await;
     Edge {
         envoy,
@@ -81,7 +79,7 @@ async fn second_hop(upstream: SocketAddr) -> (Envoy, SocketAddr) {
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
         upstream,
-        filter_wasm().to_path_buf(),
+        edge_hmac_tests::build::filter_wasm().to_path_buf(),
         parse(b"{}").unwrap(),
     );
     config.listeners[0].filter = ListenerFilter::None;
@@ -95,11 +93,10 @@ async fn second_hop(upstream: SocketAddr) -> (Envoy, SocketAddr) {
 /// final upstream only ever sees paths under `/public/` (after its own
 /// normalization) or signed requests, and `/public/logo.png` and
 /// `/healthz` still pass unsigned.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exempt_prefix_cannot_be_escaped() {
+async fn exempt_prefix_cannot_be_escaped(t: Target) {
     let upstream = Upstream::start().await;
     let (_hop, hop_addr) = second_hop(upstream.addr).await;
-    let e = edge(hop_addr).await;
+    let e = edge(t, hop_addr).await;
     for path in ESCAPES {
         let resp = send(e.addr, &Req::new("GET", path)).await;
         assert_eq!(
@@ -145,10 +142,9 @@ async fn exempt_prefix_cannot_be_escaped() {
 /// URL and method override headers never reach the upstream on a request
 /// that passes unsigned (exempt path, CORS preflight); a signed request
 /// keeps them (its sender is authenticated).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn override_headers_stripped_from_unsigned_requests() {
+async fn override_headers_stripped_from_unsigned_requests(t: Target) {
     let upstream = Upstream::start().await;
-    let e = edge(upstream.addr).await;
+    let e = edge(t, upstream.addr).await;
     let overrides = [
         ("X-Original-URL", "/admin"),
         ("x-rewrite-url", "/admin"),
@@ -189,10 +185,9 @@ async fn override_headers_stripped_from_unsigned_requests() {
 /// repeated covered component is `401 malformed_signature` and reaches
 /// nothing; and on a plain-text listener a client's `:scheme: https` no
 /// longer makes `:443` drop from `@authority` (the connection decides).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc9421_ambiguities_refused() {
+async fn rfc9421_ambiguities_refused(t: Target) {
     let upstream = Upstream::start().await;
-    let e = edge(upstream.addr).await;
+    let e = edge(t, upstream.addr).await;
     let signer = Signer::new(SecretKey::new(e.secret.as_bytes(), "current").unwrap(), ENV).unwrap();
     let created = now();
     let body = br#"{"a":1}"#;
@@ -288,10 +283,9 @@ async fn rfc9421_ambiguities_refused() {
 /// A downstream `x-envoy-retry-on` / `x-envoy-max-retries` cannot make the
 /// edge deliver one signed request twice: the upstream answers 503 and
 /// still receives it exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn downstream_retry_headers_do_not_redeliver() {
+async fn downstream_retry_headers_do_not_redeliver(t: Target) {
     let upstream = Upstream::start().await;
-    let e = edge(upstream.addr).await;
+    let e = edge(t, upstream.addr).await;
     for (method, body) in [
         ("GET", Body::Empty),
         ("POST", Body::Full(b"pay 10".to_vec())),
@@ -316,3 +310,10 @@ async fn downstream_retry_headers_do_not_redeliver() {
     );
     assert_eq!(e.envoy.stat("cluster.upstream.upstream_rq_retry").await, 0);
 }
+
+edge_hmac_tests::matrix!(
+    exempt_prefix_cannot_be_escaped,
+    override_headers_stripped_from_unsigned_requests,
+    rfc9421_ambiguities_refused,
+    downstream_retry_headers_do_not_redeliver,
+);

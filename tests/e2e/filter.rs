@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_hmac::render::envoy::{LocalEnvoy, buffer_limit_for};
+use edge_hmac::render::envoy::{LocalEnvoy, Module};
+use edge_hmac_core::config::buffer_limit_for;
 use edge_hmac_core::config::{PluginConfig, parse};
 use edge_hmac_core::scheme::TagEncoding;
-use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Conn, Req, Resp, now, send};
-use edge_hmac_tests::envoy::{Envoy, validate};
+use edge_hmac_tests::envoy::{Envoy, validate_file_on};
 use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 
 const ENV: &str = "dev";
@@ -25,30 +26,21 @@ fn plugin_config(json: &str) -> PluginConfig {
     parse(json.as_bytes()).expect("test plugin config parses")
 }
 
-fn local(upstream: SocketAddr, config: PluginConfig) -> LocalEnvoy {
-    LocalEnvoy::single(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        filter_wasm().to_path_buf(),
-        config,
-    )
-}
-
 async fn setup_with(
+    t: Target,
     config_json: &str,
     previous: Option<&str>,
     tweak: impl FnOnce(&mut LocalEnvoy),
 ) -> Setup {
     let upstream = Upstream::start().await;
-    let mut config = local(upstream.addr, plugin_config(config_json));
+    let mut config = t.local(upstream.addr, plugin_config(config_json));
     tweak(&mut config);
     let secret = secret();
     let mut env = vec![("HMAC_SECRET", secret.as_str()), ("HMAC_ENVIRONMENT", ENV)];
     if let Some(p) = previous {
         env.push(("HMAC_SECRET_PREVIOUS", p));
     }
-    let envoy = Envoy::start(&config, &env).await;
+    let envoy = t.start(&config, &env).await;
     let addr = envoy.listener("edge_hmac").await;
     Setup {
         envoy,
@@ -58,8 +50,8 @@ async fn setup_with(
     }
 }
 
-async fn setup(config_json: &str) -> Setup {
-    setup_with(config_json, None, |_| {}).await
+async fn setup(t: Target, config_json: &str) -> Setup {
+    setup_with(t, config_json, None, |_| {}).await
 }
 
 #[track_caller]
@@ -85,9 +77,8 @@ fn json_body() -> Vec<u8> {
 
 /// Valid GET and POST requests (hex and base64 tags) reach the upstream with
 /// the body intact and are counted as verified.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn valid_requests_reach_upstream_intact() {
-    let s = setup("{}").await;
+async fn valid_requests_reach_upstream_intact(t: Target) {
+    let s = setup(t, "{}").await;
     let get = Req::new("GET", "/v1/orders?limit=10").signed(&s.secret, ENV);
     assert_eq!(send(s.addr, &get).await.status, 200);
     for encoding in [TagEncoding::Hex, TagEncoding::Base64] {
@@ -110,9 +101,8 @@ async fn valid_requests_reach_upstream_intact() {
 
 /// Each rejection code comes with its status and JSON body, is counted, and
 /// nothing of a rejected request reaches the upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rejection_code_with_status() {
-    let s = setup(r#"{"max_body_bytes": 1024}"#).await;
+async fn every_rejection_code_with_status(t: Target) {
+    let s = setup(t, r#"{"max_body_bytes": 1024}"#).await;
     let signed_get = || Req::new("GET", "/v1/x").signed(&s.secret, ENV);
 
     // missing_signature
@@ -186,9 +176,8 @@ async fn every_rejection_code_with_status() {
 
 /// A request refused at the headers is answered without anything reaching
 /// the upstream, even with a body on the way.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejected_at_headers_never_reaches_upstream() {
-    let s = setup("{}").await;
+async fn rejected_at_headers_never_reaches_upstream(t: Target) {
+    let s = setup(t, "{}").await;
     let reqs = [
         Req::new("POST", "/v1/x").body(Body::Full(vec![1; 5000])),
         Req::new("POST", "/v1/x")
@@ -209,9 +198,8 @@ async fn rejected_at_headers_never_reaches_upstream() {
 
 /// A tampered body is never delivered: the upstream sees at most the signed
 /// headers and a reset, never a body byte.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_body_never_delivered() {
-    let s = setup("{}").await;
+async fn tampered_body_never_delivered(t: Target) {
+    let s = setup(t, "{}").await;
     let chunks: Vec<Vec<u8>> = (0..8).map(|i| vec![b'a' + i; 4096]).collect();
     let mut bad = chunks.clone();
     bad[7][4095] ^= 1; // the very last byte
@@ -240,10 +228,9 @@ async fn tampered_body_never_delivered() {
 
 /// During a rotation the previous key is accepted and counted separately; an
 /// unrelated key is not.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn previous_key_accepted_and_counted() {
+async fn previous_key_accepted_and_counted(t: Target) {
     let old = secret();
-    let s = setup_with("{}", Some(&old), |_| {}).await;
+    let s = setup_with(t, "{}", Some(&old), |_| {}).await;
     let with_old = Req::new("GET", "/v1/x").signed(&old, ENV);
     assert_eq!(send(s.addr, &with_old).await.status, 200);
     let with_new = Req::new("GET", "/v1/x").signed(&s.secret, ENV);
@@ -261,9 +248,8 @@ async fn previous_key_accepted_and_counted() {
 /// A nonce accepted on one worker is refused on the other: two connections
 /// held open with exact balancing land on different workers (checked in the
 /// per-worker listener stats).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_refused_across_workers() {
-    let s = setup_with(r#"{"require_nonce": true}"#, None, |c| {
+async fn replay_refused_across_workers(t: Target) {
+    let s = setup_with(t, r#"{"require_nonce": true}"#, None, |c| {
         c.exact_balance = true
     })
     .await;
@@ -300,10 +286,9 @@ async fn replay_refused_across_workers() {
 /// When the bounded nonce cache is full, requests with a new nonce fail
 /// closed (503) and the condition shows in stats; requests without a nonce
 /// still pass.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_nonce_cache_fails_closed() {
+async fn full_nonce_cache_fails_closed(t: Target) {
     // 16 entries: rounded up to a single bucket.
-    let s = setup(r#"{"nonce_cache_max_entries": 16}"#).await;
+    let s = setup(t, r#"{"nonce_cache_max_entries": 16}"#).await;
     for _ in 0..edge_hmac_core::replay::BUCKET_CAPACITY {
         let req = Req::new("GET", "/v1/x").signed_with(
             &s.secret,
@@ -333,10 +318,12 @@ async fn full_nonce_cache_fails_closed() {
 
 /// Exempt paths (exact and prefix) pass unsigned; CORS preflights pass only
 /// when allowed; everything else still needs a signature.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exempt_paths_and_cors_preflight() {
-    let s =
-        setup(r#"{"exempt_paths": ["/healthz", "/public/*"], "allow_cors_preflight": true}"#).await;
+async fn exempt_paths_and_cors_preflight(t: Target) {
+    let s = setup(
+        t,
+        r#"{"exempt_paths": ["/healthz", "/public/*"], "allow_cors_preflight": true}"#,
+    )
+    .await;
     for path in ["/healthz", "/healthz?probe=1", "/public/logo.svg"] {
         assert_eq!(
             send(s.addr, &Req::new("GET", path)).await.status,
@@ -377,9 +364,8 @@ async fn exempt_paths_and_cors_preflight() {
 
 /// A 2 MiB body and a body sent in many small chunks are verified and
 /// delivered intact (listener buffer raised above max_body_bytes).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_and_chunked_bodies() {
-    let s = setup(r#"{"max_body_bytes": 4194304}"#).await;
+async fn large_and_chunked_bodies(t: Target) {
+    let s = setup(t, r#"{"max_body_bytes": 4194304}"#).await;
     let big: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
     let req = Req::new("POST", "/v1/upload")
         .body(Body::Full(big.clone()))
@@ -402,11 +388,11 @@ async fn large_and_chunked_bodies() {
 }
 
 /// Envoy's own per-connection buffer limit, when below the filter's
-/// max_body_bytes, answers a plain 413 before the filter can decide: the two
-/// must be set together.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_buffer_limit_below_max_body_gives_plain_413() {
-    let s = setup_with(r#"{"max_body_bytes": 1048576}"#, None, |c| {
+/// max_body_bytes: the wasm filter gets a plain 413 from Envoy before it can
+/// decide (the two must be set together); the native module raises its
+/// stream's limit itself, so the same body is verified and delivered.
+async fn envoy_buffer_limit_below_max_body(t: Target) {
+    let s = setup_with(t, r#"{"max_body_bytes": 1048576}"#, None, |c| {
         c.buffer_limit_bytes = 32 * 1024
     })
     .await;
@@ -414,6 +400,13 @@ async fn envoy_buffer_limit_below_max_body_gives_plain_413() {
         .body(Body::Full(vec![7; 200 * 1024]))
         .signed(&s.secret, ENV);
     let resp = send(s.addr, &req).await;
+    assert_eq!(buffer_limit_for(1024 * 1024), 1024 * 1024 + 64 * 1024);
+    if t.module == Module::Native {
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let records = s.upstream.settled_records().await;
+        assert_eq!(records[0].body.len(), 200 * 1024);
+        return;
+    }
     assert_eq!(resp.status, 413);
     assert_eq!(
         resp.error_code(),
@@ -428,15 +421,13 @@ async fn envoy_buffer_limit_below_max_body_gives_plain_413() {
             .iter()
             .all(|r| r.body.is_empty())
     );
-    assert_eq!(buffer_limit_for(1024 * 1024), 1024 * 1024 + 64 * 1024);
 }
 
 /// HTTP/2: header names arrive lowercase, bodies ending with trailers are
 /// checked at the end of the stream (the trailers callback), tampering is
 /// refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_with_trailers() {
-    let s = setup("{}").await;
+async fn http2_with_trailers(t: Target) {
+    let s = setup(t, "{}").await;
     let mut conn = Conn::h2(s.addr).await.unwrap();
     let get = Req::new("GET", "/v1/h2").signed(&s.secret, ENV);
     assert_eq!(conn.send(&get).await.unwrap().status, 200);
@@ -475,27 +466,34 @@ async fn http2_with_trailers() {
     assert_eq!(s.envoy.counter("verified").await, 2);
 }
 
-/// The counters appear in Envoy's /stats and /stats/prometheus.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn counters_in_stats_and_prometheus() {
-    let s = setup("{}").await;
+/// The counters appear in Envoy's /stats and /stats/prometheus, under the
+/// prefix of the build.
+async fn counters_in_stats_and_prometheus(t: Target) {
+    let s = setup(t, "{}").await;
     send(s.addr, &Req::new("GET", "/v1/x").signed(&s.secret, ENV)).await;
     send(s.addr, &Req::new("GET", "/v1/x")).await;
     let stats = s.envoy.stats().await;
+    let prefix = t.module.stats_prefix();
     assert!(
-        stats.contains("wasmcustom.edge_hmac.verified: 1"),
+        stats.contains(&format!("{prefix}edge_hmac.verified: 1")),
         "{stats}"
     );
     assert!(
-        stats.contains("wasmcustom.edge_hmac.rejected.missing_signature: 1"),
+        stats.contains(&format!("{prefix}edge_hmac.rejected.missing_signature: 1")),
         "{stats}"
     );
     let prom = edge_hmac_tests::client::get(s.envoy.admin, "/stats/prometheus")
         .await
         .unwrap()
         .text();
-    // Envoy strips the wasmcustom. prefix and adds no envoy_ prefix.
+    // Envoy strips wasmcustom. and adds no envoy_ prefix; the native
+    // module's dynamicmodulescustom. stays, after envoy_.
+    let prom_prefix = match t.module {
+        Module::Wasm => "",
+        Module::Native => "envoy_dynamicmodulescustom_",
+    };
     for name in ["edge_hmac_verified", "edge_hmac_rejected_missing_signature"] {
+        let name = format!("{prom_prefix}{name}");
         let line = prom
             .lines()
             .find(|l| l.starts_with(&format!("{name}{{")))
@@ -506,9 +504,8 @@ async fn counters_in_stats_and_prometheus() {
 
 /// Hostile header values (non-UTF-8 bytes, oversized values) are refused
 /// and never crash the VM: later valid requests still pass.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_headers_do_not_crash_the_vm() {
-    let s = setup("{}").await;
+async fn hostile_headers_do_not_crash_the_vm(t: Target) {
+    let s = setup(t, "{}").await;
     let odd = Req::new("GET", "/v1/x")
         .signed(&s.secret, ENV)
         .set("x-crawbl-signature", b"v1=\xff\xfe\xfd")
@@ -540,9 +537,8 @@ async fn hostile_headers_do_not_crash_the_vm() {
 
 /// Envoy normalizes the path before the filter (as Envoy Gateway does), so
 /// clients sign the normalized form: docs/signature-v1.md section 7.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn path_is_verified_after_normalization() {
-    let s = setup("{}").await;
+async fn path_is_verified_after_normalization(t: Target) {
+    let s = setup(t, "{}").await;
     // Signed normalized, sent with merged-away slashes and dot segments: passes.
     let req = Req::new("GET", "/v1/a/b").signed(&s.secret, ENV);
     let mut sent = req.clone();
@@ -564,11 +560,20 @@ async fn path_is_verified_after_normalization() {
 
 /// Envoy refuses to start (fail closed) with a bad plugin configuration or a
 /// missing or short secret; the log names the problem and never the secret.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_refuses_bad_config_or_missing_secret() {
+async fn envoy_refuses_bad_config_or_missing_secret(t: Target) {
     let upstream = Upstream::start().await;
     let good = secret();
-    let yaml = |json: &str| local(upstream.addr, plugin_config(json)).to_yaml().unwrap();
+    let yaml = |json: &str| {
+        t.local(upstream.addr, plugin_config(json))
+            .to_yaml()
+            .unwrap()
+    };
+    let validate = |yaml: &str, env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("envoy.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        validate_file_on(&t.envoy.bin(), &path, env)
+    };
 
     // Unknown field: rendered by hand since our parser would refuse it first.
     let typo = yaml("{}").replace(
@@ -629,7 +634,7 @@ async fn envoy_refuses_bad_config_or_missing_secret() {
         );
         assert_no_secret(&log, &[short, &good]);
         // And a real start fails too, instead of serving unverified traffic.
-        let started = Envoy::try_start_yaml(&yaml, &env).await;
+        let started = Envoy::try_start_on(&t.envoy.bin(), t.module, &yaml, &env).await;
         assert!(started.is_err(), "{what}: Envoy started");
     }
     // The same bootstrap with a good secret validates.
@@ -643,3 +648,21 @@ async fn envoy_refuses_bad_config_or_missing_secret() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+edge_hmac_tests::matrix!(
+    valid_requests_reach_upstream_intact,
+    every_rejection_code_with_status,
+    rejected_at_headers_never_reaches_upstream,
+    tampered_body_never_delivered,
+    previous_key_accepted_and_counted,
+    replay_refused_across_workers,
+    full_nonce_cache_fails_closed,
+    exempt_paths_and_cors_preflight,
+    large_and_chunked_bodies,
+    http2_with_trailers,
+    counters_in_stats_and_prometheus,
+    hostile_headers_do_not_crash_the_vm,
+    path_is_verified_after_normalization,
+    envoy_refuses_bad_config_or_missing_secret,
+    envoy_buffer_limit_below_max_body,
+);

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 
 use std::time::Duration;
 
-use edge_hmac::render::envoy::LocalEnvoy;
+use edge_hmac::render::envoy::Module;
 use edge_hmac_core::config::parse;
-use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::client::{Body, Req, send};
 use edge_hmac_tests::envoy::Envoy;
 use edge_hmac_tests::python::raw_h2;
 use edge_hmac_tests::secrets::secret;
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -26,27 +26,33 @@ struct Edge {
     upstream: Upstream,
     addr: SocketAddr,
     secret: String,
-    vms_at_start: u64,
+    /// V8 VMs created at start (the wasm build; `None` for the native
+    /// module, which has no VM to crash: Envoy itself would).
+    vms_at_start: Option<u64>,
 }
 
-async fn edge() -> Edge {
+async fn edge(t: Target) -> Edge {
     let upstream = Upstream::start().await;
-    let config = LocalEnvoy::single(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
+    let config = t.local(
         upstream.addr,
-        filter_wasm().to_path_buf(),
         parse(br#"{"expected_environment": "dev"}"#).unwrap(),
     );
     let secret = secret();
-    let envoy = Envoy::start(
-        &config,
-        &[("HMAC_SECRET", secret.as_str()), ("HMAC_ENVIRONMENT", ENV)],
-    )
-    .await;
+    let envoy = t
+        .start(
+            &config,
+            &[("HMAC_SECRET", secret.as_str()), ("HMAC_ENVIRONMENT", ENV)],
+        )
+        .await;
     let addr = envoy.listener("edge_hmac").await;
-    let vms_at_start = envoy.stat("wasm.envoy.wasm.runtime.v8.created").await;
-    assert!(vms_at_start > 0, "no V8 VM stat: {}", envoy.stats().await);
+    let vms_at_start = match t.module {
+        Module::Wasm => {
+            let vms = envoy.stat("wasm.envoy.wasm.runtime.v8.created").await;
+            assert!(vms > 0, "no V8 VM stat: {}", envoy.stats().await);
+            Some(vms)
+        }
+        Module::Native => None,
+    };
     Edge {
         envoy,
         upstream,
@@ -75,11 +81,13 @@ impl Edge {
             .await
             .unwrap();
         assert_eq!(ready.status, 200, "Envoy not ready");
-        assert_eq!(
-            self.envoy.stat("wasm.envoy.wasm.runtime.v8.created").await,
-            self.vms_at_start,
-            "the wasm VM was re-created (a crash)"
-        );
+        if let Some(vms) = self.vms_at_start {
+            assert_eq!(
+                self.envoy.stat("wasm.envoy.wasm.runtime.v8.created").await,
+                vms,
+                "the wasm VM was re-created (a crash)"
+            );
+        }
         assert_eq!(self.envoy.counter("internal_error").await, 0);
         let mut open = u64::MAX;
         for _ in 0..100 {
@@ -169,9 +177,8 @@ fn refs(h: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
 /// Header maps at Envoy's limits (100 headers, 60 KiB): a signed request
 /// just under them verifies; over them Envoy refuses it (431) before the
 /// filter runs, and nothing reaches the upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn header_maps_at_envoys_limits() {
-    let e = edge().await;
+async fn header_maps_at_envoys_limits(t: Target) {
+    let e = edge(t).await;
     // The signed request has host + 2 x-crawbl-* headers + connection; 90
     // more stay under Envoy's default of 100.
     let mut many = Req::new("GET", "/many");
@@ -206,9 +213,8 @@ async fn header_maps_at_envoys_limits() {
 /// Look-alike x-crawbl-* headers are ignored (they are not the signature);
 /// a second copy of a real one is `malformed_signature`; raw non-UTF-8
 /// bytes in any header value neither crash the filter nor verify.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn look_alike_and_non_utf8_headers() {
-    let e = edge().await;
+async fn look_alike_and_non_utf8_headers(t: Target) {
+    let e = edge(t).await;
     let mut req = Req::new("GET", "/look-alikes");
     for name in [
         "x-crawbl-signature-2",
@@ -257,9 +263,8 @@ async fn look_alike_and_non_utf8_headers() {
 /// upper-case names, connection-specific headers and a `:path` without a
 /// slash are refused by Envoy's codec; `:authority` and `host` that differ
 /// are verified on `:authority`, which is also what the upstream receives.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_pseudo_header_tricks() {
-    let e = edge().await;
+async fn http2_pseudo_header_tricks(t: Target) {
+    let e = edge(t).await;
     let good = e.signed(Req::new("GET", "/h2"));
     let base = h2_headers(&good);
     let r = raw_h2(e.addr, &refs(&base), None, false).await;
@@ -341,9 +346,8 @@ async fn http2_pseudo_header_tricks() {
 /// A signed upload that the client abandons mid-body (HTTP/1 connection
 /// closed, HTTP/2 stream reset) leaves no stream open, is never completed
 /// at the upstream, and leaves the filter working.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_reset_mid_body() {
-    let e = edge().await;
+async fn requests_reset_mid_body(t: Target) {
+    let e = edge(t).await;
     let body = vec![b'z'; 100_000];
     let req = e.signed(Req::new("POST", "/upload").body(Body::Full(body.clone())));
     // HTTP/1: declare 100000 bytes, send 30000, close.
@@ -380,7 +384,7 @@ async fn requests_reset_mid_body() {
 /// started that Envoy, when the Envoy is dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_in_envoys_log_fails_the_test_that_started_it() {
-    let e = edge().await;
+    let e = edge(Target::WASM_1_40).await;
     let leaked = secret();
     let debug = edge_hmac_tests::client::Req::new("POST", "/logging?http=debug");
     let mut admin = edge_hmac_tests::client::Conn::h1(e.envoy.admin)
@@ -395,3 +399,10 @@ async fn a_key_in_envoys_log_fails_the_test_that_started_it() {
     let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(envoy)));
     assert!(scan.is_err(), "the scan missed a key in Envoy's log");
 }
+
+edge_hmac_tests::matrix!(
+    header_maps_at_envoys_limits,
+    look_alike_and_non_utf8_headers,
+    http2_pseudo_header_tricks,
+    requests_reset_mid_body,
+);

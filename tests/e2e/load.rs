@@ -12,7 +12,9 @@ use edge_hmac_tests::client::{Req, send};
 use edge_hmac_tests::secrets::secret;
 use serde_json::Value;
 
-use crate::loader::{Running, home, run_cmd};
+use edge_hmac_tests::target::Target;
+
+use crate::loader::{Running, home, run_cmd_on};
 
 /// `edge-hmac load` in `home`, at `http://addr/v1/orders`, with `args`.
 pub(crate) fn load_cmd(home: &std::path::Path, addr: SocketAddr, args: &[&str]) -> Command {
@@ -52,7 +54,12 @@ fn statuses(report: &Value) -> Vec<(String, u64)> {
 
 /// `run --dev` with the filter options `args`; returns it and its listener.
 pub(crate) async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
-    let mut cmd = run_cmd(home);
+    dev_proxy_on(Target::WASM_1_40, home, args).await
+}
+
+/// [`dev_proxy`] on target `t`.
+async fn dev_proxy_on(t: Target, home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
+    let mut cmd = run_cmd_on(home, t);
     cmd.arg("--dev").args(args);
     let mut running = Running::start(cmd);
     let addr = running.listener().await;
@@ -62,10 +69,9 @@ pub(crate) async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running
 /// `load --dev --nonce` against `run --dev`: every request (a fresh
 /// signature and nonce each, over HTTP/1.1 and HTTP/2) passes, and the JSON
 /// counts add up.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_dev_nonce_passes_every_request() {
+async fn load_dev_nonce_passes_every_request(t: Target) {
     let h = home();
-    let (running, addr) = dev_proxy(h.path(), &["--require-nonce"]).await;
+    let (running, addr) = dev_proxy_on(t, h.path(), &["--require-nonce"]).await;
     for extra in [&[][..], &["--http2"][..]] {
         let mut args = vec!["--dev", "--nonce", "-c", "4", "--requests", "600"];
         args.extend_from_slice(extra);
@@ -219,13 +225,13 @@ async fn load_refuses_remote_targets_and_says_when_nothing_answers() {
 /// no nonce request is refused for a full table; at three times that rate
 /// the same table refuses (503 `replay_cache_unavailable`, counted in
 /// `nonce_cache_full`), so the run really filled it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_table_holds_its_capacity_in_envoy() {
+async fn replay_table_holds_its_capacity_in_envoy(t: Target) {
     const TTL: u64 = 4;
     const RATE: u64 = 500;
     let capacity = 2 * RATE * (TTL + 1);
     let h = home();
-    let (running, addr) = dev_proxy(
+    let (running, addr) = dev_proxy_on(
+        t,
         h.path(),
         &[
             "--clock-skew",
@@ -299,6 +305,16 @@ async fn full_count(admin: SocketAddr) -> u64 {
     let stats = send(admin, &Req::new("GET", "/stats?filter=nonce_cache_full")).await;
     let text = stats.text();
     text.lines()
-        .find_map(|l| l.strip_prefix("wasmcustom.edge_hmac.nonce_cache_full: "))
+        .find_map(|l| {
+            // Either build's prefix.
+            let (name, value) = l.split_once(": ")?;
+            name.ends_with("custom.edge_hmac.nonce_cache_full")
+                .then_some(value)
+        })
         .map_or(0, |n| n.trim().parse().unwrap())
 }
+
+edge_hmac_tests::matrix!(
+    load_dev_nonce_passes_every_request,
+    replay_table_holds_its_capacity_in_envoy,
+);

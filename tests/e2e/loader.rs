@@ -8,15 +8,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use edge_hmac::render::envoy::Module;
 use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::{FakeEndpoint, Misbehaviour, Moto, cli, edge_value, unique_env};
-use edge_hmac_tests::build::{filter_wasm, workspace};
+use edge_hmac_tests::build::{filter_wasm, module_so, workspace};
 use edge_hmac_tests::cli::{
     config_home, register_dev_secret_in, run, run_revealing, scan_moto_log,
 };
 use edge_hmac_tests::client::{Body, Req, Resp, send};
-use edge_hmac_tests::envoy::envoy_bin;
 use edge_hmac_tests::secrets::{assert_no_known_secret, assert_no_secret, secret};
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 
 pub(crate) fn home() -> tempfile::TempDir {
@@ -514,8 +515,14 @@ impl Drop for Running {
 }
 
 pub(crate) fn run_cmd(home: &std::path::Path) -> Command {
+    run_cmd_on(home, Target::WASM_1_40)
+}
+
+/// `edge-hmac run` on target `t`: its Envoy (`ENVOY_BIN`) and its build of
+/// the filter (`--module`, and the `.wasm` or `.so` the suite built).
+pub(crate) fn run_cmd_on(home: &std::path::Path, t: Target) -> Command {
     let mut cmd = cli(home);
-    let envoy = envoy_bin();
+    let envoy = t.envoy.bin();
     if envoy.prefix.is_empty() {
         cmd.env("ENVOY_BIN", &envoy.program);
     }
@@ -528,8 +535,11 @@ pub(crate) fn run_cmd(home: &std::path::Path) -> Command {
             "--concurrency",
             "2",
         ])
-        .arg("--wasm")
-        .arg(filter_wasm());
+        .args(["--module", t.module_flag()]);
+    match t.module {
+        Module::Wasm => cmd.arg("--wasm").arg(filter_wasm()),
+        Module::Native => cmd.arg("--module-path").arg(module_so()),
+    };
     cmd
 }
 

@@ -9,6 +9,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod loader;
+mod native;
 mod newcomer;
 mod render;
 mod rfc9421;

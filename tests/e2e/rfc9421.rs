@@ -8,16 +8,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_hmac::render::envoy::LocalEnvoy;
 use edge_hmac_core::config::parse;
 use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::cli;
-use edge_hmac_tests::build::filter_wasm;
 use edge_hmac_tests::cli::run;
 use edge_hmac_tests::client::{Body, Req, Resp, now, send};
 use edge_hmac_tests::envoy::Envoy;
 use edge_hmac_tests::python::{run_json, run_node_json};
 use edge_hmac_tests::secrets::{assert_no_secret, secret};
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 use serde_json::{Value, json};
 
@@ -26,15 +25,16 @@ use crate::loader::{home, raw_capture};
 const ENV: &str = "dev";
 
 /// Envoy with the filter (`config_json`) and key `key` in front of `upstream`.
-async fn envoy(upstream: SocketAddr, config_json: &str, key: &str) -> (Envoy, SocketAddr) {
-    let local = LocalEnvoy::single(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        filter_wasm().to_path_buf(),
-        parse(config_json.as_bytes()).unwrap(),
-    );
-    let envoy = Envoy::start(&local, &[("HMAC_SECRET", key), ("HMAC_ENVIRONMENT", ENV)]).await;
+async fn envoy(
+    t: Target,
+    upstream: SocketAddr,
+    config_json: &str,
+    key: &str,
+) -> (Envoy, SocketAddr) {
+    let local = t.local(upstream, parse(config_json.as_bytes()).unwrap());
+    let envoy = t
+        .start(&local, &[("HMAC_SECRET", key), ("HMAC_ENVIRONMENT", ENV)])
+        .await;
     let addr = envoy.listener("edge_hmac").await;
     (envoy, addr)
 }
@@ -120,11 +120,10 @@ fn assert_outcome(resp: &Resp, expected: Result<(), &str>, what: &str) {
 /// filter (GET, and POST with Content-Digest); each kind of tampering and a
 /// replay is refused with its outcome code and never reaches the upstream;
 /// a v1 request passes the same listener (formats both).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn third_party_libraries_through_envoy() {
+async fn third_party_libraries_through_envoy(t: Target) {
     let upstream = Upstream::start().await;
     let key = secret();
-    let (_envoy, addr) = envoy(upstream.addr, r#"{"formats":["v1","rfc9421"]}"#, &key).await;
+    let (_envoy, addr) = envoy(t, upstream.addr, r#"{"formats":["v1","rfc9421"]}"#, &key).await;
     let keyid = fingerprint(key.as_bytes());
     let mut passed = 0;
     for lib in [Library::Python, Library::Node] {
@@ -273,11 +272,10 @@ async fn third_party_libraries_through_envoy() {
 /// With `formats` unset (v1 only), a library-signed RFC 9421 request is
 /// refused as signed in a format the filter leaves out: 401
 /// `unsupported_format`, nothing upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc9421_refused_unless_enabled() {
+async fn rfc9421_refused_unless_enabled(t: Target) {
     let upstream = Upstream::start().await;
     let key = secret();
-    let (_envoy, addr) = envoy(upstream.addr, "{}", &key).await;
+    let (_envoy, addr) = envoy(t, upstream.addr, "{}", &key).await;
     let spec = Spec {
         secret: key.clone(),
         keyid: fingerprint(key.as_bytes()),
@@ -301,12 +299,11 @@ async fn rfc9421_refused_unless_enabled() {
 /// `edge-hmac sign --format rfc9421` makes headers the filter accepts (a
 /// real Envoy), covering an extra header; `verify` prints the RFC 9421
 /// signature base and names the rule a tampered body breaks.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cli_signs_and_verifies_rfc9421() {
+async fn cli_signs_and_verifies_rfc9421(t: Target) {
     let h = home();
     let key = secret();
     let upstream = Upstream::start().await;
-    let (_envoy, addr) = envoy(upstream.addr, r#"{"formats":["rfc9421"]}"#, &key).await;
+    let (_envoy, addr) = envoy(t, upstream.addr, r#"{"formats":["rfc9421"]}"#, &key).await;
     let url = format!("http://{addr}/v1/orders?dry_run=1");
     let mut cmd = cli(h.path());
     cmd.env("HMAC_SECRET", &key).args([
@@ -404,3 +401,9 @@ async fn cli_signs_and_verifies_rfc9421() {
     );
     assert_no_secret(&format!("{}{}{}", out.all(), ok.all(), bad.all()), &[&key]);
 }
+
+edge_hmac_tests::matrix!(
+    third_party_libraries_through_envoy,
+    rfc9421_refused_unless_enabled,
+    cli_signs_and_verifies_rfc9421,
+);

@@ -14,7 +14,9 @@ use edge_hmac_tests::secrets::secret;
 use edge_hmac_tests::upstream::Upstream;
 use serde_json::Value;
 
-use crate::loader::{Running, home, run_cmd};
+use edge_hmac_tests::target::Target;
+
+use crate::loader::{Running, home, run_cmd, run_cmd_on};
 
 /// `edge-hmac rotate <args>` against `endpoint`.
 async fn rotate(endpoint: &str, env: &str, args: &[&str]) -> Out {
@@ -106,12 +108,11 @@ impl Load {
 /// moves AWSCURRENT, `retire` removes AWSPREVIOUS; clients that re-read
 /// AWSCURRENT before every request see no failed request, `status` tells
 /// the truth in each phase, and at the end the old key is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_rotation_under_load_fails_no_request() {
+async fn a_full_rotation_under_load_fails_no_request(t: Target) {
     let (moto, env, id, k0) = new_secret().await;
     let upstream = Upstream::start().await;
     let h = home();
-    let mut cmd = run_cmd(h.path());
+    let mut cmd = run_cmd_on(h.path(), t);
     cmd.args(["--env", &env, "--endpoint-url", &moto.endpoint()])
         .args(["--upstream", &upstream.addr.to_string()])
         .args(["--watch", "500ms", "--drain-seconds", "2"]);
@@ -487,3 +488,5 @@ async fn a_transient_failure_during_watch_does_not_block_a_later_rotation() {
         "{output}"
     );
 }
+
+edge_hmac_tests::matrix!(a_full_rotation_under_load_fails_no_request);

@@ -11,15 +11,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edge_hmac::render::envoy::LocalEnvoy;
 use edge_hmac_core::config::parse;
 use edge_hmac_core::scheme::sha256;
-use edge_hmac_tests::build::{filter_wasm, venv, workspace};
+use edge_hmac_tests::build::{venv, workspace};
 use edge_hmac_tests::client::{Body, Req, send, stream_request};
 use edge_hmac_tests::cluster::{Service, free_port, wait_for};
 use edge_hmac_tests::envoy::Envoy;
 use edge_hmac_tests::python::run_json;
 use edge_hmac_tests::secrets::secret;
+use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,16 +28,16 @@ use tokio::net::TcpStream;
 const ENV: &str = "dev";
 
 /// Envoy with the filter (`config_json`) in front of `upstream`.
-async fn envoy(upstream: SocketAddr, config_json: &str, http2: bool, secret: &str) -> Envoy {
-    let mut local = LocalEnvoy::single(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        upstream,
-        filter_wasm().to_path_buf(),
-        parse(config_json.as_bytes()).unwrap(),
-    );
+async fn envoy(
+    t: Target,
+    upstream: SocketAddr,
+    config_json: &str,
+    http2: bool,
+    secret: &str,
+) -> Envoy {
+    let mut local = t.local(upstream, parse(config_json.as_bytes()).unwrap());
     local.upstream_http2 = http2;
-    Envoy::start(
+    t.start(
         &local,
         &[("HMAC_SECRET", secret), ("HMAC_ENVIRONMENT", ENV)],
     )
@@ -46,10 +46,13 @@ async fn envoy(upstream: SocketAddr, config_json: &str, http2: bool, secret: &st
 
 /// A recording upstream behind Envoy with the filter (`config_json`, a new
 /// key): the upstream, Envoy, its listener and the key.
-async fn with_recording_upstream(config_json: &str) -> (Upstream, Envoy, SocketAddr, String) {
+async fn with_recording_upstream(
+    t: Target,
+    config_json: &str,
+) -> (Upstream, Envoy, SocketAddr, String) {
     let upstream = Upstream::start().await;
     let secret = secret();
-    let envoy = envoy(upstream.addr, config_json, false, &secret).await;
+    let envoy = envoy(t, upstream.addr, config_json, false, &secret).await;
     let addr = envoy.listener("edge_hmac").await;
     (upstream, envoy, addr, secret)
 }
@@ -129,8 +132,7 @@ fn at(authority: &str, method: &str, path: &str) -> Req {
 /// A signed websocket handshake gets 101 and messages flow both ways; an
 /// unsigned or tampered handshake, or one on an exempt path, is refused and
 /// never reaches the upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn websocket_upgrade_verified_then_streams() {
+async fn websocket_upgrade_verified_then_streams(t: Target) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = peer_server(
@@ -140,6 +142,7 @@ async fn websocket_upgrade_verified_then_streams() {
     );
     let secret = secret();
     let envoy = envoy(
+        t,
         ([127, 0, 0, 1], port).into(),
         r#"{"exempt_paths":["/healthz"]}"#,
         false,
@@ -201,8 +204,7 @@ async fn websocket_upgrade_verified_then_streams() {
 /// on unsigned-payload paths, the first message reaching the server before
 /// the client ends; the same stream on another path, or unsigned, refused
 /// before the server sees it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_unary_and_streams() {
+async fn grpc_unary_and_streams(t: Target) {
     let dir = tempfile::tempdir().unwrap();
     let markers = dir.path().join("markers");
     std::fs::create_dir(&markers).unwrap();
@@ -214,6 +216,7 @@ async fn grpc_unary_and_streams() {
     );
     let secret = secret();
     let envoy = envoy(
+        t,
         ([127, 0, 0, 1], port).into(),
         r#"{"unsigned_payload_paths":["/edge.Echo/Collect","/edge.Echo/Chat"]}"#,
         true,
@@ -358,10 +361,9 @@ async fn grpc_unary_and_streams() {
 /// (while a 12 MiB body held for its hash check grows it by over 8 MiB: the
 /// measurement sees buffering). The same claim on another path is refused
 /// with nothing upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unsigned_payload_upload_streams() {
+async fn unsigned_payload_upload_streams(t: Target) {
     let (upstream, envoy, addr, secret) =
-        with_recording_upstream(r#"{"unsigned_payload_paths":["/upload/*"]}"#).await;
+        with_recording_upstream(t, r#"{"unsigned_payload_paths":["/upload/*"]}"#).await;
     let baseline = heap(&envoy).await;
     assert!(baseline > 0, "allocated in admin /memory");
 
@@ -417,7 +419,7 @@ async fn unsigned_payload_upload_streams() {
     assert_eq!(envoy.counter("verified_unsigned_payload").await, 1);
     // The measurement sees a body that is held: 12 MiB signed with its hash
     // (max_body_bytes 16 MiB) grows the heap by about its size.
-    let held = held_body_growth(&upstream, &secret).await;
+    let held = held_body_growth(t, &upstream, &secret).await;
     assert!(
         held > 8 * 1024 * 1024,
         "a held 12 MiB body grew the heap by {held} bytes only"
@@ -436,8 +438,9 @@ async fn unsigned_payload_upload_streams() {
 
 /// Peak growth of Envoy's heap while a 12 MiB body signed with its hash
 /// (held until checked) streams in.
-async fn held_body_growth(upstream: &Upstream, secret: &str) -> u64 {
+async fn held_body_growth(t: Target, upstream: &Upstream, secret: &str) -> u64 {
     let envoy = envoy(
+        t,
         upstream.addr,
         r#"{"max_body_bytes":16777216}"#,
         false,
@@ -484,9 +487,8 @@ async fn read_head(stream: &mut TcpStream) -> String {
 
 /// A signed upload that waits for `100 Continue` gets it and then passes;
 /// a body that differs from the signed one after the 100 is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expect_100_continue() {
-    let (upstream, envoy, addr, secret) = with_recording_upstream("{}").await;
+async fn expect_100_continue(t: Target) {
+    let (upstream, envoy, addr, secret) = with_recording_upstream(t, "{}").await;
     let body = vec![b'c'; 4096];
     let req = Req::new("POST", "/v1/upload")
         .body(Body::Full(body.clone()))
@@ -525,10 +527,9 @@ async fn expect_100_continue() {
 
 /// An exempt path lets through only requests that carry nothing: a GET with
 /// a body there is verified (401 unsigned) and nothing reaches the upstream.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exempt_path_with_a_body_is_verified() {
+async fn exempt_path_with_a_body_is_verified(t: Target) {
     let (upstream, envoy, addr, _) =
-        with_recording_upstream(r#"{"exempt_paths":["/healthz"]}"#).await;
+        with_recording_upstream(t, r#"{"exempt_paths":["/healthz"]}"#).await;
     assert_eq!(send(addr, &Req::new("GET", "/healthz")).await.status, 200);
     let with_body = Req::new("GET", "/healthz").body(Body::Full(b"smuggled".to_vec()));
     let resp = send(addr, &with_body).await;
@@ -539,3 +540,11 @@ async fn exempt_path_with_a_body_is_verified() {
     assert!(records[0].body.is_empty());
     assert_eq!(envoy.counter("exempt").await, 1);
 }
+
+edge_hmac_tests::matrix!(
+    websocket_upgrade_verified_then_streams,
+    grpc_unary_and_streams,
+    unsigned_payload_upload_streams,
+    expect_100_continue,
+    exempt_path_with_a_body_is_verified,
+);

@@ -69,6 +69,63 @@ pub fn filter_wasm() -> &'static Path {
     })
 }
 
+/// The native module, built once per test run as `make module` builds it
+/// (`target/module/libedge-hmac.so`, absolute: Envoy loads it by path).
+pub fn module_so() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        cargo_build(
+            &[
+                "rustc",
+                "-p",
+                "edge-hmac-module",
+                "--profile",
+                "module",
+                "--crate-type",
+                "cdylib",
+            ],
+            "the native module (`make module`)",
+        );
+        copy_module(&target_dir().join("module"), "libedge-hmac.so")
+    })
+}
+
+/// The native module built with the test-only `panic-test` feature (a
+/// request with `x-edge-hmac-test-panic` panics in the hook), in a target
+/// directory of its own so it never replaces the real one.
+pub fn module_so_panic_test() -> &'static Path {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let dir = target_dir().join("panic-test");
+        let dir_arg = dir.display().to_string();
+        cargo_build(
+            &[
+                "rustc",
+                "-p",
+                "edge-hmac-module",
+                "--profile",
+                "module",
+                "--features",
+                "panic-test",
+                "--target-dir",
+                &dir_arg,
+                "--crate-type",
+                "cdylib",
+            ],
+            "the native module with the panic-test feature",
+        );
+        copy_module(&dir.join("module"), "libedge-hmac-panic-test.so")
+    })
+}
+
+fn copy_module(dir: &Path, name: &str) -> PathBuf {
+    let built = dir.join("libedge_hmac_module.so");
+    let path = dir.join(name);
+    std::fs::copy(&built, &path)
+        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", built.display(), path.display()));
+    path
+}
+
 /// The `edge-hmac` CLI (debug build, shared with `cargo test`'s artifacts).
 pub fn loader_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

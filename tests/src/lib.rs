@@ -18,5 +18,6 @@ pub mod eso;
 pub mod kit;
 pub mod python;
 pub mod secrets;
+pub mod target;
 pub mod upstream;
 pub mod yaml;
