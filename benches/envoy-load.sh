@@ -1,45 +1,49 @@
 #!/usr/bin/env bash
-# Envoy with and without the filter, and its ext_authz peer, side by side, on
-# loopback.
+# Envoy with and without the filter — both builds of it — and its ext_authz
+# peer, side by side, on loopback.
 #
-# One Envoy (1 worker thread) with four listeners in front of the same echo
+# One Envoy (1 worker thread) with six listeners in front of the same echo
 # upstream: `plain` (no filter), `noop` (a wasm filter that only says
-# Continue: the floor of any wasm filter), `edge_hmac` (this filter) and
-# `ext_authz` (Envoy's ext_authz filter asking benches/ext-authz, an HTTP
-# service verifying with this same core: the best case of an Envoy Gateway
-# SecurityPolicy extAuth). A second Envoy with NONCE_WORKERS worker threads
-# runs the nonce cases again, so contention on the shared replay table
-# between workers shows.
+# Continue: the floor of any wasm filter), `noop_native` (a native dynamic
+# module that only says Continue: the floor of any native module),
+# `edge_hmac` (this filter in V8), `edge_hmac_native` (the same core as a
+# native module) and `ext_authz` (Envoy's ext_authz filter asking
+# benches/ext-authz, an HTTP service verifying with this same core: the best
+# case of an Envoy Gateway SecurityPolicy extAuth).
 #
 # Requests come from `edge-hmac load`, which signs every request afresh (new
 # timestamp, and with a nonce case a new nonce), bounded in time. Cases: GET
-# without body, POST 1 KiB, POST 64 KiB, POST 64 KiB signed UNSIGNED-PAYLOAD
-# on an unsigned-payload path, GET with a fresh nonce, GET signed in the RFC
-# 9421 profile, and a flood of invalid signatures (a wrong key). wrk repeats
-# one unsigned GET on `plain` as a check of the load generator itself.
+# without body, POST 1 KiB, 64 KiB and 1 MiB, and GET with a fresh nonce.
+# EXTRA=1 adds the earlier cases: POST 64 KiB UNSIGNED-PAYLOAD, GET in the
+# RFC 9421 profile, a flood of invalid signatures, and nonces on a second
+# Envoy with NONCE_WORKERS workers. wrk repeats one unsigned GET on `plain`
+# as a check of the load generator itself.
 #
 # Each case and listener is measured twice: throughput and CPU per request
 # (Envoy, plus the ext_authz service) with CONNECTIONS connections
 # (saturated), and latency with one connection (no queueing, so p50 is the
 # per-request cost). Listeners run interleaved for ROUNDS rounds; the tables
-# show the median round.
+# show the median round and the spread. criterion's SHA-256 of 64 KiB (the
+# physical floor of the 64 KiB case) is measured first, for the targets.
 #
-# Output: a Markdown table on stdout, and in OUT (default target/envoy-load):
-# results.tsv (every round), envoy-load.md, throughput.svg and latency.svg
-# (drawn from the same medians by benches/plot.py).
+# Output: a Markdown table and the targets on stdout, and in OUT (default
+# target/envoy-load): results.tsv (every round), envoy-load.md,
+# throughput.svg and latency.svg (drawn from the same medians by
+# benches/plot.py).
 #
 # Usage:
-#   benches/envoy-load.sh           # DURATION=5s LATENCY_DURATION=3s CONNECTIONS=16 ROUNDS=3 NONCE_WORKERS=2
-#   DURATION=10s ROUNDS=5 benches/envoy-load.sh
+#   benches/envoy-load.sh           # DURATION=3s LATENCY_DURATION=2s CONNECTIONS=16 ROUNDS=5
+#   DURATION=5s ROUNDS=7 EXTRA=1 benches/envoy-load.sh
 # Needs: make, cargo, python3, wrk (installed from apt when missing and root).
 # Every run is bounded: WARMUP + DURATION + LATENCY_DURATION per listener and case.
 set -euo pipefail
 
-DURATION=${DURATION:-5s}
-LATENCY_DURATION=${LATENCY_DURATION:-3s}
+DURATION=${DURATION:-3s}
+LATENCY_DURATION=${LATENCY_DURATION:-2s}
 CONNECTIONS=${CONNECTIONS:-16}
 WARMUP=${WARMUP:-1s}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
+EXTRA=${EXTRA:-0}
 NONCE_WORKERS=${NONCE_WORKERS:-2}
 BASE_PORT=${BASE_PORT:-18100}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18180}
@@ -68,15 +72,26 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 
-echo "building (release filters, loader, ext_authz service)..." >&2
-make -s wasm venv >/dev/null
+echo "building (release filters and modules, loader, ext_authz service)..." >&2
+make -s wasm module venv >/dev/null
 cargo build -q --release -p edge-hmac-noop-filter --target wasm32-wasip1
-cargo build -q --release -p edge-hmac -p edge-hmac-ext-authz
+cargo build -q --release -p edge-hmac -p edge-hmac-ext-authz -p edge-hmac-noop-module
 EDGE=$ROOT/target/release/edge-hmac
 AUTHZ=$ROOT/target/release/edge-hmac-ext-authz
 ENVOY=${ENVOY_BIN:-$ROOT/.venv/bin/envoy}
 WASM=$ROOT/target/wasm32-wasip1/release/edge_hmac_filter.wasm
 NOOP=$ROOT/target/wasm32-wasip1/release/edge_hmac_noop_filter.wasm
+MODULE=$ROOT/target/module/libedge-hmac.so
+NOOP_MODULE=$ROOT/target/release/libedge_hmac_noop_module.so
+
+# The floor of the 64 KiB case: criterion's SHA-256 of the same body (plus
+# HMAC's outer block), natively, measured now on this machine.
+echo "criterion: verify/sha256_floor/64KiB..." >&2
+cargo bench -q -p edge-hmac-benches --bench verify -- 'verify/sha256_floor/64KiB' >/dev/null 2>&1
+SHA256_64K_US=$(python3 -c 'import json, sys
+e = json.load(open(sys.argv[1]))
+print(round(e["median"]["point_estimate"] / 1000, 1))' target/criterion/verify/sha256_floor/64KiB/new/estimates.json)
+echo "SHA-256 of 64 KiB: $SHA256_64K_US us" >&2
 
 export HMAC_SECRET="bench-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 export HMAC_ENVIRONMENT=dev
@@ -112,13 +127,16 @@ start_envoy() {
   ready || { cat "$WORK/$name.log" >&2; exit 1; }
   printf -v "REAL_PID_$name" '%s' "$(pgrep -P "$pid" envoy || echo "$pid")"
 }
-start_envoy one "$BASE_PORT" "$ADMIN_PORT" 1 --with-baselines "$NOOP" --with-ext-authz "127.0.0.1:$AUTHZ_PORT"
+start_envoy one "$BASE_PORT" "$ADMIN_PORT" 1 --with-baselines "$NOOP" --with-ext-authz "127.0.0.1:$AUTHZ_PORT" \
+  --with-native "$MODULE" --with-noop-module "$NOOP_MODULE"
 MULTI_BASE=$((BASE_PORT + 50))
-start_envoy multi "$MULTI_BASE" $((ADMIN_PORT + 1)) "$NONCE_WORKERS"
+[ "$EXTRA" = 1 ] && start_envoy multi "$MULTI_BASE" $((ADMIN_PORT + 1)) "$NONCE_WORKERS"
 
 declare -A PORT=([edge_hmac]=$BASE_PORT [plain]=$((BASE_PORT + 1)) [noop]=$((BASE_PORT + 2))
-  [ext_authz]=$((BASE_PORT + 3)) [edge_hmac_${NONCE_WORKERS}w]=$MULTI_BASE)
-declare -A ENVOY_OF=([edge_hmac]=one [plain]=one [noop]=one [ext_authz]=one [edge_hmac_${NONCE_WORKERS}w]=multi)
+  [ext_authz]=$((BASE_PORT + 3)) [edge_hmac_native]=$((BASE_PORT + 4)) [noop_native]=$((BASE_PORT + 5))
+  [edge_hmac_${NONCE_WORKERS}w]=$MULTI_BASE)
+declare -A ENVOY_OF=([edge_hmac]=one [plain]=one [noop]=one [ext_authz]=one [edge_hmac_native]=one
+  [noop_native]=one [edge_hmac_${NONCE_WORKERS}w]=multi)
 
 # CPU ticks of the Envoy serving LISTENER, plus the ext_authz service's
 # (idle unless the ext_authz listener is loaded).
@@ -129,6 +147,7 @@ cpu_ticks() { # listener
 
 head -c 1024 /dev/urandom >"$WORK/1k.bin"
 head -c 65536 /dev/urandom >"$WORK/64k.bin"
+head -c 1048576 /dev/urandom >"$WORK/1m.bin"
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
@@ -184,12 +203,12 @@ run_wrk() { # round case listener path
   record "$round" "$case" "$listener" "$before" "$after" "$sat" "$lat"
 }
 
-ALL=(plain noop edge_hmac ext_authz)
+ALL=(plain noop noop_native edge_hmac edge_hmac_native ext_authz)
 for round in $(seq "$ROUNDS"); do
   echo "  round $round: GET/0 unsigned (wrk) -> plain" >&2
   run_wrk "$round" "GET/0 unsigned (wrk)" plain "/v1/orders?limit=10"
   for spec in "GET/0|/v1/orders?limit=10|" "POST/1KiB|/v1/orders|-X POST -d @$WORK/1k.bin" \
-    "POST/64KiB|/v1/upload|-X POST -d @$WORK/64k.bin" "POST/64KiB unsigned-payload|/v1/stream|-X POST -d @$WORK/64k.bin --unsigned-payload"; do
+    "POST/64KiB|/v1/upload|-X POST -d @$WORK/64k.bin" "POST/1MiB|/v1/upload|-X POST -d @$WORK/1m.bin"; do
     IFS='|' read -r case path extra <<<"$spec"
     read -r -a extra <<<"$extra"
     for listener in "${ALL[@]}"; do
@@ -197,9 +216,14 @@ for round in $(seq "$ROUNDS"); do
       run_load "$round" "$case" "$listener" "$path" "${extra[@]}"
     done
   done
-  for listener in plain edge_hmac ext_authz; do
+  for listener in plain edge_hmac edge_hmac_native ext_authz; do
     echo "  round $round: GET/0 nonce -> $listener" >&2
     run_load "$round" "GET/0 nonce" "$listener" "/v1/orders?limit=10" --nonce
+  done
+  [ "$EXTRA" = 1 ] || continue
+  for listener in plain noop edge_hmac edge_hmac_native ext_authz; do
+    echo "  round $round: POST/64KiB unsigned-payload -> $listener" >&2
+    run_load "$round" "POST/64KiB unsigned-payload" "$listener" /v1/stream -X POST -d "@$WORK/64k.bin" --unsigned-payload
   done
   for case in "GET/0" "GET/0 nonce"; do
     args=()
@@ -207,7 +231,7 @@ for round in $(seq "$ROUNDS"); do
     echo "  round $round: $case -> edge_hmac, $NONCE_WORKERS workers" >&2
     run_load "$round" "$case" "edge_hmac_${NONCE_WORKERS}w" "/v1/orders?limit=10" "${args[@]}"
   done
-  for listener in edge_hmac ext_authz; do
+  for listener in edge_hmac edge_hmac_native ext_authz; do
     echo "  round $round: GET/0 rfc9421 -> $listener" >&2
     run_load "$round" "GET/0 rfc9421" "$listener" "/v1/orders?limit=10" --format rfc9421
     echo "  round $round: GET/0 invalid sig -> $listener" >&2
@@ -215,5 +239,5 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 benches/plot.py "$RESULTS" "$OUT" \
-  "Envoy on loopback (1 worker; edge_hmac_${NONCE_WORKERS}w: a second Envoy with $NONCE_WORKERS workers); requests from edge-hmac load, each signed afresh; throughput: -c $CONNECTIONS for $DURATION; latency: -c 1 for $LATENCY_DURATION; median of $ROUNDS interleaved rounds; CPU: Envoy + ext_authz service"
+SHA256_64K_US=$SHA256_64K_US python3 benches/plot.py "$RESULTS" "$OUT" \
+  "Envoy $("$ENVOY" --version 2>/dev/null | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1) on loopback (1 worker); requests from edge-hmac load, each signed afresh; throughput: -c $CONNECTIONS for $DURATION; latency: -c 1 for $LATENCY_DURATION; median of $ROUNDS interleaved rounds (spread: min-max of the rounds); CPU: Envoy + ext_authz service; SHA-256 of 64 KiB (criterion): $SHA256_64K_US us"

@@ -9,6 +9,7 @@ the SVG is written directly.
 Usage: python3 benches/plot.py RESULTS.tsv OUT_DIR [TITLE]
 """
 
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -18,9 +19,13 @@ from pathlib import Path
 COLORS = {
     "plain": "#9e9e9e",
     "noop": "#64b5f6",
+    "noop_native": "#1565c0",
     "edge_hmac": "#ef6c00",
+    "edge_hmac_native": "#c62828",
     "ext_authz": "#7e57c2",
 }
+# Each filter listener compared with the no-op of its own kind.
+NOOP_OF = {"edge_hmac": "noop", "edge_hmac_native": "noop_native", "noop_native": "noop_native"}
 MULTI_COLOR = "#2e7d32"
 SUFFIXES = (" nonce", " rfc9421", " invalid sig", " unsigned (wrk)")
 
@@ -43,6 +48,8 @@ def medians(rows):
         out[key] = {k: statistics.median(r[k] for r in runs) for k in ("rps", "cpu", "p50", "p99")}
         out[key]["bad"] = sum(r["bad"] for r in runs)
         out[key]["rounds"] = len(runs)
+        out[key]["cpu_min"] = min(r["cpu"] for r in runs)
+        out[key]["cpu_max"] = max(r["cpu"] for r in runs)
     return out
 
 
@@ -56,24 +63,61 @@ def base_case(case):
 def table(med, title):
     lines = [title, ""]
     lines.append(
-        "| case | listener | req/s | vs plain | CPU µs/req | vs noop | p50 µs (1 conn) "
-        "| +p50 vs plain | p99 µs (1 conn) | non-2xx |"
+        "| case | listener | req/s | vs plain | CPU µs/req (spread) | +CPU vs plain | vs its no-op "
+        "| p50 µs (1 conn) | +p50 vs plain | p99 µs (1 conn) | non-2xx |"
     )
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (case, listener), m in med.items():
         # Compare with the same case on the baseline when it ran there, else
         # with the base case (GET/0 for its variants); not across Envoys.
         same_envoy = listener in COLORS
         plain = next((k for k in [(case, "plain"), (base_case(case), "plain")] if k in med), None)
-        noop = next((k for k in [(case, "noop"), (base_case(case), "noop")] if k in med), None)
+        noop_name = NOOP_OF.get(listener, "noop")
+        noop = next((k for k in [(case, noop_name), (base_case(case), noop_name)] if k in med), None)
         vs_plain = f"{m['rps'] / med[plain]['rps']:.2f}" if same_envoy and plain else ""
+        dcpu = f"{m['cpu'] - med[plain]['cpu']:+.1f}" if same_envoy and plain else ""
         vs_noop = f"{m['cpu'] / med[noop]['cpu']:.2f}" if same_envoy and noop else ""
         dp50 = f"{m['p50'] - med[plain]['p50']:+.0f}" if same_envoy and plain else ""
+        spread = f"{m['cpu']:.1f} ({m['cpu_min']:.1f}–{m['cpu_max']:.1f})"
         lines.append(
-            f"| {case} | {listener} | {m['rps']:.0f} | {vs_plain} | {m['cpu']:.1f} | {vs_noop} "
+            f"| {case} | {listener} | {m['rps']:.0f} | {vs_plain} | {spread} | {dcpu} | {vs_noop} "
             f"| {m['p50']:.0f} | {dp50} | {m['p99']:.0f} | {m['bad']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def targets(med, sha256_64k_us):
+    """The native module's targets (issue 24), from the medians: Envoy CPU
+    per request added over `plain` in the same run."""
+    def cpu(case, listener):
+        return med[(case, listener)]["cpu"] if (case, listener) in med else None
+
+    def added(case, listener):
+        c, p = cpu(case, listener), cpu(case, "plain")
+        return None if c is None or p is None else c - p
+
+    out = ["", "Targets (Envoy CPU per request, median of the rounds, added over `plain`):", ""]
+
+    def line(ok, text):
+        out.append(f"- {'met' if ok else 'MISSED'}: {text}")
+
+    native0, noop0 = added("GET/0", "edge_hmac_native"), added("GET/0", "noop")
+    if native0 is not None and noop0 is not None:
+        line(native0 <= noop0 / 3,
+             f"native GET/0 adds {native0:+.1f} µs; at most a third of what the no-op wasm filter adds ({noop0:+.1f} µs → {noop0 / 3:.1f})")
+    native64 = added("POST/64KiB", "edge_hmac_native")
+    if native64 is not None and sha256_64k_us:
+        line(native64 <= 1.3 * sha256_64k_us,
+             f"native POST 64 KiB adds {native64:+.1f} µs; at most 1.3 × criterion's SHA-256 of 64 KiB ({sha256_64k_us:.1f} µs → {1.3 * sha256_64k_us:.1f})")
+    cases = list(dict.fromkeys(case for case, _ in med))
+    for case in cases:
+        n, w, e = cpu(case, "edge_hmac_native"), cpu(case, "edge_hmac"), cpu(case, "ext_authz")
+        if n is None:
+            continue
+        peers = [(name, v) for name, v in (("wasm", w), ("ext_authz", e)) if v is not None]
+        line(all(n < v for _, v in peers),
+             f"{case}: native {n:.1f} µs vs " + ", ".join(f"{name} {v:.1f}" for name, v in peers))
+    return "\n".join(out) + "\n"
 
 
 def color(listener):
@@ -135,6 +179,8 @@ def main():
     if not med:
         sys.exit(f"plot.py: no results in {results}")
     text = table(med, title)
+    sha = os.environ.get("SHA256_64K_US")
+    text += targets(med, float(sha) if sha else None)
     print(text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "envoy-load.md").write_text(text)
