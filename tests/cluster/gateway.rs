@@ -591,6 +591,53 @@ async fn a_swapped_module_fails_closed() {
     assert!(upstream.settled_records().await.is_empty());
 }
 
+/// The native module missing from the path the EnvoyProxy names (a typo, a
+/// volume not mounted): Envoy 1.39.0 under EG refuses the listener that
+/// would load it ("Failed to load dynamic module"), so the edge port never
+/// serves a request, let alone an unverified one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_native_module_fails_closed() {
+    let env = unique_env();
+    let port = free_port();
+    let kit = render_cli(&format!(
+        "--env {env} --module native --module-path /nonexistent/edge-hmac/libedge-hmac.so --plain-http --no-https --http-port {port}"
+    ));
+    let upstream = Upstream::start().await;
+    let eg = EnvoyGateway::start(
+        &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
+        &[
+            ("HMAC_SECRET".to_owned(), secret()),
+            ("HMAC_ENVIRONMENT".to_owned(), env),
+        ],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut attempts = 0;
+    loop {
+        assert!(!eg.exited(), "Envoy Gateway exited\n{}", eg.logs());
+        if let Ok(mut conn) = edge_hmac_tests::client::Conn::h1(addr).await
+            && let Ok(resp) = conn.send(&Req::new("GET", "/v1/x")).await
+        {
+            assert_ne!(resp.status, 200, "an unverified request passed");
+        }
+        attempts += 1;
+        if eg.all_output().contains("Failed to load dynamic module") && attempts > 8 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Envoy never refused the module's listener\n{}",
+            eg.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        edge_hmac_tests::client::Conn::h1(addr).await.is_err(),
+        "the edge port is open without its listener's filter"
+    );
+    assert!(upstream.settled_records().await.is_empty());
+}
+
 /// Reproduced: of two EnvoyExtensionPolicies on the edge Gateway only the
 /// first in EG's order applies (creation time, then namespace, then name;
 /// the File provider drops creation times, so here the name decides) and

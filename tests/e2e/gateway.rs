@@ -127,14 +127,36 @@ fn resources_reference_each_other() {
         let eep = kind(&docs, "EnvoyExtensionPolicy");
         let native = eep["spec"]["wasm"].is_null();
         if native {
-            // The native module has no fail-open setting: Envoy Gateway
-            // answers 500 on the routes when it cannot load it; it reads the
-            // EnvoyProxy's variables from the process itself.
+            // The native module has no fail-open setting, and it is always
+            // a file on the proxy (Envoy loads a remote one fail-open); it
+            // reads the EnvoyProxy's variables from the process itself.
+            let deployment =
+                &kind(&docs, "EnvoyProxy")["spec"]["provider"]["kubernetes"]["envoyDeployment"];
+            let registered = &kind(&docs, "EnvoyProxy")["spec"]["dynamicModules"][0];
             assert_eq!(
-                eep["spec"]["dynamicModule"][0]["name"],
-                kind(&docs, "EnvoyProxy")["spec"]["dynamicModules"][0]["name"],
+                eep["spec"]["dynamicModule"][0]["name"], registered["name"],
                 "{what}: the policy's module is registered in the EnvoyProxy"
             );
+            assert_eq!(registered["source"]["type"], "Local", "{what}");
+            let path = registered["source"]["local"]["path"].as_str().unwrap();
+            if let Some(volume) = deployment["pod"]["volumes"].as_array() {
+                // An image volume: mounted read-only where the path points.
+                let mount = &deployment["container"]["volumeMounts"][0];
+                assert_eq!(mount["name"], volume[0]["name"], "{what}");
+                assert_eq!(mount["readOnly"], true, "{what}");
+                assert_eq!(
+                    format!("{}/libedge-hmac.so", mount["mountPath"].as_str().unwrap()),
+                    path,
+                    "{what}"
+                );
+                assert!(
+                    volume[0]["image"]["reference"]
+                        .as_str()
+                        .unwrap()
+                        .contains("@sha256:"),
+                    "{what}"
+                );
+            }
         } else {
             assert_eq!(eep["spec"]["wasm"][0]["failOpen"], false);
         }
@@ -255,6 +277,35 @@ fn environments_render_their_own_secret_path() {
     refuse(
         &["--env", "dev", "--wasm-url", "https://a.example.com/f.wasm"],
         "checksum",
+    );
+    // The native module: somewhere to find it; an image pinned by digest;
+    // never a URL Envoy would download (and skip, fail-open, on a failure).
+    refuse(&["--env", "dev", "--module", "native"], "--module-image");
+    refuse(
+        &[
+            "--env",
+            "dev",
+            "--module",
+            "native",
+            "--module-image",
+            "r.example.com/m:1",
+        ],
+        "not pinned",
+    );
+    refuse(
+        &[
+            "--env",
+            "dev",
+            "--module",
+            "native",
+            "--module-url",
+            "https://a.example.com/libedge-hmac.so",
+        ],
+        "fail-open",
+    );
+    refuse(
+        &["--env", "dev", "--module-path", "/m/libedge-hmac.so"],
+        "add --module native",
     );
 }
 

@@ -103,6 +103,66 @@ fn abi_surface_matches_both_envoys() {
     }
 }
 
+/// The module loads where Envoy's own images run it: it needs glibc alone
+/// (no `libgcc_s.so.1`, which `envoyproxy/envoy:distroless-*` — Envoy
+/// Gateway's default proxy image, `distroless/base-nossl-debian12` — does
+/// not ship), at most glibc 2.36 (Debian 12's).
+#[test]
+fn module_needs_only_glibc() {
+    let module = module_so();
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(module)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success());
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    let glibc = [
+        "libc.so.6",
+        "libm.so.6",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "ld-linux-x86-64.so.2",
+    ];
+    assert!(needed.contains(&"libc.so.6"), "{dynamic}");
+    let foreign: Vec<&&str> = needed.iter().filter(|l| !glibc.contains(l)).collect();
+    assert!(
+        foreign.is_empty(),
+        "the module needs {foreign:?} beyond glibc: Envoy's distroless image cannot load it"
+    );
+    let out = Command::new("objdump")
+        .arg("-T")
+        .arg(module)
+        .output()
+        .expect("run objdump (binutils)");
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let newest = symbols
+        .split("GLIBC_")
+        .skip(1)
+        .filter_map(|rest| {
+            let version: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .unwrap_or((0, 0));
+    assert!(
+        newest <= (2, 36),
+        "the module needs glibc {}.{}: newer than Debian 12's 2.36 (Envoy's distroless base)",
+        newest.0,
+        newest.1
+    );
+}
+
 /// A panic in the request hook (the test-only `panic-test` build, asked for
 /// by a header) answers that request `500 internal_error`, is logged and
 /// counted, and Envoy keeps serving: the next requests verify as usual.
@@ -214,4 +274,136 @@ async fn rss_stays_flat_under_a_soak() {
     );
     assert_eq!(envoy.counter("internal_error").await, 0);
     drop(envoy);
+}
+
+/// Serves `bytes` to every request on 127.0.0.1 (the module's download
+/// location); stops when the task is dropped.
+async fn serve_bytes(bytes: Vec<u8>) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bytes = bytes::Bytes::from(bytes);
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req| {
+                    let body = Full::new(bytes.clone());
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// The local bootstrap of `t` with the module fetched by Envoy from
+/// `http://{server}/libedge-hmac.so` and checked against `sha256`
+/// (`AsyncDataSource.remote`, what Envoy Gateway renders for a `Remote`
+/// module source), as JSON.
+fn remote_module_bootstrap(
+    t: Target,
+    upstream: std::net::SocketAddr,
+    server: std::net::SocketAddr,
+    sha256: &str,
+) -> String {
+    let yaml = t.local(upstream, parse(b"{}").unwrap()).to_yaml().unwrap();
+    let mut doc = edge_hmac_tests::yaml::documents(&yaml).remove(0);
+    let remote = serde_json::json!({"remote": {
+        "http_uri": {
+            "uri": format!("http://{server}/libedge-hmac.so"),
+            "cluster": "module_server",
+            "timeout": "5s",
+        },
+        "sha256": sha256,
+    }});
+    let mut patched = 0;
+    for listener in doc["static_resources"]["listeners"].as_array_mut().unwrap() {
+        for filter in listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if filter["name"] == "envoy.filters.http.dynamic_modules" {
+                filter["typed_config"]["dynamic_module_config"]["module"] = remote.clone();
+                patched += 1;
+            }
+        }
+    }
+    assert_eq!(patched, 1, "{yaml}");
+    doc["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "module_server",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "module_server", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": server.port()}}}}
+            ]}]},
+        }));
+    serde_json::to_string_pretty(&doc).unwrap()
+}
+
+/// Envoy (1.39.0 and 1.40.0) loads a *remote* dynamic module fail-open:
+/// with the module's right SHA-256 an unsigned request is refused, with a
+/// wrong one Envoy skips the filter and the unsigned request reaches the
+/// upstream. This is why `render gateway` puts the native module on the
+/// proxy's disk (`--module-path`, `--module-image`) and has no remote source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_loads_a_remote_module_fail_open() {
+    let so = std::fs::read(module_so()).unwrap();
+    let hex = |digest: &[u8]| {
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let right = hex(&edge_hmac_core::scheme::sha256(&so));
+    let wrong = hex(&edge_hmac_core::scheme::sha256(b"another build"));
+    let (server, _serving) = serve_bytes(so).await;
+    let key = secret();
+    for version in [EnvoyVersion::V1_39, EnvoyVersion::V1_40] {
+        let t = Target {
+            envoy: version,
+            ..Target::NATIVE_1_40
+        };
+        for (sha256, checksum_matches) in [(&right, true), (&wrong, false)] {
+            let upstream = Upstream::start().await;
+            let yaml = remote_module_bootstrap(t, upstream.addr, server, sha256);
+            let envoy = edge_hmac_tests::envoy::Envoy::try_start_on(
+                &version.bin(),
+                t.module,
+                &yaml,
+                &[("HMAC_SECRET", &key), ("HMAC_ENVIRONMENT", ENV)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Envoy {}: {e}", version.version()));
+            let addr = envoy.listener("edge_hmac").await;
+            let unsigned = send(addr, &Req::new("GET", "/v1/x")).await;
+            let reached = upstream.settled_records().await.len();
+            if checksum_matches {
+                assert_eq!(unsigned.status, 401, "{}", unsigned.text());
+                assert_eq!(reached, 0);
+            } else {
+                // Envoy's behaviour, not ours: the filter is simply absent.
+                assert_eq!(unsigned.status, 200, "{}", unsigned.text());
+                assert_eq!(reached, 1);
+                // 1.39: "Remote dynamic module fetch returned empty data;
+                // module will not be loaded"; later: "… (fail-open)".
+                let log = envoy.log();
+                assert!(
+                    log.contains("module will not be loaded") || log.contains("fail-open"),
+                    "Envoy {}: {}",
+                    version.version(),
+                    envoy.log_tail(30)
+                );
+            }
+        }
+    }
 }

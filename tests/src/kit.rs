@@ -53,9 +53,10 @@ pub fn renderings() -> Vec<(String, String)> {
         format!("--env dev --wasm-url https://artifacts.example.com/edge-hmac/edge_hmac_filter.wasm --wasm-file {wasm} --require-nonce --max-body-bytes 4194304 --exempt-path /healthz --exempt-path /public/* --allow-cors-preflight --tls-certificate-secret public-tls --plain-http --http-port 8080 --gateway-namespace apps --gateway-name public"),
         "--env test --wasm-image registry.example.com/f@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90 --plain-http --no-https".into(),
         "--env stage --secret-id arn:aws:secretsmanager:eu-central-1:123456789012:secret:crawbl/stage/edge/hmac-AbCdEf --wasm-image registry.example.com/f:1 --wasm-image-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
-        // The native module, from a path on the proxies and from a URL.
+        // The native module, from a path on the proxies and from an image
+        // volume.
         "--env dev --module native --module-path /var/lib/edge-hmac/libedge-hmac.so --require-nonce".into(),
-        "--env prod --module native --module-url https://artifacts.example.com/edge-hmac/libedge-hmac.so --module-sha256 4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
+        "--env prod --module native --module-image registry.example.com/crawbl/edge-hmac-module@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
     ]
     .into_iter()
     .map(|args| (args.clone(), render_cli(&args)))

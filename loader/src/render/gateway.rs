@@ -35,21 +35,30 @@ pub enum WasmCode {
         /// Absolute path of `libedge-hmac.so` on the proxy.
         path: String,
     },
-    /// The native module downloaded by Envoy, checked against its SHA-256.
-    NativeRemote {
-        /// HTTP(S) URL of `libedge-hmac.so`.
-        url: String,
-        /// Its SHA-256 (64 lowercase hex digits).
-        sha256: String,
+    /// The native module from an OCI image pinned by digest, mounted into
+    /// every proxy pod as an image volume (Kubernetes ≥ 1.35, or 1.33+ with
+    /// the `ImageVolume` feature gate): a pod whose image cannot be pulled
+    /// does not start, so the module is never skipped. (No `Remote` source:
+    /// Envoy skips a remote module whose download or checksum fails and
+    /// lets requests through — `tests/e2e/native.rs`.)
+    NativeImage {
+        /// `registry/repo@sha256:DIGEST`, the `.so` at the image's root.
+        reference: String,
     },
 }
+
+/// Where an image volume puts the native module in the proxy container.
+pub const MODULE_IMAGE_MOUNT: &str = "/var/lib/edge-hmac/module";
+
+/// The image volume holding the native module.
+const MODULE_VOLUME: &str = "edge-hmac-module";
 
 impl WasmCode {
     /// True for the native module.
     pub fn is_native(&self) -> bool {
         matches!(
             self,
-            WasmCode::NativeLocal { .. } | WasmCode::NativeRemote { .. }
+            WasmCode::NativeLocal { .. } | WasmCode::NativeImage { .. }
         )
     }
 }
@@ -214,29 +223,40 @@ impl GatewayOptions {
                 http: None,
                 image: Some(location(url, sha256)),
             }),
-            WasmCode::NativeLocal { .. } | WasmCode::NativeRemote { .. } => None,
+            WasmCode::NativeLocal { .. } | WasmCode::NativeImage { .. } => None,
         };
-        let dynamic_modules = match &self.code {
-            WasmCode::NativeLocal { path } => vec![DynamicModuleEntry {
+        let local_module = |path: String| {
+            vec![DynamicModuleEntry {
                 name: NATIVE_MODULE_NAME.into(),
                 source: DynamicModuleSource {
                     kind: "Local".into(),
-                    local: Some(LocalModule { path: path.clone() }),
-                    remote: None,
+                    local: LocalModule { path },
                 },
-            }],
-            WasmCode::NativeRemote { url, sha256 } => vec![DynamicModuleEntry {
-                name: NATIVE_MODULE_NAME.into(),
-                source: DynamicModuleSource {
-                    kind: "Remote".into(),
-                    local: None,
-                    remote: Some(RemoteModule {
-                        url: url.clone(),
-                        sha256: sha256.clone(),
-                    }),
-                },
-            }],
+            }]
+        };
+        let dynamic_modules = match &self.code {
+            WasmCode::NativeLocal { path } => local_module(path.clone()),
+            WasmCode::NativeImage { .. } => {
+                local_module(format!("{MODULE_IMAGE_MOUNT}/{NATIVE_MODULE_FILE}"))
+            }
             WasmCode::Http { .. } | WasmCode::Image { .. } => Vec::new(),
+        };
+        let (volumes, volume_mounts) = match &self.code {
+            WasmCode::NativeImage { reference } => (
+                Some(vec![PodVolume {
+                    name: MODULE_VOLUME.into(),
+                    image: ImageVolumeSource {
+                        reference: reference.clone(),
+                        pull_policy: "IfNotPresent".into(),
+                    },
+                }]),
+                vec![VolumeMount {
+                    name: MODULE_VOLUME.into(),
+                    mount_path: MODULE_IMAGE_MOUNT.into(),
+                    read_only: true,
+                }],
+            ),
+            _ => (None, Vec::new()),
         };
         let plugin_json = serde_json::to_value(&self.plugin).unwrap_or(serde_json::Value::Null);
         let mut host_keys: Vec<String> = Vec::new();
@@ -328,7 +348,9 @@ impl GatewayOptions {
                         kind: "Kubernetes".into(),
                         kubernetes: ProxyKubernetes {
                             envoy_deployment: ProxyDeployment {
+                                pod: volumes.map(|volumes| ProxyPod { volumes }),
                                 container: ProxyContainer {
+                                    volume_mounts,
                                     env: vec![
                                         env(
                                             &self.plugin.hmac_secret_env,
@@ -911,6 +933,10 @@ pub struct EnvoyProxySpec {
 /// `dynamicModules[].name`, which allows no `_`) and its filter.
 pub const NATIVE_MODULE_NAME: &str = "edge-hmac";
 
+/// The native module's file name (`make module` builds it; an image for
+/// `--module-image` holds it at its root).
+pub const NATIVE_MODULE_FILE: &str = "libedge-hmac.so";
+
 /// `EnvoyProxy.spec.dynamicModules[]`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DynamicModuleEntry {
@@ -920,18 +946,15 @@ pub struct DynamicModuleEntry {
     pub source: DynamicModuleSource,
 }
 
-/// A dynamic module's source.
+/// A dynamic module's source (always `Local`: Envoy loads a `Remote` one
+/// fail-open).
 #[derive(Debug, Clone, Serialize)]
 pub struct DynamicModuleSource {
-    /// `Local` or `Remote`.
+    /// `Local`.
     #[serde(rename = "type")]
     pub kind: String,
     /// A path on the proxy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalModule>,
-    /// A URL Envoy downloads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote: Option<RemoteModule>,
+    pub local: LocalModule,
 }
 
 /// `source.local`.
@@ -939,15 +962,6 @@ pub struct DynamicModuleSource {
 pub struct LocalModule {
     /// Absolute path.
     pub path: String,
-}
-
-/// `source.remote`.
-#[derive(Debug, Clone, Serialize)]
-pub struct RemoteModule {
-    /// HTTP(S) URL.
-    pub url: String,
-    /// SHA-256, lowercase hex.
-    pub sha256: String,
 }
 
 /// `EnvoyExtensionPolicy.spec.dynamicModule[]`.
@@ -983,13 +997,58 @@ pub struct ProxyKubernetes {
 /// Envoy Deployment settings.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyDeployment {
+    /// Pod settings (the native module's image volume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<ProxyPod>,
     /// The `envoy` container.
     pub container: ProxyContainer,
 }
 
+/// Pod settings of the proxy Deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyPod {
+    /// Extra volumes.
+    pub volumes: Vec<PodVolume>,
+}
+
+/// An image volume (`core/v1` `Volume` with `image`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PodVolume {
+    /// Volume name.
+    pub name: String,
+    /// The OCI image mounted read-only.
+    pub image: ImageVolumeSource,
+}
+
+/// `ImageVolumeSource`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageVolumeSource {
+    /// Image reference, pinned by digest.
+    pub reference: String,
+    /// `IfNotPresent`: a digest never changes.
+    pub pull_policy: String,
+}
+
+/// A volume mount of the `envoy` container.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// The volume.
+    pub name: String,
+    /// Where in the container.
+    pub mount_path: String,
+    /// Always read-only.
+    pub read_only: bool,
+}
+
 /// The `envoy` container.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProxyContainer {
+    /// Extra volume mounts (the native module's image).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
     /// Extra environment.
     pub env: Vec<EnvVar>,
 }

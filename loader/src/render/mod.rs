@@ -57,26 +57,18 @@ pub struct RenderGatewayArgs {
     /// Digest (hex) of the OCI image, when not in --wasm-image
     #[arg(long, value_name = "HEX", requires = "wasm_image")]
     pub wasm_image_sha256: Option<String>,
-    /// Which build of the filter the proxies run: the proxy-wasm filter (--wasm-url/--wasm-image) or the native dynamic module (--module-path or --module-url; Envoy Gateway ≥ 1.8 with Envoy ≥ 1.39)
+    /// Which build of the filter the proxies run: the proxy-wasm filter (--wasm-url/--wasm-image) or the native dynamic module (--module-image or --module-path; Envoy Gateway ≥ 1.8 with Envoy ≥ 1.39)
     #[arg(long, value_enum, default_value_t = crate::render::envoy::Module::Wasm)]
     pub module: crate::render::envoy::Module,
-    /// --module native: absolute path of libedge-hmac.so on every proxy (an image volume, init container or custom image puts it there; see docs/deploy.md)
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["module_url", "wasm_url", "wasm_image"])]
+    /// --module native: OCI image with libedge-hmac.so at its root, pinned (registry/repo@sha256:DIGEST), mounted into every proxy pod as an image volume (Kubernetes ≥ 1.35, or ≥ 1.33 with the ImageVolume feature gate)
+    #[arg(long, value_name = "REF", conflicts_with_all = ["module_path", "wasm_url", "wasm_image"])]
+    pub module_image: Option<String>,
+    /// --module native: absolute path of libedge-hmac.so on every proxy, put there by you (init container, custom image; see docs/deploy.md)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["wasm_url", "wasm_image"])]
     pub module_path: Option<String>,
-    /// --module native: HTTP(S) URL Envoy downloads libedge-hmac.so from (with --module-sha256 or --module-file)
-    #[arg(long, value_name = "URL", conflicts_with_all = ["wasm_url", "wasm_image"])]
+    /// Refused: Envoy loads a remote dynamic module fail-open (see docs/deploy.md)
+    #[arg(long, value_name = "URL", hide = true)]
     pub module_url: Option<String>,
-    /// SHA-256 (hex) of the .so at --module-url
-    #[arg(
-        long,
-        value_name = "HEX",
-        requires = "module_url",
-        conflicts_with = "module_file"
-    )]
-    pub module_sha256: Option<String>,
-    /// The .so you publish at --module-url: its SHA-256 goes into the EnvoyProxy
-    #[arg(long, value_name = "PATH", requires = "module_url")]
-    pub module_file: Option<PathBuf>,
     /// Gateway name
     #[arg(long, default_value = "edge")]
     pub gateway_name: String,
@@ -127,7 +119,7 @@ pub struct RenderGatewayArgs {
     pub output: Option<PathBuf>,
 }
 
-/// Checks a `--wasm-url` / `--module-url`: an absolute `http` or `https`
+/// Checks a `--wasm-url`: an absolute `http` or `https`
 /// URL with a host, parsed by the `http` crate (hyper's), nothing else.
 pub fn check_download_url(flag: &str, url: &str) -> Result<()> {
     let bad = |why: &str| Error::Usage(format!("{flag} {url:?} is not usable: {why}"));
@@ -197,9 +189,14 @@ impl RenderGatewayArgs {
         use edge_hmac_core::scheme::validate_environment;
         validate_environment(&self.environment).map_err(|e| Error::Usage(e.to_string()))?;
         let native = matches!(self.module, crate::render::envoy::Module::Native);
-        if !native && (self.module_path.is_some() || self.module_url.is_some()) {
+        if let Some(url) = &self.module_url {
+            return Err(Error::Usage(format!(
+                "--module-url {url:?} is refused: Envoy loads a remote dynamic module fail-open (when the download or its sha256 check fails it skips the filter and requests pass unverified). Put the module on the proxies' disk instead: --module-image registry/repo@sha256:DIGEST (an image volume) or --module-path /abs/libedge-hmac.so (docs/deploy.md)"
+            )));
+        }
+        if !native && (self.module_path.is_some() || self.module_image.is_some()) {
             return Err(Error::Usage(
-                "--module-path and --module-url locate the native module: add --module native"
+                "--module-image and --module-path locate the native module: add --module native"
                     .into(),
             ));
         }
@@ -208,13 +205,9 @@ impl RenderGatewayArgs {
         } else {
             self.wasm_code()?
         };
-        for h in [
-            &self.wasm_sha256,
-            &self.wasm_image_sha256,
-            &self.module_sha256,
-        ]
-        .into_iter()
-        .flatten()
+        for h in [&self.wasm_sha256, &self.wasm_image_sha256]
+            .into_iter()
+            .flatten()
         {
             if !is_hex64(&h.to_ascii_lowercase()) {
                 return Err(Error::Usage(format!(
@@ -227,7 +220,7 @@ impl RenderGatewayArgs {
 
     /// Where the proxies get the native module.
     fn native_code(&self) -> Result<gateway::WasmCode> {
-        match (&self.module_path, &self.module_url) {
+        match (&self.module_path, &self.module_image) {
             (Some(path), None) => {
                 if !path.starts_with('/') || path.contains(char::is_whitespace) {
                     return Err(Error::Usage(format!(
@@ -236,30 +229,22 @@ impl RenderGatewayArgs {
                 }
                 Ok(gateway::WasmCode::NativeLocal { path: path.clone() })
             }
-            (None, Some(url)) => {
-                check_download_url("--module-url", url)?;
-                let sha256 = match (&self.module_sha256, &self.module_file) {
-                    (Some(h), _) => h.to_ascii_lowercase(),
-                    (None, Some(path)) => {
-                        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        hex::encode(edge_hmac_core::scheme::sha256(&bytes))
-                    }
-                    (None, None) => {
-                        return Err(Error::Usage(
-                            "--module-url needs the module's checksum: --module-file PATH (computed) or --module-sha256 HEX".into(),
-                        ));
-                    }
-                };
-                Ok(gateway::WasmCode::NativeRemote {
-                    url: url.clone(),
-                    sha256,
+            (None, Some(image)) => {
+                check_image_ref("--module-image", image)?;
+                let pinned = image
+                    .rsplit_once("@sha256:")
+                    .is_some_and(|(_, digest)| is_hex64(digest));
+                if !pinned {
+                    return Err(Error::Usage(format!(
+                        "--module-image {image:?} is not pinned: use registry/repo@sha256:DIGEST, so a re-pushed tag cannot change the code at the edge"
+                    )));
+                }
+                Ok(gateway::WasmCode::NativeImage {
+                    reference: image.clone(),
                 })
             }
             _ => Err(Error::Usage(
-                "say where the proxies find the native module: --module-path /abs/libedge-hmac.so, or --module-url URL --module-file PATH (see docs/deploy.md)".into(),
+                "say where the proxies find the native module: --module-image registry/repo@sha256:DIGEST (an image volume), or --module-path /abs/libedge-hmac.so (see docs/deploy.md)".into(),
             )),
         }
     }
