@@ -291,6 +291,13 @@ impl Stream {
         }
     }
 
+    /// True while an upgrade waits for the upstream's answer: only then does
+    /// [`Stream::on_response_headers`] need the response's `:status` (hosts
+    /// skip reading it for every other request).
+    pub fn awaits_response_status(&self) -> bool {
+        matches!(self.stage, Stage::AwaitingUpgrade { .. })
+    }
+
     /// The response headers' `:status` (0 when unreadable): true when the
     /// host must resume request data it held for an upgrade now accepted.
     pub fn on_response_headers(&mut self, status: u32) -> bool {

@@ -278,7 +278,9 @@ impl Filter {
     /// The response headers: an upgrade accepted releases the request data
     /// held for it.
     pub fn on_response_headers(&mut self, host: &impl Host) -> Status {
-        if self.stream.on_response_headers(host.response_status()) {
+        if self.stream.awaits_response_status()
+            && self.stream.on_response_headers(host.response_status())
+        {
             host.continue_request();
         }
         Status::Continue
