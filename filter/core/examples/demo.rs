@@ -1,7 +1,7 @@
 //! Signs a request with a fresh random-looking key and verifies it, then
 //! tampers with it: the scheme end to end, in one process.
 //!
-//! Run: `cargo run -q -p edge-hmac-filter --example demo`
+//! Run: `cargo run -q -p edge-hmac-core --example demo`
 #![allow(missing_docs)]
 
 use std::time::{SystemTime, UNIX_EPOCH};

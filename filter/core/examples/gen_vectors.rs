@@ -1,6 +1,6 @@
 //! Writes the spec vectors of `CRAWBL-HMAC-SHA256-V1` (docs/signature-v1-vectors.json).
 //!
-//! Run: `cargo run -q -p edge-hmac-filter --example gen_vectors > docs/signature-v1-vectors.json`
+//! Run: `cargo run -q -p edge-hmac-core --example gen_vectors > docs/signature-v1-vectors.json`
 //!
 //! Every case starts from a request signed by the Rust signer and is then
 //! changed the way a broken client or an attacker would. The file is checked

@@ -1,7 +1,7 @@
 //! Writes the profile vectors of the RFC 9421 `hmac-sha256` profile
 //! (docs/signature-rfc9421-vectors.json).
 //!
-//! Run: `cargo run -q -p edge-hmac-filter --example gen_vectors_rfc9421 > docs/signature-rfc9421-vectors.json`
+//! Run: `cargo run -q -p edge-hmac-core --example gen_vectors_rfc9421 > docs/signature-rfc9421-vectors.json`
 //!
 //! Every case starts from a request signed by the Rust signer
 //! (`Signer::sign_rfc9421`) and is then changed the way a broken client or

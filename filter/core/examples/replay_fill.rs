@@ -1,7 +1,7 @@
 //! Measures the replay table's refusal rate in steady state against the
 //! Erlang B prediction, at several fills (live nonces / capacity).
 //!
-//! `cargo run --release -p edge-hmac-filter --example replay_fill [CLAIMS]`
+//! `cargo run --release -p edge-hmac-core --example replay_fill [CLAIMS]`
 //! (default 20,000,000 claims per fill at the documented sizing, 2,000,000
 //! at the others).
 

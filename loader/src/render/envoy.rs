@@ -345,7 +345,8 @@ const HEADER: &str = "\
 #
 # The secret reaches the filter only through the process environment
 # (HMAC_SECRET, HMAC_SECRET_PREVIOUS, HMAC_SECRET_PENDING, HMAC_ENVIRONMENT,
-# forwarded into the VM by host_env_keys); it is never written here. Non-default settings and why:
+# forwarded into the VM by host_env_keys, read by the native module from the
+# process); it is never written here. Non-default settings and why:
 # - failure_policy FAIL_RELOAD: a crashed VM is reloaded instead of leaving the
 #   worker answering 503 forever (Envoy's default FAIL_CLOSED).
 # - per_connection_buffer_limit_bytes: above the filter's max_body_bytes, so
