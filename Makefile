@@ -74,7 +74,7 @@ fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, insta
 test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
-bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (~15 min; see docs/benchmarks.md)
+bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (30 min or more: the Envoy load alone takes ~17; see docs/benchmarks.md)
 	$(CARGO) bench -p edge-hmac-benches
 	$(PYTHON) benches/report.py
 	benches/wasm-bench.sh
