@@ -187,7 +187,13 @@ fuzz_target!(|input: Input| {
     if config.replay.register(&mut store, now).is_err() {
         panic!("the in-memory store cannot fail");
     }
-    let first = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
+    let first = on_request_headers(
+        config,
+        &head,
+        now,
+        input.end_of_stream,
+        &mut config.replay.shared(&mut store),
+    );
     match &first {
         HeadersDecision::Verified {
             body,
@@ -249,7 +255,13 @@ fuzz_target!(|input: Input| {
         );
     }
     if input.repeat {
-        let again = on_request_headers(config, &head, now, input.end_of_stream, &mut store);
+        let again = on_request_headers(
+            config,
+            &head,
+            now,
+            input.end_of_stream,
+            &mut config.replay.shared(&mut store),
+        );
         if nonce.is_some()
             && matches!(first, HeadersDecision::Verified { .. })
             && (matches!(head.nonce, HeaderValue::One(_))
