@@ -106,9 +106,11 @@ fn abi_surface_matches_both_envoys() {
 /// The module loads where Envoy's own images run it: it needs glibc alone
 /// (no `libgcc_s.so.1`, which `envoyproxy/envoy:distroless-*` — Envoy
 /// Gateway's default proxy image, `distroless/base-nossl-debian12` — does
-/// not ship), at most glibc 2.36 (Debian 12's).
+/// not ship), at most glibc 2.36 (Debian 12's); and it is never unloaded
+/// (`NODELETE`), so its process-wide replay tables outlive a listener
+/// removed and added again.
 #[test]
-fn module_needs_only_glibc() {
+fn module_needs_only_glibc_and_stays_loaded() {
     let module = module_so();
     let out = Command::new("readelf")
         .arg("-d")
@@ -131,6 +133,12 @@ fn module_needs_only_glibc() {
         "ld-linux-x86-64.so.2",
     ];
     assert!(needed.contains(&"libc.so.6"), "{dynamic}");
+    assert!(
+        dynamic
+            .lines()
+            .any(|l| l.contains("(FLAGS_1)") && l.contains("NODELETE")),
+        "the module can be unloaded (no -z nodelete): {dynamic}"
+    );
     let foreign: Vec<&&str> = needed.iter().filter(|l| !glibc.contains(l)).collect();
     assert!(
         foreign.is_empty(),
