@@ -649,6 +649,72 @@ async fn envoy_refuses_bad_config_or_missing_secret(t: Target) {
     );
 }
 
+/// A body that an earlier filter buffered whole and then resumed (a Lua
+/// filter reading `body()` here; ext_authz with a body does the same) is
+/// checked once: signed bodies pass whole, a tampered one is
+/// `content_mismatch` and never delivered. (Envoy then hands the filter its
+/// buffer as the received frame too: read twice, every body would fail.)
+async fn body_buffered_by_an_earlier_filter(t: Target) {
+    let upstream = Upstream::start().await;
+    let yaml = t
+        .local(upstream.addr, plugin_config("{}"))
+        .to_yaml()
+        .unwrap();
+    let mut doc = edge_hmac_tests::yaml::documents(&yaml).remove(0);
+    // Lua's `body()` buffers the whole body and resumes the chain when it
+    // is complete (ext_authz with a body does the same).
+    let buffer = serde_json::json!({
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {
+                "inline_string": "function envoy_on_request(h) h:body() end",
+            },
+        },
+    });
+    for listener in doc["static_resources"]["listeners"].as_array_mut().unwrap() {
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, buffer.clone());
+    }
+    let key = secret();
+    let envoy = Envoy::try_start_on(
+        &t.envoy.bin(),
+        t.module,
+        &serde_json::to_string(&doc).unwrap(),
+        &[("HMAC_SECRET", &key), ("HMAC_ENVIRONMENT", ENV)],
+    )
+    .await
+    .unwrap();
+    let addr = envoy.listener("edge_hmac").await;
+    for size in [46, 64 * 1024, 700 * 1024] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let ok = Req::new("POST", "/v1/buffered")
+            .body(Body::Full(body.clone()))
+            .signed(&key, ENV);
+        let resp = send(addr, &ok).await;
+        assert_eq!(resp.status, 200, "{size} B: {}", resp.text());
+        let got = upstream.settled_records().await.pop().unwrap();
+        assert_eq!((got.body.len(), got.complete), (size, true), "{size} B");
+        assert!(got.body == body, "{size} B: the upstream got other bytes");
+        let mut tampered = Req::new("POST", "/v1/buffered")
+            .body(Body::Full(body.clone()))
+            .signed(&key, ENV);
+        let mut other = body;
+        other[size / 2] ^= 1;
+        tampered = tampered.body(Body::Full(other));
+        assert_rejected(&send(addr, &tampered).await, 401, "content_mismatch");
+    }
+    // A tampered request's headers may have gone ahead; its body never.
+    let records = upstream.settled_records().await;
+    assert_eq!(records.iter().filter(|r| r.complete).count(), 3);
+    assert!(
+        records.iter().all(|r| r.complete || r.body.is_empty()),
+        "a tampered body reached the upstream"
+    );
+}
+
 edge_hmac_tests::matrix!(
     valid_requests_reach_upstream_intact,
     every_rejection_code_with_status,
@@ -665,4 +731,5 @@ edge_hmac_tests::matrix!(
     path_is_verified_after_normalization,
     envoy_refuses_bad_config_or_missing_secret,
     envoy_buffer_limit_below_max_body,
+    body_buffered_by_an_earlier_filter,
 );

@@ -232,6 +232,36 @@ impl Stream {
         }
     }
 
+    /// The verdict on a request body frame with `new_len` bytes not seen
+    /// before, when it does not depend on the bytes themselves; `None` while
+    /// the body is being hashed (then pass the bytes to
+    /// [`Stream::on_request_body`]). Hosts ask this first, so a body that
+    /// streams through (verified, unsigned payload, upgrade) is never read.
+    pub fn on_request_body_unread(
+        &mut self,
+        new_len: usize,
+        end_of_stream: bool,
+    ) -> Option<Verdict> {
+        match &mut self.stage {
+            Stage::Pass => Some(Verdict::Continue),
+            Stage::Answered | Stage::UpgradeRefused => Some(Verdict::Drop),
+            // An empty data callback before the answer (Envoy 1.39 makes
+            // one for an HTTP/1 upgrade) carries nothing to hold; pausing on
+            // it would leave the upgraded stream stuck after the resume.
+            Stage::AwaitingUpgrade { .. } if new_len == 0 && !end_of_stream => {
+                Some(Verdict::Continue)
+            }
+            Stage::AwaitingUpgrade { held, .. } => {
+                // Data before the upstream accepted the upgrade stays here
+                // (an upstream that answers an ordinary response must never
+                // read it as a next request).
+                *held = true;
+                Some(Verdict::Hold)
+            }
+            Stage::Checking(..) => None,
+        }
+    }
+
     /// Request body bytes not seen before (`new_bytes`); `end_of_stream`
     /// when they are the last.
     pub fn on_request_body(
@@ -240,23 +270,11 @@ impl Stream {
         end_of_stream: bool,
         counters: &impl Counters,
     ) -> Verdict {
-        let check = match &mut self.stage {
-            Stage::Pass => return Verdict::Continue,
-            Stage::Answered | Stage::UpgradeRefused => return Verdict::Drop,
-            // An empty data callback before the answer (Envoy 1.39 makes
-            // one for an HTTP/1 upgrade) carries nothing to hold; pausing on
-            // it would leave the upgraded stream stuck after the resume.
-            Stage::AwaitingUpgrade { .. } if new_bytes.is_empty() && !end_of_stream => {
-                return Verdict::Continue;
-            }
-            Stage::AwaitingUpgrade { held, .. } => {
-                // Data before the upstream accepted the upgrade stays here
-                // (an upstream that answers an ordinary response must never
-                // read it as a next request).
-                *held = true;
-                return Verdict::Hold;
-            }
-            Stage::Checking(check, _) => check,
+        if let Some(verdict) = self.on_request_body_unread(new_bytes.len(), end_of_stream) {
+            return verdict;
+        }
+        let Stage::Checking(check, _) = &mut self.stage else {
+            return Verdict::Continue;
         };
         if let Err(rejection) = check.update(new_bytes) {
             return self.reply(Reply::rejected(rejection), counters);
@@ -270,9 +288,13 @@ impl Stream {
 
     /// The request trailers: the body has ended.
     pub fn on_request_trailers(&mut self, counters: &impl Counters) -> Verdict {
-        match self.stage {
-            Stage::Answered | Stage::UpgradeRefused | Stage::AwaitingUpgrade { .. } => {
-                Verdict::Drop
+        match &mut self.stage {
+            Stage::Answered | Stage::UpgradeRefused => Verdict::Drop,
+            // Held with the data before them, and resumed with it once the
+            // upgrade is accepted.
+            Stage::AwaitingUpgrade { held, .. } => {
+                *held = true;
+                Verdict::Hold
             }
             Stage::Pass | Stage::Checking(..) => self.finish_body(counters),
         }
@@ -493,6 +515,27 @@ mod tests {
         headers(&mut refused, &cfg, &ws, false, &c);
         assert!(!refused.on_response_headers(403));
         assert_eq!(refused.on_request_body(b"frame", false, &c), Verdict::Drop);
+        // Trailers before the answer are held too, and resumed with it.
+        let mut trailers = Stream::new();
+        headers(&mut trailers, &cfg, &ws, false, &c);
+        assert!(trailers.awaits_response_status());
+        assert_eq!(trailers.on_request_trailers(&c), Verdict::Hold);
+        assert!(trailers.on_response_headers(101));
+        assert!(!trailers.awaits_response_status());
+        // A frame's verdict without its bytes, outside the body check.
+        assert_eq!(
+            trailers.on_request_body_unread(5, false),
+            Some(Verdict::Continue)
+        );
+        let mut checking = Stream::new();
+        headers(
+            &mut checking,
+            &cfg,
+            &signed("POST", "/x", Some(b"abc")),
+            false,
+            &c,
+        );
+        assert_eq!(checking.on_request_body_unread(3, true), None);
     }
 
     /// A refusal's gRPC status is the one Envoy gives the same HTTP status.

@@ -172,6 +172,13 @@ unsafe extern "C" {
         body: Buf,
         details: Buf,
     );
+    fn envoy_dynamic_module_callback_http_get_body_size(
+        filter: *mut c_void,
+        body_type: u32,
+    ) -> usize;
+    fn envoy_dynamic_module_callback_http_received_buffered_request_body(
+        filter: *mut c_void,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: *mut c_void,
         body_type: u32,
@@ -323,6 +330,22 @@ struct StreamFfi<'a> {
     counters: &'a [Option<usize>; COUNTERS],
 }
 
+impl StreamFfi<'_> {
+    /// Which of Envoy's request bodies hold the body so far, in order: the
+    /// buffered one, then the frame being delivered — unless that frame *is*
+    /// the buffer (an earlier filter buffered the body and resumed), which
+    /// must be read once.
+    fn request_bodies(&self) -> &'static [u32] {
+        // SAFETY: `filter` is Envoy's pointer for this hook; a plain value.
+        if unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(self.filter) }
+        {
+            &[BUFFERED_REQUEST_BODY]
+        } else {
+            &[BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY]
+        }
+    }
+}
+
 impl Host for StreamFfi<'_> {
     fn request_headers(&self) -> Vec<(&[u8], &[u8])> {
         // SAFETY: `filter` is Envoy's pointer for this hook; the out array
@@ -381,7 +404,7 @@ impl Host for StreamFfi<'_> {
         Some(found && out.len > 0)
     }
 
-    fn remove_request_header(&self, name: &str) -> bool {
+    fn remove_request_header(&mut self, name: &str) -> bool {
         // SAFETY: `filter` is Envoy's pointer; a null value removes the
         // header; the name is only read during the call.
         unsafe {
@@ -437,9 +460,19 @@ impl Host for StreamFfi<'_> {
         }
     }
 
+    fn request_body_len(&self) -> usize {
+        self.request_bodies()
+            .iter()
+            // SAFETY: `filter` is Envoy's pointer for this hook; a plain value.
+            .map(|&body| unsafe {
+                envoy_dynamic_module_callback_http_get_body_size(self.filter, body)
+            })
+            .fold(0, usize::saturating_add)
+    }
+
     fn request_body(&self) -> Vec<&[u8]> {
         let mut out = Vec::new();
-        for body in [BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY] {
+        for &body in self.request_bodies() {
             // SAFETY: `filter` is Envoy's pointer; the out array has room
             // for the count Envoy just gave.
             let chunks = unsafe {
@@ -637,7 +670,7 @@ fn request_hook(
     hook: &str,
     filter_envoy: *mut c_void,
     filter_module: *const c_void,
-    op: impl FnOnce(&mut Filter, &StreamFfi<'_>) -> Status,
+    op: impl FnOnce(&mut Filter, &mut StreamFfi<'_>) -> Status,
 ) -> Status {
     if filter_module.is_null() {
         return Status::Discard;
@@ -646,19 +679,23 @@ fn request_hook(
     // one stream on one worker thread, one at a time, so this is the only
     // reference while the hook runs.
     let boxed = unsafe { &mut *filter_module.cast_mut().cast::<FilterBox>() };
-    if boxed.failed {
+    let FilterBox {
+        filter,
+        config,
+        failed,
+    } = boxed;
+    if *failed {
         return Status::Discard;
     }
-    let config = Arc::clone(&boxed.config);
-    let host = StreamFfi {
+    let mut host = StreamFfi {
         filter: filter_envoy,
         counters: &config.counters,
     };
-    match contained(hook, || op(&mut boxed.filter, &host)) {
+    match contained(hook, || op(filter, &mut host)) {
         Some(status) => status,
         None => {
-            boxed.failed = true;
-            contained(hook, || boxed.filter.failed(&host)).unwrap_or_else(|| {
+            *failed = true;
+            contained(hook, || filter.failed(&mut host)).unwrap_or_else(|| {
                 reset(filter_envoy);
                 Status::Discard
             })
@@ -732,20 +769,22 @@ extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     }
     // SAFETY: as in `request_hook`.
     let boxed = unsafe { &mut *filter_module.cast_mut().cast::<FilterBox>() };
-    if boxed.failed {
+    let FilterBox {
+        filter,
+        config,
+        failed,
+    } = boxed;
+    if *failed {
         return HEADERS_CONTINUE;
     }
-    let config = Arc::clone(&boxed.config);
-    let host = StreamFfi {
+    let mut host = StreamFfi {
         filter: filter_envoy,
         counters: &config.counters,
     };
-    match contained("response_headers", || {
-        boxed.filter.on_response_headers(&host)
-    }) {
+    match contained("response_headers", || filter.on_response_headers(&mut host)) {
         Some(_) => HEADERS_CONTINUE,
         None => {
-            boxed.failed = true;
+            *failed = true;
             reset(filter_envoy);
             HEADERS_STOP_ITERATION
         }

@@ -46,15 +46,20 @@ pub trait Host {
     fn request_headers(&self) -> Vec<(&[u8], &[u8])>;
     /// Whether the downstream connection is TLS (`None`: cannot tell).
     fn downstream_tls(&self) -> Option<bool>;
-    /// Removes request header `name`; false when Envoy refused.
-    fn remove_request_header(&self, name: &str) -> bool;
+    /// Removes request header `name`; false when Envoy refused. (`&mut`:
+    /// the slices [`Host::request_headers`] lent point into the header map
+    /// this changes, so none may be alive.)
+    fn remove_request_header(&mut self, name: &str) -> bool;
     /// Sends `reply` as the local response; `grpc` when the request is a
     /// gRPC call (the reply then carries its gRPC status).
     fn send_reply(&self, reply: &Reply, grpc: bool);
     /// Makes sure the stream may buffer at least `limit` bytes.
     fn raise_buffer_limit(&self, limit: u64);
+    /// How many request body bytes there are so far (what
+    /// [`Host::request_body`] would return, without reading it).
+    fn request_body_len(&self) -> usize;
     /// The request body bytes so far, in order: the buffered ones, then the
-    /// frame being delivered.
+    /// frame being delivered (once, when that frame is the buffer itself).
     fn request_body(&self) -> Vec<&[u8]>;
     /// The response `:status` (0 when unreadable).
     fn response_status(&self) -> u32;
@@ -184,8 +189,9 @@ impl Filter {
             Verdict::Hold => Status::Buffer,
             Verdict::Drop => Status::Discard,
             Verdict::Reply(reply) => {
-                if let Some(line) = reply.log_line()
-                    && host.log_enabled(Level::Debug)
+                // The line is formatted only when it would be written.
+                if host.log_enabled(Level::Debug)
+                    && let Some(line) = reply.log_line()
                 {
                     host.log(Level::Debug, &line);
                 }
@@ -196,8 +202,8 @@ impl Filter {
     }
 
     /// The request headers (`end_of_stream`: no body follows).
-    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Status {
-        let config = Arc::clone(&self.config);
+    pub fn on_request_headers(&mut self, host: &mut impl Host, end_of_stream: bool) -> Status {
+        let config = &self.config;
         let outcome = {
             let pairs = host.request_headers();
             #[cfg(feature = "panic-test")]
@@ -238,10 +244,15 @@ impl Filter {
     }
 
     /// A request body frame (`end_of_stream`: the last).
-    pub fn on_request_body(&mut self, host: &impl Host, end_of_stream: bool) -> Status {
+    pub fn on_request_body(&mut self, host: &mut impl Host, end_of_stream: bool) -> Status {
+        let seen = usize::try_from(self.stream.body_bytes_seen()).unwrap_or(usize::MAX);
+        let new_len = host.request_body_len().saturating_sub(seen);
+        if let Some(verdict) = self.stream.on_request_body_unread(new_len, end_of_stream) {
+            return self.act(host, verdict);
+        }
         let verdict = {
             // Everything so far, minus what was hashed already.
-            let mut skip = usize::try_from(self.stream.body_bytes_seen()).unwrap_or(usize::MAX);
+            let mut skip = seen;
             let mut new_bytes: Vec<&[u8]> = Vec::new();
             for chunk in host.request_body() {
                 if skip >= chunk.len() {
@@ -270,14 +281,14 @@ impl Filter {
     }
 
     /// The request trailers: the body has ended.
-    pub fn on_request_trailers(&mut self, host: &impl Host) -> Status {
+    pub fn on_request_trailers(&mut self, host: &mut impl Host) -> Status {
         let verdict = self.stream.on_request_trailers(&Sink(host));
         self.act(host, verdict)
     }
 
     /// The response headers: an upgrade accepted releases the request data
     /// held for it.
-    pub fn on_response_headers(&mut self, host: &impl Host) -> Status {
+    pub fn on_response_headers(&mut self, host: &mut impl Host) -> Status {
         if self.stream.awaits_response_status()
             && self.stream.on_response_headers(host.response_status())
         {
@@ -288,7 +299,7 @@ impl Filter {
 
     /// A request hook panicked (contained by `ffi`): answer `500` unless a
     /// reply was already sent, and keep the rest of the request back.
-    pub fn failed(&mut self, host: &impl Host) -> Status {
+    pub fn failed(&mut self, host: &mut impl Host) -> Status {
         if self.stream.answered() {
             return Status::Discard;
         }
@@ -354,6 +365,8 @@ mod tests {
         status: u32,
         resumed: RefCell<bool>,
         counts: RefCell<Vec<Counter>>,
+        /// How often the body's bytes were read.
+        body_reads: RefCell<usize>,
     }
 
     impl Host for FakeHost {
@@ -366,7 +379,7 @@ mod tests {
         fn downstream_tls(&self) -> Option<bool> {
             Some(false)
         }
-        fn remove_request_header(&self, name: &str) -> bool {
+        fn remove_request_header(&mut self, name: &str) -> bool {
             self.removed.borrow_mut().push(name.to_owned());
             true
         }
@@ -376,7 +389,11 @@ mod tests {
         fn raise_buffer_limit(&self, limit: u64) {
             *self.limit.borrow_mut() = limit;
         }
+        fn request_body_len(&self) -> usize {
+            self.body.iter().map(Vec::len).sum()
+        }
         fn request_body(&self) -> Vec<&[u8]> {
+            *self.body_reads.borrow_mut() += 1;
             self.body.iter().map(Vec::as_slice).collect()
         }
         fn response_status(&self) -> u32 {
@@ -403,6 +420,14 @@ mod tests {
     }
 
     fn signed(method: &str, path: &str, body: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        signed_payload(method, path, body.map(|b| Payload::Sha256(sha256(b))))
+    }
+
+    fn signed_payload(
+        method: &str,
+        path: &str,
+        payload: Option<Payload>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let signer =
             Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
         let h = signer
@@ -413,7 +438,7 @@ mod tests {
                     path,
                     timestamp: now_unix(),
                     nonce: None,
-                    payload: body.map(|b| Payload::Sha256(sha256(b))),
+                    payload,
                 },
                 TagEncoding::Hex,
             )
@@ -461,15 +486,15 @@ mod tests {
             ..FakeHost::default()
         };
         let mut f = Filter::new(cfg);
-        assert_eq!(f.on_request_headers(&host, false), Status::Continue);
+        assert_eq!(f.on_request_headers(&mut host, false), Status::Continue);
         assert!(*host.limit.borrow() >= 1024 * 1024);
         host.body.push(b"hello".to_vec());
-        assert_eq!(f.on_request_body(&host, false), Status::Buffer);
+        assert_eq!(f.on_request_body(&mut host, false), Status::Buffer);
         host.body.push(b" wor".to_vec());
-        assert_eq!(f.on_request_body(&host, false), Status::Buffer);
+        assert_eq!(f.on_request_body(&mut host, false), Status::Buffer);
         // The final call: the last frame already moved into the buffer.
         host.body.push(b"ld".to_vec());
-        assert_eq!(f.on_request_body(&host, true), Status::Continue);
+        assert_eq!(f.on_request_body(&mut host, true), Status::Continue);
         assert!(host.replies.borrow().is_empty());
         assert!(host.counts.borrow().contains(&Counter::Verified));
     }
@@ -483,24 +508,24 @@ mod tests {
             ..FakeHost::default()
         };
         let mut f = Filter::new(cfg);
-        f.on_request_headers(&host, false);
+        f.on_request_headers(&mut host, false);
         host.body.push(b"jello".to_vec());
-        assert_eq!(f.on_request_body(&host, true), Status::Stop);
+        assert_eq!(f.on_request_body(&mut host, true), Status::Stop);
         let reply = host.replies.borrow()[0];
         assert_eq!(reply.status, 401);
         assert_eq!(reply.rejection.unwrap().reason, Reject::ContentMismatch);
-        assert_eq!(f.on_request_trailers(&host), Status::Discard);
+        assert_eq!(f.on_request_trailers(&mut host), Status::Discard);
     }
 
     /// After a contained panic the request is answered 500 once.
     #[test]
     fn a_failure_answers_500_once() {
         let (cfg, _) = config("");
-        let host = FakeHost::default();
+        let mut host = FakeHost::default();
         let mut f = Filter::new(cfg);
-        assert_eq!(f.failed(&host), Status::Stop);
+        assert_eq!(f.failed(&mut host), Status::Stop);
         assert_eq!(host.replies.borrow()[0].status, 500);
-        assert_eq!(f.failed(&host), Status::Discard);
+        assert_eq!(f.failed(&mut host), Status::Discard);
         assert_eq!(host.replies.borrow().len(), 1);
         assert!(host.counts.borrow().contains(&Counter::InternalError));
     }
@@ -509,7 +534,7 @@ mod tests {
     #[test]
     fn exempt_requests_lose_override_headers() {
         let (cfg, _) = config(r#","exempt_paths":["/healthz"]"#);
-        let host = FakeHost {
+        let mut host = FakeHost {
             headers: vec![
                 (b":method".to_vec(), b"GET".to_vec()),
                 (b":path".to_vec(), b"/healthz".to_vec()),
@@ -518,9 +543,36 @@ mod tests {
             ..FakeHost::default()
         };
         assert_eq!(
-            Filter::new(cfg).on_request_headers(&host, true),
+            Filter::new(cfg).on_request_headers(&mut host, true),
             Status::Continue
         );
         assert_eq!(*host.removed.borrow(), ["x-http-method-override"]);
+    }
+
+    /// A body that streams through (an unsigned payload on its path) is
+    /// passed on frame by frame and never read; a checked body is read.
+    #[test]
+    fn a_streamed_body_is_never_read() {
+        let (cfg, _) = config(r#","unsigned_payload_paths":["/up"]"#);
+        let mut host = FakeHost {
+            headers: signed_payload("POST", "/up", Some(Payload::Unsigned)),
+            ..FakeHost::default()
+        };
+        let mut f = Filter::new(Arc::clone(&cfg));
+        assert_eq!(f.on_request_headers(&mut host, false), Status::Continue);
+        for last in [false, false, true] {
+            host.body = vec![vec![b'x'; 16 * 1024]];
+            assert_eq!(f.on_request_body(&mut host, last), Status::Continue);
+        }
+        assert_eq!(*host.body_reads.borrow(), 0);
+        let mut checked = FakeHost {
+            headers: signed("POST", "/x", Some(b"abc")),
+            ..FakeHost::default()
+        };
+        let mut f = Filter::new(cfg);
+        f.on_request_headers(&mut checked, false);
+        checked.body.push(b"abc".to_vec());
+        assert_eq!(f.on_request_body(&mut checked, true), Status::Continue);
+        assert_eq!(*checked.body_reads.borrow(), 1);
     }
 }

@@ -95,8 +95,15 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        // `body_size` is everything buffered so far; hash only what is new.
+        // `body_size` is everything buffered so far; hash only what is new,
+        // and read nothing when the verdict does not depend on the bytes.
         let seen = usize::try_from(self.stream.body_bytes_seen()).unwrap_or(usize::MAX);
+        if let Some(verdict) = self
+            .stream
+            .on_request_body_unread(body_size.saturating_sub(seen), end_of_stream)
+        {
+            return self.act(verdict);
+        }
         let chunk = if body_size > seen {
             match hostcalls::get_buffer(BufferType::HttpRequestBody, seen, body_size - seen) {
                 Ok(bytes) => bytes.unwrap_or_default(),
