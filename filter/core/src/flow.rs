@@ -195,17 +195,18 @@ pub fn upgrade_accepted(connect: bool, status: u32) -> bool {
     status == 101 || (connect && (200..300).contains(&status))
 }
 
+/// Test helpers shared with the other modules' tests (`stream`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::compile;
     use crate::replay::MemoryStore;
     use crate::scheme::{Payload, SecretKey, SignRequest, Signer, TagEncoding, sha256};
 
     const SECRET: &str = "flow-test-secret-flow-test-secret-0001";
-    const NOW: u64 = 1_800_000_000;
+    pub(crate) const NOW: u64 = 1_800_000_000;
 
-    pub(super) fn config(extra: &str) -> FilterConfig {
+    pub(crate) fn config(extra: &str) -> FilterConfig {
         let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
         compile(raw.as_bytes(), |_| None).unwrap()
     }
@@ -220,7 +221,7 @@ mod tests {
     }
 
     /// A request signed at NOW with `payload` (and `nonce`).
-    pub(super) fn signed_payload(
+    pub(crate) fn signed_payload(
         method: &str,
         path: &str,
         payload: Option<Payload>,

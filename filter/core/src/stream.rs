@@ -349,42 +349,13 @@ fn verified(counters: &impl Counters, key: KeyUsed) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::compile;
+    use crate::flow::tests::{NOW, config, signed_payload};
     use crate::metrics::CountingSink;
     use crate::replay::MemoryStore;
-    use crate::scheme::{Payload, Reject, SecretKey, SignRequest, Signer, TagEncoding, sha256};
-
-    const SECRET: &str = "stream-test-secret-stream-test-secret-01";
-    const NOW: u64 = 1_800_000_000;
-
-    fn config(extra: &str) -> FilterConfig {
-        let raw = format!(r#"{{"hmac_secret":"{SECRET}","environment":"dev"{extra}}}"#);
-        compile(raw.as_bytes(), |_| None).unwrap()
-    }
+    use crate::scheme::{Payload, Reject, sha256};
 
     fn signed(method: &str, path: &str, body: Option<&[u8]>) -> Vec<(String, String)> {
-        let signer =
-            Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
-        let h = signer
-            .sign(
-                &SignRequest {
-                    method,
-                    authority: "h",
-                    path,
-                    timestamp: NOW,
-                    nonce: None,
-                    payload: body.map(|b| Payload::Sha256(sha256(b))),
-                },
-                TagEncoding::Hex,
-            )
-            .unwrap();
-        let mut pairs = vec![
-            (":method".to_owned(), method.to_owned()),
-            (":authority".to_owned(), "h".to_owned()),
-            (":path".to_owned(), path.to_owned()),
-        ];
-        pairs.extend(h.pairs().into_iter().map(|(n, v)| (n.into(), v.into())));
-        pairs
+        signed_payload(method, path, body.map(|b| Payload::Sha256(sha256(b))), None)
     }
 
     fn headers(

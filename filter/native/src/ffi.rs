@@ -247,13 +247,19 @@ struct ConfigFfi {
     config: *mut c_void,
 }
 
-impl ConfigHost for ConfigFfi {
-    fn define_counter(&self, name: &str) -> Option<usize> {
+/// Envoy's signature of the metric-defining callbacks.
+type DefineMetric = unsafe extern "C" fn(*mut c_void, Buf, *const Buf, usize, *mut usize) -> u32;
+
+impl ConfigFfi {
+    /// Defines an unlabelled metric `name` through `define` (counter or
+    /// gauge); its id, or `None` if Envoy refused.
+    fn define(&self, define: DefineMetric, name: &str) -> Option<usize> {
         let mut id = 0usize;
-        // SAFETY: `config` is Envoy's pointer for this hook; no labels; `id`
-        // is a valid out-parameter; the name is only read during the call.
+        // SAFETY: `define` is one of Envoy's define callbacks; `config` is
+        // Envoy's pointer for this hook; no labels; `id` is a valid
+        // out-parameter; the name is only read during the call.
         let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_counter(
+            define(
                 self.config,
                 Buf::of(name.as_bytes()),
                 core::ptr::null(),
@@ -263,20 +269,21 @@ impl ConfigHost for ConfigFfi {
         };
         (result == 0).then_some(id)
     }
+}
+
+impl ConfigHost for ConfigFfi {
+    fn define_counter(&self, name: &str) -> Option<usize> {
+        self.define(
+            envoy_dynamic_module_callback_http_filter_config_define_counter,
+            name,
+        )
+    }
 
     fn define_gauge(&self, name: &str) -> Option<usize> {
-        let mut id = 0usize;
-        // SAFETY: as in `define_counter`.
-        let result = unsafe {
-            envoy_dynamic_module_callback_http_filter_config_define_gauge(
-                self.config,
-                Buf::of(name.as_bytes()),
-                core::ptr::null(),
-                0,
-                &mut id,
-            )
-        };
-        (result == 0).then_some(id)
+        self.define(
+            envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            name,
+        )
     }
 
     fn add_to_gauge(&self, id: usize, delta: i64) {
