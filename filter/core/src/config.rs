@@ -13,6 +13,8 @@ use crate::scheme::{
     DEFAULT_CLOCK_SKEW_SECONDS, Format, Formats, SchemeError, SecretKey, Verifier, VerifierOptions,
     validate_environment,
 };
+use crate::store::{MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, StoreConfigError};
+pub use crate::store::{NonceStore, NonceStoreOptions, OnUnavailable};
 
 /// Default for `hmac_secret_env`.
 pub const DEFAULT_SECRET_ENV: &str = "HMAC_SECRET";
@@ -131,6 +133,10 @@ pub struct PluginConfig {
     /// (the RFC 9421 `hmac-sha256` profile). Default `["v1"]`.
     #[serde(default = "default_formats")]
     pub formats: Vec<String>,
+    /// A shared nonce store (`edge-hmac nonce-store`) every replica asks
+    /// before it accepts a nonce: see [`crate::store`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce_store: Option<NonceStoreOptions>,
 }
 
 fn default_secret_env() -> String {
@@ -177,6 +183,7 @@ impl Default for PluginConfig {
             unsigned_payload_paths: Vec::new(),
             allow_cors_preflight: false,
             formats: default_formats(),
+            nonce_store: None,
         }
     }
 }
@@ -188,6 +195,9 @@ pub enum ConfigError {
     /// Not valid JSON, an unknown field, or a value of the wrong type.
     #[error("{JSON_ERROR_PREFIX}{0}")]
     Json(String),
+    /// The `nonce_store` option is not usable.
+    #[error(transparent)]
+    NonceStore(#[from] StoreConfigError),
     /// A setting is outside its range.
     #[error("{field} = {value} is out of range: {expected}")]
     OutOfRange {
@@ -284,6 +294,8 @@ pub struct FilterConfig {
     pub unsigned_payload_paths: Vec<PathMatch>,
     /// Let CORS preflights pass unsigned.
     pub allow_cors_preflight: bool,
+    /// The shared nonce store, when one is configured.
+    pub nonce_store: Option<NonceStore>,
 }
 
 impl FilterConfig {
@@ -328,7 +340,10 @@ impl FilterConfig {
             self.unsigned_payload_paths.len(),
             self.allow_cors_preflight,
             options.formats.names().join(","),
-        )
+        ) + &self
+            .nonce_store
+            .as_ref()
+            .map_or_else(String::new, |s| format!(" {}", s.summary()))
     }
 }
 
@@ -660,6 +675,23 @@ impl PluginConfig {
         )
         .map_err(|source| ConfigError::Scheme { source, origin })?
         .with_pending(pending);
+        let nonce_store = match &self.nonce_store {
+            Some(options) => {
+                range(
+                    "nonce_store.timeout_ms",
+                    options.timeout_ms,
+                    MIN_TIMEOUT_MS,
+                    MAX_TIMEOUT_MS,
+                    "",
+                )?;
+                Some(
+                    options
+                        .compile(verifier.environment(), ttl)
+                        .map_err(ConfigError::NonceStore)?,
+                )
+            }
+            None => None,
+        };
         Ok(FilterConfig {
             verifier,
             max_body_bytes: self.max_body_bytes,
@@ -667,6 +699,7 @@ impl PluginConfig {
             exempt_paths,
             unsigned_payload_paths,
             allow_cors_preflight: self.allow_cors_preflight,
+            nonce_store,
         })
     }
 }

@@ -92,7 +92,20 @@ pub enum HeadersDecision {
         unsigned_payload: bool,
         /// The wire format the request was signed in.
         format: Format,
+        /// The nonce the shared store must claim before the request is
+        /// accepted (only with a `nonce_store`; the local table has no
+        /// live entry for it).
+        claim: Option<NonceClaim>,
     },
+}
+
+/// A nonce to be claimed in the shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceClaim {
+    /// The nonce as signed.
+    pub nonce: String,
+    /// The request's signed timestamp.
+    pub timestamp: u64,
 }
 
 /// Decides on a request from its headers, at Unix time `now`.
@@ -133,10 +146,29 @@ pub fn on_request_headers(
         }
     };
     // The tag is valid: only now may the nonce take a place in the cache.
-    if let Some(nonce) = &verified.nonce
-        && let Err(err) = nonces.claim(nonce, verified.timestamp, now)
-    {
-        return HeadersDecision::Reject(err.rejection());
+    // With a shared store, a nonce this process knows is refused at once;
+    // any other is recorded here only once the store said it is fresh.
+    let mut claim = None;
+    if let Some(nonce) = &verified.nonce {
+        if config.nonce_store.is_some() {
+            match nonces.seen(nonce, now) {
+                Ok(false) => {
+                    claim = Some(NonceClaim {
+                        nonce: nonce.to_string(),
+                        timestamp: verified.timestamp,
+                    });
+                }
+                Ok(true) => {
+                    return HeadersDecision::Reject(Rejection::new(
+                        Reject::ReplayedRequest,
+                        Detail::NonceSeen,
+                    ));
+                }
+                Err(err) => return HeadersDecision::Reject(err.rejection()),
+            }
+        } else if let Err(err) = nonces.claim(nonce, verified.timestamp, now) {
+            return HeadersDecision::Reject(err.rejection());
+        }
     }
     let key = verified.key;
     let format = verified.format;
@@ -146,6 +178,7 @@ pub fn on_request_headers(
         body,
         unsigned_payload,
         format,
+        claim,
     };
     let content_mismatch = || {
         HeadersDecision::Reject(Rejection::new(
@@ -305,6 +338,7 @@ pub(crate) mod tests {
                     body: Body::Empty,
                     unsigned_payload: false,
                     format: Format::V1,
+                    claim: None,
                 }
             ),
             "{d:?}"

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod paths;
 pub mod replay;
 pub mod scheme;
+pub mod store;
 pub mod stream;
 
 /// The version and commit in the first log line of either host.

@@ -30,12 +30,21 @@ pub enum Counter {
     NonceCacheFull,
     /// The host failed to give the filter its input.
     InternalError,
+    /// A claim sent to the shared nonce store.
+    NonceStoreClaim,
+    /// A nonce the store said another request already claimed.
+    NonceStoreReplayed,
+    /// A claim the store did not answer (said unavailable, timed out, failed).
+    NonceStoreUnavailable,
+    /// A nonce recorded only in this process's table because the store was
+    /// unavailable (`on_unavailable: local`).
+    NonceStoreFallback,
     /// A refusal, by outcome code (`rejected.<code>`).
     Rejected(Reject),
 }
 
 /// How many counters there are.
-pub const COUNTERS: usize = 8 + KeyUsed::ALL.len() + Reject::ALL.len();
+pub const COUNTERS: usize = 12 + KeyUsed::ALL.len() + Reject::ALL.len();
 
 impl Counter {
     /// Every counter, at the index [`Counter::index`] gives it.
@@ -54,9 +63,13 @@ impl Counter {
         all[fixed + 4] = Counter::CorsPreflight;
         all[fixed + 5] = Counter::NonceCacheFull;
         all[fixed + 6] = Counter::InternalError;
+        all[fixed + 7] = Counter::NonceStoreClaim;
+        all[fixed + 8] = Counter::NonceStoreReplayed;
+        all[fixed + 9] = Counter::NonceStoreUnavailable;
+        all[fixed + 10] = Counter::NonceStoreFallback;
         let mut j = 0;
         while j < Reject::ALL.len() {
-            all[fixed + 7 + j] = Counter::Rejected(Reject::ALL[j]);
+            all[fixed + 11 + j] = Counter::Rejected(Reject::ALL[j]);
             j += 1;
         }
         all
@@ -77,9 +90,13 @@ impl Counter {
             Counter::CorsPreflight => fixed + 4,
             Counter::NonceCacheFull => fixed + 5,
             Counter::InternalError => fixed + 6,
+            Counter::NonceStoreClaim => fixed + 7,
+            Counter::NonceStoreReplayed => fixed + 8,
+            Counter::NonceStoreUnavailable => fixed + 9,
+            Counter::NonceStoreFallback => fixed + 10,
             Counter::Rejected(reason) => {
                 fixed
-                    + 7
+                    + 11
                     + Reject::ALL
                         .iter()
                         .position(|r| *r == reason)
@@ -100,6 +117,10 @@ impl Counter {
             Counter::CorsPreflight => "cors_preflight".to_owned(),
             Counter::NonceCacheFull => "nonce_cache_full".to_owned(),
             Counter::InternalError => "internal_error".to_owned(),
+            Counter::NonceStoreClaim => "nonce_store.claims".to_owned(),
+            Counter::NonceStoreReplayed => "nonce_store.replayed".to_owned(),
+            Counter::NonceStoreUnavailable => "nonce_store.unavailable".to_owned(),
+            Counter::NonceStoreFallback => "nonce_store.fallback".to_owned(),
             Counter::Rejected(reason) => format!("rejected.{}", reason.code()),
         };
         format!("{PREFIX}{rest}")

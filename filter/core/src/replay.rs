@@ -160,6 +160,11 @@ pub trait Nonces {
     /// time `now`, or says why it cannot be (a replay, a full bucket, a
     /// store that failed: the caller refuses the request either way).
     fn claim(&mut self, nonce: &str, timestamp: u64, now: u64) -> Result<(), ClaimError>;
+
+    /// True when `nonce` is live in a table at Unix time `now` (a replay
+    /// this process already knows), without recording anything: the look-up
+    /// before a nonce store is asked.
+    fn seen(&mut self, nonce: &str, now: u64) -> Result<bool, ClaimError>;
 }
 
 /// A [`ReplayCache`] over a [`SharedStore`]: the proxy-wasm host's tables.
@@ -171,6 +176,10 @@ pub struct SharedNonces<'a, S> {
 impl<S: SharedStore> Nonces for SharedNonces<'_, S> {
     fn claim(&mut self, nonce: &str, timestamp: u64, now: u64) -> Result<(), ClaimError> {
         self.cache.claim(self.store, nonce, timestamp, now)
+    }
+
+    fn seen(&mut self, nonce: &str, now: u64) -> Result<bool, ClaimError> {
+        self.cache.seen(self.store, nonce, now)
     }
 }
 
@@ -327,6 +336,51 @@ impl ReplayCache {
             }
         }
         Ok(())
+    }
+
+    /// True when `nonce` is live in this instance's table or in any other
+    /// live table of the registry at Unix time `now`. Reads only.
+    pub fn seen(
+        &self,
+        store: &mut impl SharedStore,
+        nonce: &str,
+        now: u64,
+    ) -> Result<bool, ClaimError> {
+        let tables = match store.get(REGISTRY_KEY) {
+            Ok(Some((bytes, _))) => {
+                Tables::decode(&bytes).map_err(|e| ClaimError::Unavailable(e.to_string()))?
+            }
+            Ok(None) => {
+                return Err(ClaimError::Unavailable(
+                    "the replay table registry does not exist (not initialised)".into(),
+                ));
+            }
+            Err(e) => return Err(ClaimError::Unavailable(e.to_string())),
+        };
+        let skew = tables.widest_skew(self.skew_seconds);
+        let others = tables
+            .0
+            .iter()
+            .filter(|t| t.buckets != self.buckets && t.live(now, skew))
+            .map(|t| t.buckets);
+        for buckets in core::iter::once(self.buckets).chain(others) {
+            let (bucket, id) = Self::locate(buckets, nonce);
+            let key = Self::bucket_key(buckets, bucket);
+            let Some((bytes, _)) = store
+                .get(&key)
+                .map_err(|e| ClaimError::Unavailable(e.to_string()))?
+            else {
+                continue;
+            };
+            let entries = entries(&bytes).map_err(ClaimError::Unavailable)?;
+            if entries
+                .chunks_exact(ENTRY_BYTES)
+                .any(|e| e[..ID_LEN] == id && Entry::decode(e).live(now, skew))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn claim_in(

@@ -5,11 +5,12 @@
 //! decided here once, so the proxy-wasm filter and the native module behave
 //! the same by construction.
 
-use crate::config::FilterConfig;
-use crate::flow::{self, Body, HeadersDecision, Skip};
+use crate::config::{FilterConfig, OnUnavailable};
+use crate::flow::{self, Body, HeadersDecision, NonceClaim, Skip};
 use crate::metrics::{Counter, Counters};
-use crate::replay::Nonces;
-use crate::scheme::{BodyVerifier, Detail, Format, KeyUsed, Rejection, RequestHead};
+use crate::replay::{ClaimError, Nonces};
+use crate::scheme::{BodyVerifier, Detail, Format, KeyUsed, Reject, Rejection, RequestHead};
+use crate::store::{ClaimAnswer, ClaimRequest};
 
 /// The `content-type` of every local reply.
 pub const REPLY_CONTENT_TYPE: &str = "application/json";
@@ -21,6 +22,9 @@ pub const INTERNAL_ERROR_BODY: &str = r#"{"error":"internal_error"}"#;
 pub struct Reply {
     /// HTTP status.
     pub status: u32,
+    /// `Retry-After` (seconds) to send with it: a `503` the client may retry
+    /// at once with a new signature and nonce.
+    pub retry_after: Option<&'static str>,
     /// JSON body (`content-type: application/json`).
     pub body: &'static str,
     /// The refusal it answers (`None` for an internal error).
@@ -33,6 +37,7 @@ impl Reply {
         Self {
             status: rejection.reason.status(),
             body: rejection.reason.response_body(),
+            retry_after: (rejection.reason == Reject::ReplayCacheUnavailable).then_some("1"),
             rejection: Some(rejection),
         }
     }
@@ -42,6 +47,7 @@ impl Reply {
         Self {
             status: 500,
             body: INTERNAL_ERROR_BODY,
+            retry_after: None,
             rejection: None,
         }
     }
@@ -96,6 +102,30 @@ pub struct HeadersOutcome {
     /// filter holds (up to `max_body_bytes`) never hits Envoy's own `413`
     /// first; `None` when nothing is held.
     pub buffer_limit: Option<u64>,
+    /// A claim the host must send to the nonce store
+    /// ([`crate::config::FilterConfig::nonce_store`]) and whose answer it
+    /// hands to [`Stream::on_claim_answer`]. If the call cannot be made, the
+    /// host hands over [`ClaimAnswer::Unavailable`] at once.
+    pub claim: Option<ClaimRequest>,
+}
+
+/// What waits for the nonce store's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parked {
+    /// Nothing yet: the body is still being hashed.
+    Nothing,
+    /// The request headers (a request without a body, an upgrade, an
+    /// unsigned payload), verified with this key.
+    Headers(KeyUsed),
+    /// The end of a verified body, verified with this key.
+    BodyEnd(KeyUsed),
+}
+
+/// A nonce being claimed in the shared store.
+#[derive(Debug)]
+struct Pending {
+    claim: NonceClaim,
+    parked: Parked,
 }
 
 /// Where the request stream is.
@@ -125,6 +155,7 @@ enum Stage {
 #[derive(Debug, Default)]
 pub struct Stream {
     stage: Stage,
+    pending: Option<Pending>,
 }
 
 impl Stream {
@@ -143,6 +174,7 @@ impl Stream {
             counters.count(Counter::InternalError);
         }
         self.stage = Stage::Answered;
+        self.pending = None;
         Verdict::Reply(reply)
     }
 
@@ -167,6 +199,7 @@ impl Stream {
             verdict,
             remove: Vec::new(),
             buffer_limit: None,
+            claim: None,
         };
         match flow::on_request_headers(config, head, now, end_of_stream, nonces) {
             HeadersDecision::Skip(skip) => {
@@ -178,6 +211,7 @@ impl Stream {
                     verdict: Verdict::Continue,
                     remove: flow::headers_to_strip(head),
                     buffer_limit: None,
+                    claim: None,
                 }
             }
             HeadersDecision::Reject(rejection) => {
@@ -188,6 +222,7 @@ impl Stream {
                 body,
                 unsigned_payload,
                 format,
+                claim,
             } => {
                 if unsigned_payload {
                     counters.count(Counter::VerifiedUnsignedPayload);
@@ -196,10 +231,28 @@ impl Stream {
                     counters.count(Counter::VerifiedRfc9421);
                 }
                 let mut buffer_limit = None;
+                // A claim holds the headers of a request whose data is not
+                // held otherwise; a body being hashed is held at its end.
+                let request = claim.as_ref().map(|c| ClaimRequest::of(&c.nonce));
+                if let Some(claim) = claim {
+                    counters.count(Counter::NonceStoreClaim);
+                    let parked = match body {
+                        Body::Check(_) => Parked::Nothing,
+                        _ => Parked::Headers(key),
+                    };
+                    self.pending = Some(Pending { claim, parked });
+                }
+                let held = self.pending.is_some();
                 match body {
-                    Body::Empty | Body::Unsigned => verified(counters, key),
+                    Body::Empty | Body::Unsigned => {
+                        if !held {
+                            verified(counters, key);
+                        }
+                    }
                     Body::Upgrade { connect } => {
-                        verified(counters, key);
+                        if !held {
+                            verified(counters, key);
+                        }
                         counters.count(Counter::VerifiedUpgrade);
                         self.stage = Stage::AwaitingUpgrade {
                             connect,
@@ -214,13 +267,104 @@ impl Stream {
                         self.stage = Stage::Checking(check, key);
                     }
                 }
+                let verdict = match self.pending {
+                    Some(Pending {
+                        parked: Parked::Headers(_),
+                        ..
+                    }) => Verdict::Hold,
+                    _ => Verdict::Continue,
+                };
                 HeadersOutcome {
-                    verdict: Verdict::Continue,
+                    verdict,
                     remove: Vec::new(),
                     buffer_limit,
+                    claim: request,
                 }
             }
         }
+    }
+
+    /// The nonce store's answer to the claim of [`HeadersOutcome::claim`],
+    /// at Unix time `now`. `None`: nothing for the host to do now (the body
+    /// is still arriving, or the request was answered meanwhile).
+    /// `Some(Verdict::Continue)`: resume what was held. `Some(Verdict::Reply)`:
+    /// send it. A fresh nonce, or one recorded locally under
+    /// `on_unavailable: local`, enters this process's table.
+    pub fn on_claim_answer(
+        &mut self,
+        config: &FilterConfig,
+        answer: ClaimAnswer,
+        now: u64,
+        nonces: &mut impl Nonces,
+        counters: &impl Counters,
+    ) -> Option<Verdict> {
+        let pending = self.pending.take()?;
+        let claim = &pending.claim;
+        match answer {
+            ClaimAnswer::Fresh => {
+                // The store is the authority: a full or failing local table
+                // does not refuse a nonce it granted. A local replay means
+                // another worker of this process won the same nonce.
+                if let Err(ClaimError::Replayed) = nonces.claim(&claim.nonce, claim.timestamp, now)
+                {
+                    return Some(
+                        self.reply(Reply::rejected(ClaimError::Replayed.rejection()), counters),
+                    );
+                }
+            }
+            ClaimAnswer::Replayed => {
+                counters.count(Counter::NonceStoreReplayed);
+                return Some(self.reply(
+                    Reply::rejected(Rejection::new(
+                        Reject::ReplayedRequest,
+                        Detail::NonceStoreReplayed,
+                    )),
+                    counters,
+                ));
+            }
+            ClaimAnswer::Unavailable => {
+                counters.count(Counter::NonceStoreUnavailable);
+                let local = config
+                    .nonce_store
+                    .as_ref()
+                    .is_some_and(|s| s.on_unavailable == OnUnavailable::Local);
+                if !local {
+                    return Some(self.reply(
+                        Reply::rejected(Rejection::new(
+                            Reject::ReplayCacheUnavailable,
+                            Detail::NonceStoreUnavailable,
+                        )),
+                        counters,
+                    ));
+                }
+                counters.count(Counter::NonceStoreFallback);
+                if let Err(err) = nonces.claim(&claim.nonce, claim.timestamp, now) {
+                    return Some(self.reply(Reply::rejected(err.rejection()), counters));
+                }
+            }
+        }
+        match pending.parked {
+            Parked::Nothing => None,
+            Parked::Headers(key) | Parked::BodyEnd(key) => {
+                verified(counters, key);
+                Some(Verdict::Continue)
+            }
+        }
+    }
+
+    fn headers_parked(&self) -> bool {
+        matches!(
+            self.pending,
+            Some(Pending {
+                parked: Parked::Headers(_),
+                ..
+            })
+        )
+    }
+
+    /// True while a claim waits for the nonce store's answer.
+    pub fn awaits_claim(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// How many body bytes the filter has already hashed: a host that is
@@ -242,6 +386,10 @@ impl Stream {
         new_len: usize,
         end_of_stream: bool,
     ) -> Option<Verdict> {
+        if self.headers_parked() {
+            // The headers wait for the nonce store: nothing passes them.
+            return Some(Verdict::Hold);
+        }
         match &mut self.stage {
             Stage::Pass => Some(Verdict::Continue),
             Stage::Answered | Stage::UpgradeRefused => Some(Verdict::Drop),
@@ -288,6 +436,9 @@ impl Stream {
 
     /// The request trailers: the body has ended.
     pub fn on_request_trailers(&mut self, counters: &impl Counters) -> Verdict {
+        if self.headers_parked() {
+            return Verdict::Hold;
+        }
         match &mut self.stage {
             Stage::Answered | Stage::UpgradeRefused => Verdict::Drop,
             // Held with the data before them, and resumed with it once the
@@ -306,6 +457,11 @@ impl Stream {
         };
         match check.finish() {
             Ok(()) => {
+                if let Some(pending) = &mut self.pending {
+                    // The body is good; the nonce store has not answered yet.
+                    pending.parked = Parked::BodyEnd(key);
+                    return Verdict::Hold;
+                }
                 verified(counters, key);
                 Verdict::Continue
             }
@@ -530,5 +686,221 @@ mod tests {
         );
         assert_eq!(c.get(Counter::InternalError), 1);
         assert!(s.answered());
+    }
+
+    /// Store tests: a stream, its config with a nonce store, one shared
+    /// local table.
+    struct Store {
+        cfg: FilterConfig,
+        table: MemoryStore,
+        c: CountingSink,
+    }
+
+    impl Store {
+        fn new(on_unavailable: &str) -> Self {
+            let cfg = config(&format!(
+                r#","nonce_store":{{"cluster":"store","on_unavailable":"{on_unavailable}"}}"#
+            ));
+            let mut table = MemoryStore::default();
+            cfg.replay.register(&mut table, 0).unwrap();
+            Self {
+                cfg,
+                table,
+                c: CountingSink::default(),
+            }
+        }
+
+        fn headers(
+            &mut self,
+            s: &mut Stream,
+            pairs: &[(String, String)],
+            eos: bool,
+        ) -> HeadersOutcome {
+            let head = RequestHead::from_string_pairs(pairs);
+            s.on_request_headers(
+                &self.cfg,
+                &head,
+                NOW,
+                eos,
+                &mut self.cfg.replay.shared(&mut self.table),
+                &self.c,
+            )
+        }
+
+        fn answer(&mut self, s: &mut Stream, answer: ClaimAnswer) -> Option<Verdict> {
+            s.on_claim_answer(
+                &self.cfg,
+                answer,
+                NOW,
+                &mut self.cfg.replay.shared(&mut self.table),
+                &self.c,
+            )
+        }
+    }
+
+    fn get_with_nonce(nonce: &str) -> Vec<(String, String)> {
+        signed_payload("GET", "/x", None, Some(nonce))
+    }
+
+    /// Under a store, a GET with a nonce is held while the store is asked
+    /// (the claim carries the nonce's SHA-256), resumed on `fresh` and
+    /// counted verified only then; the nonce then sits in the local table,
+    /// so a second use is refused with no claim sent.
+    #[test]
+    fn a_fresh_nonce_is_held_then_resumed_and_remembered() {
+        let mut st = Store::new("refuse");
+        let mut s = Stream::new();
+        let out = st.headers(&mut s, &get_with_nonce("store-nonce-000000001"), true);
+        assert_eq!(out.verdict, Verdict::Hold);
+        assert_eq!(out.claim, Some(ClaimRequest::of("store-nonce-000000001")));
+        assert_eq!(st.c.get(Counter::NonceStoreClaim), 1);
+        assert_eq!(st.c.get(Counter::Verified), 0);
+        assert!(s.awaits_claim());
+        assert_eq!(s.on_request_trailers(&st.c), Verdict::Hold);
+        assert_eq!(
+            st.answer(&mut s, ClaimAnswer::Fresh),
+            Some(Verdict::Continue)
+        );
+        assert_eq!(st.c.get(Counter::Verified), 1);
+        assert!(!s.awaits_claim());
+
+        let mut again = Stream::new();
+        let out = st.headers(&mut again, &get_with_nonce("store-nonce-000000001"), true);
+        let Verdict::Reply(reply) = out.verdict else {
+            panic!("{out:?}")
+        };
+        assert_eq!(reply.status, 401);
+        assert_eq!(reply.rejection.unwrap().detail, Detail::NonceSeen);
+        assert_eq!(out.claim, None);
+        assert_eq!(st.c.get(Counter::NonceStoreClaim), 1);
+    }
+
+    /// The store's `replayed` is `401 replayed_request` (counted), and the
+    /// nonce does not enter the local table... nor does an unanswered one.
+    #[test]
+    fn a_replay_found_by_the_store_is_refused() {
+        let mut st = Store::new("refuse");
+        let mut s = Stream::new();
+        st.headers(&mut s, &get_with_nonce("store-nonce-000000002"), true);
+        let Some(Verdict::Reply(reply)) = st.answer(&mut s, ClaimAnswer::Replayed) else {
+            panic!("no reply")
+        };
+        assert_eq!(
+            (reply.status, reply.body),
+            (401, r#"{"error":"replayed_request"}"#)
+        );
+        assert_eq!(reply.rejection.unwrap().detail, Detail::NonceStoreReplayed);
+        assert_eq!(st.c.get(Counter::NonceStoreReplayed), 1);
+        assert_eq!(st.c.get(Counter::Rejected(Reject::ReplayedRequest)), 1);
+        assert!(s.answered());
+        assert!(
+            !st.cfg
+                .replay
+                .seen(&mut st.table, "store-nonce-000000002", NOW)
+                .unwrap()
+        );
+    }
+
+    /// Unavailable (the default `refuse`): `503 replay_cache_unavailable`
+    /// with `Retry-After`, counted, nonce not used up locally so nothing is
+    /// lost; a late answer after a reply changes nothing.
+    #[test]
+    fn an_unavailable_store_fails_closed() {
+        let mut st = Store::new("refuse");
+        let mut s = Stream::new();
+        st.headers(&mut s, &get_with_nonce("store-nonce-000000003"), true);
+        let Some(Verdict::Reply(reply)) = st.answer(&mut s, ClaimAnswer::Unavailable) else {
+            panic!("no reply")
+        };
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.retry_after, Some("1"));
+        assert_eq!(
+            reply.rejection.unwrap().detail,
+            Detail::NonceStoreUnavailable
+        );
+        assert_eq!(st.c.get(Counter::NonceStoreUnavailable), 1);
+        assert_eq!(st.c.get(Counter::NonceStoreFallback), 0);
+        assert_eq!(st.c.get(Counter::Verified), 0);
+        assert_eq!(st.answer(&mut s, ClaimAnswer::Fresh), None);
+        assert!(
+            !st.cfg
+                .replay
+                .seen(&mut st.table, "store-nonce-000000003", NOW)
+                .unwrap()
+        );
+    }
+
+    /// `on_unavailable: local` accepts on the local table (counted as a
+    /// fallback) and still refuses a local replay.
+    #[test]
+    fn local_fallback_uses_the_process_table() {
+        let mut st = Store::new("local");
+        let mut s = Stream::new();
+        st.headers(&mut s, &get_with_nonce("store-nonce-000000004"), true);
+        assert_eq!(
+            st.answer(&mut s, ClaimAnswer::Unavailable),
+            Some(Verdict::Continue)
+        );
+        assert_eq!(st.c.get(Counter::NonceStoreFallback), 1);
+        assert_eq!(st.c.get(Counter::Verified), 1);
+        let mut again = Stream::new();
+        let out = st.headers(&mut again, &get_with_nonce("store-nonce-000000004"), true);
+        assert!(
+            matches!(out.verdict, Verdict::Reply(r) if r.status == 401),
+            "{out:?}"
+        );
+    }
+
+    /// A POST's headers go on at once (its body is held anyway); the end of
+    /// a good body waits for the store, whichever comes first; a tampered
+    /// body is answered without waiting.
+    #[test]
+    fn a_body_waits_for_the_claim_at_its_end() {
+        let mut st = Store::new("refuse");
+        let body = b"hello";
+        let post = |nonce| {
+            signed_payload(
+                "POST",
+                "/x",
+                Some(Payload::Sha256(sha256(body))),
+                Some(nonce),
+            )
+        };
+        // Body first, then the answer.
+        let mut s = Stream::new();
+        let out = st.headers(&mut s, &post("store-nonce-000000005"), false);
+        assert_eq!(out.verdict, Verdict::Continue);
+        assert!(out.claim.is_some());
+        assert_eq!(s.on_request_body(body, true, &st.c), Verdict::Hold);
+        assert_eq!(st.c.get(Counter::Verified), 0);
+        assert_eq!(
+            st.answer(&mut s, ClaimAnswer::Fresh),
+            Some(Verdict::Continue)
+        );
+        assert_eq!(st.c.get(Counter::Verified), 1);
+        // The answer first, then the body.
+        let mut s = Stream::new();
+        st.headers(&mut s, &post("store-nonce-000000006"), false);
+        assert_eq!(st.answer(&mut s, ClaimAnswer::Fresh), None);
+        assert_eq!(s.on_request_body(body, true, &st.c), Verdict::Continue);
+        assert_eq!(st.c.get(Counter::Verified), 2);
+        // A tampered body is refused before the store answers.
+        let mut s = Stream::new();
+        st.headers(&mut s, &post("store-nonce-000000007"), false);
+        assert!(matches!(
+            s.on_request_body(b"jello", true, &st.c),
+            Verdict::Reply(r) if r.status == 401
+        ));
+        assert_eq!(st.answer(&mut s, ClaimAnswer::Fresh), None);
+    }
+
+    /// Requests without a nonce never ask the store.
+    #[test]
+    fn no_nonce_no_claim() {
+        let mut st = Store::new("refuse");
+        let mut s = Stream::new();
+        let out = st.headers(&mut s, &signed("GET", "/x", None), true);
+        assert_eq!((out.verdict, out.claim), (Verdict::Continue, None));
+        assert_eq!(st.c.get(Counter::NonceStoreClaim), 0);
     }
 }

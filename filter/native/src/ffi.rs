@@ -17,6 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use edge_hmac_core::metrics::{COUNTERS, Counter};
+use edge_hmac_core::store::HEADER_CLAIM;
 use edge_hmac_core::stream::{REPLY_CONTENT_TYPE, Reply};
 
 use crate::module::{ConfigHost, Filter, Host, Level, ModuleConfig, Status, now_unix};
@@ -90,6 +91,8 @@ const BODY_STOP_NO_BUFFER: u32 = 3;
 const TRAILERS_CONTINUE: u32 = 0;
 const TRAILERS_STOP_ITERATION: u32 = 1;
 const RESET_LOCAL: u32 = 0;
+const CALLOUT_INIT_SUCCESS: u32 = 0;
+const CALLOUT_SUCCESS: u32 = 0;
 /// `connection.tls_version` among the attribute ids.
 const ATTRIBUTE_CONNECTION_TLS_VERSION: u32 = 31;
 
@@ -191,6 +194,15 @@ unsafe extern "C" {
     fn envoy_dynamic_module_callback_http_get_buffer_limit(filter: *mut c_void) -> u64;
     fn envoy_dynamic_module_callback_http_set_buffer_limit(filter: *mut c_void, limit: u64);
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_http_callout(
+        filter: *mut c_void,
+        callout_id: *mut u64,
+        cluster: Buf,
+        headers: *const Hdr,
+        header_count: usize,
+        body: Buf,
+        timeout_ms: u64,
+    ) -> u32;
     fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
         filter: *mut c_void,
         attribute: u32,
@@ -438,6 +450,9 @@ impl Host for StreamFfi<'_> {
         if grpc {
             headers.push(header("grpc-status", reply.grpc_status()));
         }
+        if let Some(seconds) = reply.retry_after {
+            headers.push(header("retry-after", seconds));
+        }
         let details = match reply.rejection {
             Some(r) => format!("edge_hmac_{}", r.reason.code()),
             None => "edge_hmac_internal_error".to_owned(),
@@ -530,6 +545,36 @@ impl Host for StreamFfi<'_> {
     fn continue_request(&self) {
         // SAFETY: `filter` is Envoy's pointer for this hook.
         unsafe { envoy_dynamic_module_callback_http_filter_continue_decoding(self.filter) }
+    }
+
+    fn send_call(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> bool {
+        let headers: Vec<Hdr> = headers
+            .iter()
+            .map(|(k, v)| Hdr {
+                key_ptr: k.as_ptr(),
+                key_len: k.len(),
+                value_ptr: v.as_ptr(),
+                value_len: v.len(),
+            })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: `filter` is Envoy's pointer for this hook; the cluster
+        // name and header array outlive the call, which copies them; `id`
+        // is a valid out-parameter. The answer comes to
+        // `on_http_filter_http_callout_done` of this stream (Envoy cancels
+        // the call if the stream ends first).
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_http_callout(
+                self.filter,
+                &mut id,
+                Buf::of(cluster.as_bytes()),
+                headers.as_ptr(),
+                headers.len(),
+                Buf::EMPTY,
+                timeout_ms,
+            )
+        };
+        result == CALLOUT_INIT_SUCCESS
     }
 
     fn count(&self, counter: Counter) {
@@ -822,21 +867,49 @@ extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
 }
 
-// Hooks Envoy requires of every HTTP module; this filter makes no callouts,
-// schedules nothing and does not follow watermarks.
-
+/// The nonce store's answer to this stream's claim (the only call the
+/// filter makes): a failed call (`result` not success) has no headers.
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
-    _filter_envoy: *mut c_void,
-    _filter_module: *const c_void,
+    filter_envoy: *mut c_void,
+    filter_module: *const c_void,
     _callout_id: u64,
-    _result: u32,
-    _headers: *const Hdr,
-    _header_count: usize,
+    result: u32,
+    headers: *const Hdr,
+    header_count: usize,
     _chunks: *const Buf,
     _chunk_count: usize,
 ) {
+    let headers: &[Hdr] = if result != CALLOUT_SUCCESS || headers.is_null() || header_count == 0 {
+        &[]
+    } else {
+        // SAFETY: Envoy's array of `header_count` headers, valid during
+        // this hook; only read here.
+        unsafe { core::slice::from_raw_parts(headers, header_count) }
+    };
+    let find = |name: &[u8]| {
+        headers.iter().find_map(|h| {
+            // SAFETY: Envoy's key and value buffers, valid during this hook.
+            let (k, v) = unsafe {
+                let buf = |ptr, len| Buf { ptr, len };
+                (
+                    buf(h.key_ptr, h.key_len).bytes(),
+                    buf(h.value_ptr, h.value_len).bytes(),
+                )
+            };
+            k.eq_ignore_ascii_case(name).then_some(v)
+        })
+    };
+    let status = find(b":status");
+    let claim = find(HEADER_CLAIM.as_bytes());
+    request_hook("http_callout_done", filter_envoy, filter_module, |f, h| {
+        f.on_claim_answer(h, status, claim);
+        Status::Continue
+    });
 }
+
+// Hooks Envoy requires of every HTTP module; this filter opens no streams,
+// schedules nothing and does not follow watermarks.
 
 #[unsafe(no_mangle)]
 extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_headers(

@@ -10,6 +10,7 @@ use edge_hmac_core::config::{self, ConfigError, FilterConfig};
 use edge_hmac_core::metrics::{COUNTERS, Counter, Counters, key_gauge_name};
 use edge_hmac_core::replay::native::{Holder, ProcessTables};
 use edge_hmac_core::scheme::RequestHead;
+use edge_hmac_core::store::ClaimAnswer;
 use edge_hmac_core::stream::{Reply, Stream, Verdict};
 
 /// Log levels, as Envoy's.
@@ -65,6 +66,10 @@ pub trait Host {
     fn response_status(&self) -> u32;
     /// Resumes request data held earlier.
     fn continue_request(&self);
+    /// Sends an HTTP call with `headers` and no body to Envoy cluster
+    /// `cluster`, answered within `timeout_ms` through
+    /// [`Filter::on_claim_answer`]; false when Envoy refused to send it.
+    fn send_call(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> bool;
     /// Adds one to `counter`.
     fn count(&self, counter: Counter);
     /// True when a line at `level` would be written.
@@ -240,7 +245,51 @@ impl Filter {
         if let Some(limit) = outcome.buffer_limit {
             host.raise_buffer_limit(limit);
         }
+        if let Some(claim) = &outcome.claim
+            && let Some(store) = &self.config.config.nonce_store
+            && !host.send_call(&store.cluster, &store.headers(claim), store.timeout_ms)
+        {
+            host.log(
+                Level::Warn,
+                &format!(
+                    "edge-hmac: cannot call the nonce store (cluster {})",
+                    store.cluster
+                ),
+            );
+            if let Some(verdict) = self.answer(host, ClaimAnswer::Unavailable) {
+                return self.act(host, verdict);
+            }
+        }
         self.act(host, outcome.verdict)
+    }
+
+    fn answer(&mut self, host: &impl Host, answer: ClaimAnswer) -> Option<Verdict> {
+        let config = &self.config;
+        self.stream.on_claim_answer(
+            &config.config,
+            answer,
+            now_unix(),
+            &mut &config.nonces,
+            &Sink(host),
+        )
+    }
+
+    /// The nonce store's answer (the call's `:status` and
+    /// `x-edge-hmac-claim`, `None` when the call failed): resumes what was
+    /// held, or answers the request.
+    pub fn on_claim_answer(
+        &mut self,
+        host: &mut impl Host,
+        status: Option<&[u8]>,
+        claim: Option<&[u8]>,
+    ) {
+        match self.answer(host, ClaimAnswer::from_response(status, claim)) {
+            Some(Verdict::Continue) => host.continue_request(),
+            Some(verdict @ Verdict::Reply(_)) => {
+                self.act(host, verdict);
+            }
+            Some(Verdict::Hold | Verdict::Drop) | None => {}
+        }
     }
 
     /// A request body frame (`end_of_stream`: the last).
@@ -367,6 +416,10 @@ mod tests {
         counts: RefCell<Vec<Counter>>,
         /// How often the body's bytes were read.
         body_reads: RefCell<usize>,
+        /// Calls sent: cluster, headers, timeout.
+        calls: RefCell<Vec<(String, Vec<String>, u64)>>,
+        /// Envoy refuses to send calls.
+        call_refused: bool,
     }
 
     impl Host for FakeHost {
@@ -402,6 +455,14 @@ mod tests {
         fn continue_request(&self) {
             *self.resumed.borrow_mut() = true;
         }
+        fn send_call(&self, cluster: &str, headers: &[(&str, &str)], timeout_ms: u64) -> bool {
+            self.calls.borrow_mut().push((
+                cluster.to_owned(),
+                headers.iter().map(|(n, v)| format!("{n}: {v}")).collect(),
+                timeout_ms,
+            ));
+            !self.call_refused
+        }
         fn count(&self, counter: Counter) {
             self.counts.borrow_mut().push(counter);
         }
@@ -420,13 +481,14 @@ mod tests {
     }
 
     fn signed(method: &str, path: &str, body: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
-        signed_payload(method, path, body.map(|b| Payload::Sha256(sha256(b))))
+        signed_payload(method, path, body.map(|b| Payload::Sha256(sha256(b))), None)
     }
 
     fn signed_payload(
         method: &str,
         path: &str,
         payload: Option<Payload>,
+        nonce: Option<&str>,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let signer =
             Signer::new(SecretKey::new(SECRET.as_bytes(), "current").unwrap(), "dev").unwrap();
@@ -437,7 +499,7 @@ mod tests {
                     authority: "h",
                     path,
                     timestamp: now_unix(),
-                    nonce: None,
+                    nonce,
                     payload,
                 },
                 TagEncoding::Hex,
@@ -555,7 +617,7 @@ mod tests {
     fn a_streamed_body_is_never_read() {
         let (cfg, _) = config(r#","unsigned_payload_paths":["/up"]"#);
         let mut host = FakeHost {
-            headers: signed_payload("POST", "/up", Some(Payload::Unsigned)),
+            headers: signed_payload("POST", "/up", Some(Payload::Unsigned), None),
             ..FakeHost::default()
         };
         let mut f = Filter::new(Arc::clone(&cfg));
@@ -574,5 +636,56 @@ mod tests {
         checked.body.push(b"abc".to_vec());
         assert_eq!(f.on_request_body(&mut checked, true), Status::Continue);
         assert_eq!(*checked.body_reads.borrow(), 1);
+    }
+
+    /// Under a nonce store, a GET with a nonce stops at its headers while
+    /// the call goes to the configured cluster with the claim's headers;
+    /// `fresh` resumes it; the nonce is then refused locally with no call;
+    /// a call Envoy refuses to send is `503` at once (fail closed).
+    #[test]
+    fn a_nonce_is_claimed_through_a_call() {
+        let (cfg, _) = config(r#","nonce_store":{"cluster":"store","timeout_ms":150}"#);
+        let get = || signed_payload("GET", "/x", None, Some("native-store-nonce-0001"));
+        let mut host = FakeHost {
+            headers: get(),
+            ..FakeHost::default()
+        };
+        let mut f = Filter::new(Arc::clone(&cfg));
+        assert_eq!(f.on_request_headers(&mut host, true), Status::Buffer);
+        {
+            let calls = host.calls.borrow();
+            let (cluster, headers, timeout) = &calls[0];
+            assert_eq!((cluster.as_str(), *timeout), ("store", 150));
+            assert!(
+                headers.contains(&"x-edge-hmac-environment: dev".to_owned()),
+                "{headers:?}"
+            );
+        }
+        f.on_claim_answer(&mut host, Some(b"200"), Some(b"fresh"));
+        assert!(*host.resumed.borrow());
+        assert!(host.counts.borrow().contains(&Counter::Verified));
+
+        let mut again = FakeHost {
+            headers: get(),
+            ..FakeHost::default()
+        };
+        assert_eq!(
+            Filter::new(Arc::clone(&cfg)).on_request_headers(&mut again, true),
+            Status::Stop
+        );
+        assert_eq!(again.replies.borrow()[0].status, 401);
+        assert!(again.calls.borrow().is_empty());
+
+        let mut refused = FakeHost {
+            headers: signed_payload("GET", "/x", None, Some("native-store-nonce-0002")),
+            call_refused: true,
+            ..FakeHost::default()
+        };
+        assert_eq!(
+            Filter::new(cfg).on_request_headers(&mut refused, true),
+            Status::Stop
+        );
+        let reply = refused.replies.borrow()[0];
+        assert_eq!((reply.status, reply.retry_after), (503, Some("1")));
     }
 }

@@ -3,7 +3,10 @@
 
 use std::rc::Rc;
 
+use std::time::Duration;
+
 use edge_hmac_core::scheme::RequestHead;
+use edge_hmac_core::store::{ClaimAnswer, ClaimRequest, HEADER_CLAIM};
 use edge_hmac_core::stream::{REPLY_CONTENT_TYPE, Reply, Stream, Verdict};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -37,6 +40,44 @@ impl Http {
         }
     }
 
+    /// Sends `claim` to the nonce store; `Some` when it could not be sent
+    /// (the verdict on the store's [`ClaimAnswer::Unavailable`]).
+    fn send_claim(&mut self, claim: &ClaimRequest) -> Option<Verdict> {
+        let shared = Rc::clone(&self.shared);
+        let store = shared.config.nonce_store.as_ref()?;
+        let sent = self.dispatch_http_call(
+            &store.cluster,
+            store.headers(claim).to_vec(),
+            None,
+            Vec::new(),
+            Duration::from_millis(store.timeout_ms),
+        );
+        match sent {
+            Ok(_) => None,
+            Err(status) => {
+                host::log(LogLevel::Warn, || {
+                    format!(
+                        "edge-hmac: cannot call the nonce store (cluster {}): {status:?}",
+                        store.cluster
+                    )
+                });
+                self.claim_answered(ClaimAnswer::Unavailable)
+            }
+        }
+    }
+
+    fn claim_answered(&mut self, answer: ClaimAnswer) -> Option<Verdict> {
+        let shared = Rc::clone(&self.shared);
+        let mut store = SharedData;
+        self.stream.on_claim_answer(
+            &shared.config,
+            answer,
+            host::now_unix(),
+            &mut shared.config.replay.shared(&mut store),
+            &shared.metrics,
+        )
+    }
+
     fn internal_error(&mut self, what: String) -> Action {
         host::log(LogLevel::Error, || format!("edge-hmac: {what}"));
         let verdict = self.stream.internal_error(&self.shared.metrics);
@@ -49,15 +90,51 @@ fn send(reply: &Reply) -> Action {
     if let Some(line) = reply.log_line() {
         host::log(LogLevel::Debug, || line);
     }
-    let _ = hostcalls::send_http_response(
-        reply.status,
-        vec![("content-type", REPLY_CONTENT_TYPE)],
-        Some(reply.body.as_bytes()),
-    );
+    let mut headers = vec![("content-type", REPLY_CONTENT_TYPE)];
+    if let Some(seconds) = reply.retry_after {
+        headers.push(("retry-after", seconds));
+    }
+    let _ = hostcalls::send_http_response(reply.status, headers, Some(reply.body.as_bytes()));
     Action::Pause
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        num_headers: usize,
+        _body_size: usize,
+        _num_trailers: usize,
+    ) {
+        // A failed call (timeout, reset, no healthy host) has no headers.
+        let answer = if num_headers == 0 {
+            ClaimAnswer::Unavailable
+        } else {
+            // The SDK's getters unwrap a host error; these do not.
+            let header = |name| {
+                hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+                    .ok()
+                    .flatten()
+            };
+            let status = header(":status");
+            let claim = header(HEADER_CLAIM);
+            ClaimAnswer::from_response(status.as_deref(), claim.as_deref())
+        };
+        match self.claim_answered(answer) {
+            Some(Verdict::Continue) => {
+                if let Err(status) = hostcalls::resume_http_request() {
+                    host::log(LogLevel::Error, || {
+                        format!("edge-hmac: cannot resume the request: {status:?}")
+                    });
+                }
+            }
+            Some(Verdict::Reply(reply)) => {
+                send(&reply);
+            }
+            Some(Verdict::Hold | Verdict::Drop) | None => {}
+        }
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -88,9 +165,15 @@ impl HttpContext for Http {
                 return self.internal_error(format!("cannot remove {name}: {err}"));
             }
         }
-        // Headers always continue (pausing them would hang without
+        if let Some(claim) = &outcome.claim
+            && let Some(verdict) = self.send_claim(claim)
+        {
+            return self.act(verdict);
+        }
+        // Headers continue (pausing them would hang a body without
         // allow_on_headers_stop_iteration, which Envoy Gateway does not
-        // set); a body is held in the body callback.
+        // set; a body is held in the body callback), except those of a
+        // request with no body to hold while the nonce store is asked.
         self.act(outcome.verdict)
     }
 

@@ -62,6 +62,19 @@ impl Buckets {
         Ok(())
     }
 
+    /// True when `id` is live in `bucket`.
+    fn contains(&self, bucket: u32, id: &[u8; ID_LEN], now: u64, skew: u64) -> bool {
+        usize::try_from(bucket)
+            .ok()
+            .and_then(|b| self.0.get(b))
+            .is_some_and(|lock| {
+                lock.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .any(|s| s.id == *id && s.entry.live(now, skew))
+            })
+    }
+
     /// Live entries in all buckets (for tests and sizing checks).
     fn live(&self, now: u64, skew: u64) -> usize {
         self.0
@@ -197,6 +210,30 @@ impl Nonces for &Holder {
             buckets.insert(bucket, id, entry, now, skew)?;
         }
         Ok(())
+    }
+
+    fn seen(&mut self, nonce: &str, now: u64) -> Result<bool, ClaimError> {
+        let registry = read(&self.tables.registry);
+        let skew = registry.tables.widest_skew(self.cache.skew_seconds());
+        let (bucket, id) = ReplayCache::locate(self.cache.buckets(), nonce);
+        if self.own.contains(bucket, &id, now, skew) {
+            return Ok(true);
+        }
+        let others = registry
+            .tables
+            .0
+            .iter()
+            .filter(|t: &&Table| t.buckets != self.cache.buckets() && t.live(now, skew));
+        for other in others {
+            let Some(buckets) = registry.buckets_of(other.buckets) else {
+                continue;
+            };
+            let (bucket, id) = ReplayCache::locate(other.buckets, nonce);
+            if buckets.contains(bucket, &id, now, skew) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 

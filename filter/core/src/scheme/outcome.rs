@@ -157,6 +157,12 @@ pub enum Detail {
     ReplayCacheFull,
     /// The replay cache could not be updated (contention or a host error).
     ReplayCacheError,
+    /// The shared nonce store says another request (through any proxy)
+    /// already used the nonce.
+    NonceStoreReplayed,
+    /// The shared nonce store did not answer (unavailable, timed out or
+    /// unreachable); the nonce is not used up.
+    NonceStoreUnavailable,
     /// Both formats are enabled and the request carries both v1 and RFC 9421
     /// signature headers: which one authorizes it would be ambiguous.
     TwoFormats,
@@ -250,6 +256,14 @@ impl fmt::Display for Detail {
             Detail::BodyOverLimit { limit } => write!(f, "body exceeds {limit} bytes"),
             Detail::ReplayCacheFull => write!(f, "replay cache is full for this nonce"),
             Detail::ReplayCacheError => write!(f, "replay cache could not be updated"),
+            Detail::NonceStoreReplayed => write!(
+                f,
+                "the nonce store says the nonce was already accepted (by this or another proxy)"
+            ),
+            Detail::NonceStoreUnavailable => write!(
+                f,
+                "the nonce store did not answer in time; sign again with a new nonce"
+            ),
             Detail::TwoFormats => write!(
                 f,
                 "the request carries both {SIGNATURE_HEADER} and signature-input/signature; send one format"
