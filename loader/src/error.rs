@@ -169,6 +169,13 @@ pub enum Error {
         /// Where it was looked for.
         path: PathBuf,
     },
+    /// The Redis URL of `nonce-store` is missing, malformed, unsupported, or
+    /// on the command line with a password. Never holds the password.
+    #[error("{0}")]
+    RedisUrl(String),
+    /// `nonce-store` could not start.
+    #[error("{0}")]
+    NonceStore(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -213,6 +220,8 @@ impl Error {
             Error::Io { .. } => 23,
             Error::AddressInUse { .. } => 24,
             Error::NoDevSecret { .. } => 25,
+            Error::RedisUrl(_) => 26,
+            Error::NonceStore(_) => 27,
         }
     }
 }
@@ -230,6 +239,7 @@ Exit codes:
   12  secret or version not found  21  filter .wasm or .so not found
   13  throttled after retries      22  Envoy failed   23  file error
   24  run: address already in use  25  --dev: no development secret yet
+  26  nonce-store: bad Redis URL   27  nonce-store: cannot start
 (run: otherwise Envoy's own exit status; load: 4 when no request got a 2xx)";
 
 /// Result with the CLI error.

@@ -13,6 +13,8 @@ pub mod fetch;
 pub mod keys;
 #[cfg(feature = "cli")]
 pub mod load;
+#[cfg(feature = "cli")]
+pub mod nonce_store;
 pub mod raw;
 #[cfg(feature = "cli")]
 pub mod render;

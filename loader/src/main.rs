@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_hmac::error::{EXIT_CODES, Error};
-use edge_hmac::{fetch, load, render, rotate, run, sign, verify};
+use edge_hmac::{fetch, load, nonce_store, render, rotate, run, sign, verify};
 use edge_hmac_core::config::{SHOWN_MAX_LEN, shown};
 
 /// Request signatures at the edge: the operator and developer CLI around the
@@ -38,6 +38,8 @@ enum Command {
     Render(render::RenderCmd),
     /// Serve a tiny echo upstream (for local tries and benchmarks)
     EchoUpstream(run::EchoArgs),
+    /// Claim nonces in Redis for every proxy replica (the shared replay store)
+    NonceStore(nonce_store::NonceStoreArgs),
 }
 
 /// `message` with every command-line value longer than
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
             Command::Rotate(c) => rotate::run(*c).await.map(|()| ExitCode::SUCCESS),
             Command::Render(c) => render::run(c).map(|()| ExitCode::SUCCESS),
             Command::EchoUpstream(a) => run::echo(a).await.map(|()| ExitCode::SUCCESS),
+            Command::NonceStore(a) => nonce_store::run(a).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
