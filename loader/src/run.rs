@@ -12,9 +12,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use edge_hmac_core::config::{
     DEFAULT_ENVIRONMENT_ENV, DEFAULT_MAX_BODY_BYTES, DEFAULT_NONCE_CACHE_MAX_ENTRIES,
-    DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV, DEFAULT_SECRET_PREVIOUS_ENV, PluginConfig,
+    DEFAULT_SECRET_ENV, DEFAULT_SECRET_PENDING_ENV, DEFAULT_SECRET_PREVIOUS_ENV, NonceStoreOptions,
+    OnUnavailable, PluginConfig,
 };
 use edge_hmac_core::scheme::{DEFAULT_CLOCK_SKEW_SECONDS, Format};
+use edge_hmac_core::store::{DEFAULT_AUTHORITY, DEFAULT_TIMEOUT_MS};
 use http_body_util::{BodyExt as _, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -24,7 +26,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages};
 use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
-use crate::render::envoy::{DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy, Module};
+use crate::nonce_store::{self, NonceStoreConfig, NonceStoreError, RedisUrl, UrlError};
+use crate::render::envoy::{
+    DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy, Module, NONCE_STORE_CLUSTER,
+};
 use crate::secret::{EdgeSecret, dev_secret};
 use crate::sign::{SignOptions, SignPlan, curl_command, now, split_url};
 
@@ -58,6 +63,21 @@ pub struct FilterOpts {
     /// Signature formats the filter accepts: v1 (x-crawbl-* headers) and/or rfc9421 (RFC 9421 Signature-Input/Signature, see docs/signature-rfc9421.md); comma-separated or repeated [default: v1; with run --dev: v1,rfc9421]
     #[arg(long = "formats", value_name = "FORMAT", value_delimiter = ',')]
     pub formats: Vec<String>,
+    /// With a nonce store: how long a request with a nonce waits for the store's answer, in milliseconds (then 503 replay_cache_unavailable, or see --nonce-store-on-unavailable)
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_TIMEOUT_MS)]
+    pub nonce_store_timeout_ms: u64,
+    /// With a nonce store: what a request with a nonce gets when the store cannot answer: refuse (503 replay_cache_unavailable with Retry-After: fail closed) or local (this proxy's own table only, counted as a fallback: a replay through another proxy is then not caught)
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "refuse")]
+    pub nonce_store_on_unavailable: UnavailablePolicy,
+}
+
+/// `--nonce-store-on-unavailable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnavailablePolicy {
+    /// 503 replay_cache_unavailable (fail closed).
+    Refuse,
+    /// Fall back to the proxy's own replay table.
+    Local,
 }
 
 /// The formats `run --dev` accepts unless `--formats` says otherwise: both,
@@ -91,16 +111,40 @@ impl FilterOpts {
             formats,
             ..PluginConfig::default()
         };
-        // Validate exactly as the filter will, with a stand-in secret.
-        config
-            .compile(|name| match name {
-                DEFAULT_SECRET_ENV => Some("x".repeat(32)),
-                DEFAULT_ENVIRONMENT_ENV => Some("dev".into()),
-                _ => None,
-            })
-            .map_err(|e| Error::Usage(format!("filter options: {e}")))?;
-        Ok(config)
+        validated(config)
     }
+
+    /// `config` calling the nonce store through Envoy cluster `cluster`,
+    /// with this command line's timeout and unavailable policy.
+    pub fn with_nonce_store(
+        &self,
+        mut config: PluginConfig,
+        cluster: &str,
+    ) -> Result<PluginConfig> {
+        config.nonce_store = Some(NonceStoreOptions {
+            cluster: cluster.to_owned(),
+            authority: DEFAULT_AUTHORITY.to_owned(),
+            timeout_ms: self.nonce_store_timeout_ms,
+            on_unavailable: match self.nonce_store_on_unavailable {
+                UnavailablePolicy::Refuse => OnUnavailable::Refuse,
+                UnavailablePolicy::Local => OnUnavailable::Local,
+            },
+        });
+        validated(config)
+    }
+}
+
+/// `config` once it compiled exactly as the filter will compile it, with a
+/// stand-in secret.
+fn validated(config: PluginConfig) -> Result<PluginConfig> {
+    config
+        .compile(|name| match name {
+            DEFAULT_SECRET_ENV => Some("x".repeat(32)),
+            DEFAULT_ENVIRONMENT_ENV => Some("dev".into()),
+            _ => None,
+        })
+        .map_err(|e| Error::Usage(format!("filter options: {e}")))?;
+    Ok(config)
 }
 
 /// Arguments of `edge-hmac run`.
@@ -142,6 +186,15 @@ pub struct RunArgs {
     /// Envoy worker threads [default: Envoy's, one per core]
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
+    /// Share one-time nonces with every proxy that uses this Redis (redis://HOST:PORT[/DB] or redis+sentinel://HOST:PORT[,…]/SERVICE): starts `edge-hmac nonce-store` beside Envoy and wires the filter to it, so a nonce accepted by any of them is refused by all (see docs/replay-cache.md). A URL with a password only through --nonce-store-url-file or --nonce-store-url-env
+    #[arg(long, value_name = "URL", conflicts_with_all = ["nonce_store_url_file", "nonce_store_url_env"])]
+    pub nonce_store: Option<String>,
+    /// Like --nonce-store, with the Redis URL (password included) read from this file
+    #[arg(long, value_name = "PATH", conflicts_with = "nonce_store_url_env")]
+    pub nonce_store_url_file: Option<PathBuf>,
+    /// Like --nonce-store, with the Redis URL (password included) read from the EDGE_HMAC_REDIS_URL environment variable
+    #[arg(long)]
+    pub nonce_store_url_env: bool,
     /// Envoy log level (the filter's own lines stay at info unless this is debug or trace)
     #[arg(long, default_value = "warning")]
     pub log_level: String,
@@ -267,6 +320,20 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         args.filter.plugin_config()?
     };
+    let redis = match (&args.nonce_store, &args.nonce_store_url_file) {
+        (Some(url), _) => Some(RedisUrl::from_command_line(url).map_err(NonceStoreError::from)?),
+        (None, Some(path)) => Some(RedisUrl::from_file(path).map_err(NonceStoreError::from)?),
+        (None, None) if args.nonce_store_url_env => Some(
+            RedisUrl::from_env()
+                .map_err(NonceStoreError::from)?
+                .ok_or(NonceStoreError::from(UrlError::Missing))?,
+        ),
+        (None, None) => None,
+    };
+    let plugin = match &redis {
+        Some(_) => args.filter.with_nonce_store(plugin, NONCE_STORE_CLUSTER)?,
+        None => plugin,
+    };
     let envoy_cmd = envoy::find(args.envoy.as_deref())?;
     let filter_path = match args.module {
         Module::Wasm => {
@@ -351,6 +418,23 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         plugin,
     );
     local.upstream_http2 = args.upstream_http2;
+    // The nonce store runs in this process for as long as Envoy does (hot
+    // restarts included) and stops gracefully with it.
+    let store = match redis {
+        Some(redis) => {
+            let redacted = redis.redacted();
+            let mut cfg = NonceStoreConfig::new(redis);
+            cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            let handle = nonce_store::start(cfg).await?;
+            say(format!(
+                "nonce store: http://{} → {redacted} (Envoy cluster {NONCE_STORE_CLUSTER})",
+                handle.local_addr()
+            ));
+            local.nonce_store = Some(handle.local_addr());
+            Some(handle)
+        }
+        None => None,
+    };
     let dir = tempfile::Builder::new()
         .prefix("edge-hmac-run-")
         .tempdir()
@@ -415,6 +499,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     print_hints(&keys.current, &key_flags, listen, args.filter.clock_skew)?;
 
     let result = sup.supervise(&mut current, keys, aws, args.watch).await;
+    if let Some(store) = store {
+        store.shutdown().await;
+    }
     drop(dir);
     result
 }

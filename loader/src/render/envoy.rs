@@ -110,7 +110,13 @@ pub struct LocalEnvoy {
     /// upgrades. Otherwise HTTP/1.1 with websocket upgrades allowed on the
     /// route, as Envoy Gateway renders an HTTPRoute.
     pub upstream_http2: bool,
+    /// Address of `edge-hmac nonce-store`: the cluster
+    /// [`NONCE_STORE_CLUSTER`] (HTTP/2) the filter's `nonce_store` calls.
+    pub nonce_store: Option<SocketAddr>,
 }
+
+/// The cluster a local bootstrap gives the nonce store.
+pub const NONCE_STORE_CLUSTER: &str = "edge_hmac_nonce_store";
 
 impl LocalEnvoy {
     /// The usual single-listener setup: the filter with `config` in front of
@@ -139,6 +145,7 @@ impl LocalEnvoy {
             route_timeout_seconds: 30,
             failure_policy: "FAIL_RELOAD",
             upstream_http2: false,
+            nonce_store: None,
         }
     }
 
@@ -199,6 +206,13 @@ impl LocalEnvoy {
             _ => None,
         }) {
             clusters.push(Cluster::static_one(EXT_AUTHZ_CLUSTER, service, None));
+        }
+        if let Some(store) = self.nonce_store {
+            clusters.push(Cluster::static_one(
+                NONCE_STORE_CLUSTER,
+                store,
+                Some(UpstreamProtocolOptions::http2()),
+            ));
         }
         clusters
     }

@@ -374,6 +374,9 @@ pub struct RenderEnvoyArgs {
     /// Also render `noop_native` (this no-op native module: the floor of any native module) on the listen port + 5 (benchmarks)
     #[arg(long, value_name = "NOOP_MODULE")]
     pub with_noop_module: Option<PathBuf>,
+    /// Address of `edge-hmac nonce-store`: renders its cluster (HTTP/2) and the filter's nonce_store option, so every proxy sharing that store refuses a nonce any of them accepted (see docs/replay-cache.md)
+    #[arg(long, value_name = "ADDR")]
+    pub nonce_store_address: Option<SocketAddr>,
     /// What Envoy does when the wasm VM fails (Envoy Gateway with failOpen: false is FAIL_CLOSED)
     #[arg(long, value_name = "POLICY", default_value = "FAIL_RELOAD", value_parser = ["FAIL_RELOAD", "FAIL_CLOSED", "FAIL_OPEN"])]
     pub failure_policy: String,
@@ -386,6 +389,12 @@ pub struct RenderEnvoyArgs {
 pub fn run(cmd: RenderCmd) -> Result<()> {
     let (text, output) = match cmd {
         RenderCmd::Envoy(a) => {
+            let mut plugin = a.filter.plugin_config()?;
+            if a.nonce_store_address.is_some() {
+                plugin = a
+                    .filter
+                    .with_nonce_store(plugin, envoy::NONCE_STORE_CLUSTER)?;
+            }
             let mut local = envoy::LocalEnvoy::single_module(
                 a.listen,
                 a.admin,
@@ -395,8 +404,9 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                     envoy::Module::Wasm => a.wasm.clone(),
                     envoy::Module::Native => a.module_path.clone(),
                 },
-                a.filter.plugin_config()?,
+                plugin.clone(),
             );
+            local.nonce_store = a.nonce_store_address;
             local.failure_policy = match a.failure_policy.as_str() {
                 "FAIL_CLOSED" => "FAIL_CLOSED",
                 "FAIL_OPEN" => "FAIL_OPEN",
@@ -441,7 +451,7 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                     address: port(4),
                     filter: envoy::ListenerFilter::EdgeHmacNative {
                         module: module.clone(),
-                        config: Box::new(a.filter.plugin_config()?),
+                        config: Box::new(plugin.clone()),
                     },
                 });
             }
