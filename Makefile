@@ -3,6 +3,8 @@
 # into this checkout (.venv/) or the pinned toolchain. `make test` also needs Go
 # (1.25 or newer) and the Go module proxy: it builds Envoy Gateway, the External
 # Secrets Operator and kube-apiserver once into ~/.cache/edge-hmac/components.
+# The nonce-store tests need redis-server and redis-sentinel (`make redis`
+# installs Debian's packages when they are missing; needs root and apt).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,7 +15,7 @@ MODULE := target/module/libedge-hmac.so
 # Envoy Gateway v1.9.0's default proxy; the venv's own is 1.40.0.
 ENVOY_139 := $(VENV)/envoy-1.39.0
 
-.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke test run demo bench
+.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke redis test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -71,7 +73,11 @@ fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, insta
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
 	fuzz/run.sh 10
 
-test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke ## the whole test suite (what CI runs)
+redis: ## redis-server and redis-sentinel for the nonce-store tests (Debian packages, installed when missing)
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server redis-sentinel)
+	command -v redis-sentinel >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-sentinel)
+
+test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke redis ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (30 min or more: the Envoy load alone takes ~17; see docs/benchmarks.md)

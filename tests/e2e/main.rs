@@ -11,6 +11,7 @@ mod load;
 mod loader;
 mod native;
 mod newcomer;
+mod nonce_store;
 mod render;
 mod rfc9421;
 mod rotation;

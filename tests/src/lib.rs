@@ -17,6 +17,7 @@ pub mod envoy;
 pub mod eso;
 pub mod kit;
 pub mod python;
+pub mod redis;
 pub mod secrets;
 pub mod target;
 pub mod upstream;

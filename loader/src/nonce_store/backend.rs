@@ -586,7 +586,20 @@ pub fn readiness(memory: &str, replication: &str) -> Probe {
         );
     }
     let maxmemory = field(memory, "maxmemory").and_then(|v| v.parse::<u64>().ok());
+    let used = field(memory, "used_memory").and_then(|v| v.parse::<u64>().ok());
     let policy = field(memory, "maxmemory_policy");
+    if let (Some(limit), Some(used)) = (maxmemory, used)
+        && limit > 0
+        && used >= limit
+        && policy.as_deref() == Some("noeviction")
+    {
+        return probe(
+            false,
+            format!(
+                "redis is full (used_memory {used} >= maxmemory {limit}, noeviction): every claim is refused with OOM; raise maxmemory or shorten the claim TTL"
+            ),
+        );
+    }
     match (policy.as_deref(), maxmemory) {
         (Some("noeviction"), _) => {
             probe(true, "ready: redis maxmemory-policy is noeviction".into())
@@ -651,6 +664,10 @@ mod tests {
         assert!(!p.ready);
         assert!(p.reason.contains("replica"));
         assert!(!readiness("# Memory\r\n", primary).ready);
+        let full = "used_memory:2000\r\nmaxmemory:1000\r\nmaxmemory_policy:noeviction\r\n";
+        let p = readiness(full, primary);
+        assert!(!p.ready);
+        assert!(p.reason.contains("full"), "{}", p.reason);
     }
 
     /// Errors are classified by kind and code, and described without the
