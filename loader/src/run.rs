@@ -26,7 +26,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::aws::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, AwsArgs, SecretArgs, Sm, Stages};
 use crate::envoy::{self, EnvoyCmd};
 use crate::error::{Error, Result};
-use crate::nonce_store::{self, NonceStoreConfig, NonceStoreError, RedisUrl, UrlError};
+use crate::nonce_store::{
+    self, NonceStoreConfig, NonceStoreError, REDIS_URL_ENV, RedisUrl, UrlError,
+};
 use crate::render::envoy::{
     DEFAULT_ADMIN, DEFAULT_LISTEN, LocalEnvoy, Module, NONCE_STORE_CLUSTER,
 };
@@ -321,12 +323,21 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         args.filter.plugin_config()?
     };
     let redis = match (&args.nonce_store, &args.nonce_store_url_file) {
-        (Some(url), _) => Some(RedisUrl::from_command_line(url).map_err(NonceStoreError::from)?),
+        (Some(url), _) => Some(RedisUrl::from_command_line(url).map_err(|e| match e {
+            UrlError::PasswordOnCommandLine => Error::Usage(format!(
+                "--nonce-store must not hold a password (it would show in the process list and shell history): put the URL in a file only you can read and pass --nonce-store-url-file PATH, or export {REDIS_URL_ENV} and pass --nonce-store-url-env"
+            )),
+            other => NonceStoreError::from(other).into(),
+        })?),
         (None, Some(path)) => Some(RedisUrl::from_file(path).map_err(NonceStoreError::from)?),
         (None, None) if args.nonce_store_url_env => Some(
             RedisUrl::from_env()
                 .map_err(NonceStoreError::from)?
-                .ok_or(NonceStoreError::from(UrlError::Missing))?,
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--nonce-store-url-env reads {REDIS_URL_ENV}, which is unset or empty: export it (redis://[user:password@]host:port) or use --nonce-store-url-file PATH"
+                    ))
+                })?,
         ),
         (None, None) => None,
     };
