@@ -13,6 +13,7 @@ mod native;
 mod newcomer;
 mod nonce_store;
 mod render;
+mod replay_store;
 mod rfc9421;
 mod rotation;
 mod streams;

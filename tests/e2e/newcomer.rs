@@ -43,7 +43,7 @@ fn run_at(home: &std::path::Path, listen: &str, admin: &str) -> Command {
 }
 
 /// Writes the development secret `run --dev` would make (mode 0600).
-fn write_dev_secret(home: &std::path::Path) -> String {
+pub(crate) fn write_dev_secret(home: &std::path::Path) -> String {
     use std::os::unix::fs::PermissionsExt as _;
     let key = secret();
     let dir = home.join(".config/edge-hmac");
