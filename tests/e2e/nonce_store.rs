@@ -615,3 +615,125 @@ async fn nonce_store_shuts_down_gracefully_on_sigterm() {
         1
     );
 }
+
+/// Polls `f` every 100 ms until it returns `Some`, for up to `within`.
+async fn poll<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `field:value` of an INFO text.
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Through `redis+sentinel://` (a primary, one replica, one Sentinel):
+/// claims go to the primary; after `SENTINEL FAILOVER` they go to the
+/// promoted replica, fresh, within 4 s of the promotion, without restarting
+/// the service.
+#[tokio::test]
+async fn nonce_store_follows_a_sentinel_failover() {
+    let primary = Redis::start(RedisOpts::default());
+    let replica = Redis::start(RedisOpts {
+        replica_of: Some(primary.port),
+        ..RedisOpts::default()
+    });
+    poll(Duration::from_secs(15), "replica in sync", || {
+        let info = replica.cmd(&["INFO", "replication"]).text();
+        (info_field(&info, "master_link_status").as_deref() == Some("up")).then_some(())
+    })
+    .await;
+    let sentinel = Redis::sentinel(primary.port, "edgenonce", None);
+    poll(
+        Duration::from_secs(20),
+        "the Sentinel knows the replica",
+        || match sentinel.cmd(&["SENTINEL", "REPLICAS", "edgenonce"]) {
+            edge_hmac_tests::redis::Reply::Array(Some(r)) if !r.is_empty() => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+
+    let url = format!("redis+sentinel://127.0.0.1:{}/edgenonce", sentinel.port);
+    let ns = NonceStoreProc::start(&["--redis-url", &url], &[]).await;
+    until_fresh(ns.addr, Duration::from_secs(5)).await;
+    let (status, body) = get(ns.addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let id = new_id();
+    assert_claim(&claim(ns.addr, &id, "dev", 60_000).await, "fresh");
+    let key = format!("edge-hmac:nonce:v1:dev:{id}");
+    assert_eq!(
+        primary.cmd(&["EXISTS", &key]).int(),
+        1,
+        "written to the primary"
+    );
+
+    let failover = Instant::now();
+    poll(
+        Duration::from_secs(20),
+        "SENTINEL FAILOVER accepted",
+        || match sentinel.command(&["SENTINEL", "FAILOVER", "edgenonce"]) {
+            Ok(edge_hmac_tests::redis::Reply::Status(_)) => Some(()),
+            _ => None,
+        },
+    )
+    .await;
+    poll(Duration::from_secs(20), "the replica promoted", || {
+        let info = replica.cmd(&["INFO", "replication"]).text();
+        (info_field(&info, "role").as_deref() == Some("master")).then_some(())
+    })
+    .await;
+    let promoted = failover.elapsed();
+
+    // Claims land on the new primary: a fresh claim whose key is there.
+    let mut unavailable = 0;
+    let mut on_old = 0;
+    let switched = loop {
+        let id = new_id();
+        let got = claim(ns.addr, &id, "dev", 60_000).await;
+        match got.1.as_str() {
+            "fresh" => {
+                let key = format!("edge-hmac:nonce:v1:dev:{id}");
+                if replica.cmd(&["EXISTS", &key]).int() == 1 {
+                    break failover.elapsed();
+                }
+                on_old += 1;
+            }
+            "unavailable" => unavailable += 1,
+            other => panic!("claim answered {other}"),
+        }
+        assert!(
+            failover.elapsed() < Duration::from_secs(30),
+            "claims never reached the promoted replica ({unavailable} unavailable, {on_old} fresh elsewhere); log:\n{}",
+            ns.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "failover: replica promoted after {promoted:?}; first claim on it after {switched:?} ({unavailable} claims unavailable, {on_old} fresh on the old primary in between)"
+    );
+    // The service asks the Sentinels every second: claims follow the
+    // promotion within a few seconds, not when the Sentinels finally demote
+    // the old primary (~10 s later; until then it still takes writes).
+    assert!(
+        switched < promoted + Duration::from_secs(4),
+        "claims reached the new primary {switched:?} after the failover, {promoted:?} after the promotion"
+    );
+    // The claim made before the failover was replicated: still replayed.
+    assert_claim(&claim(ns.addr, &id, "dev", 60_000).await, "replayed");
+    until_ready(ns.addr, Duration::from_secs(10)).await;
+    assert!(
+        ns.log_text()
+            .contains(&format!("127.0.0.1:{}", replica.port)),
+        "the log names the new primary:\n{}",
+        ns.log_text()
+    );
+}

@@ -191,6 +191,9 @@ pub struct Backend {
     closed: AtomicBool,
 }
 
+/// How often the Sentinels are asked whether the primary moved.
+pub const SENTINEL_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The longest time a Sentinel lookup may take.
 fn lookup_timeout(timeout: Duration) -> Duration {
     (timeout * 10).clamp(Duration::from_millis(500), Duration::from_secs(5))
@@ -237,7 +240,6 @@ impl Backend {
         });
         if backend.sentinel.is_some() {
             tokio::spawn(Arc::clone(&backend).follow_sentinels());
-            backend.lookup.notify_one();
         } else {
             let manager = backend.direct_manager()?;
             backend.slot.send_modify(|s| s.manager = Some(manager));
@@ -447,74 +449,89 @@ impl Backend {
         }
     }
 
-    /// The Sentinel task: whenever the connection is dropped, ask the
-    /// Sentinels for the primary (retrying with backoff) and connect to it.
+    /// The Sentinel task: asks the Sentinels for the primary at once
+    /// whenever the connection is dropped (retrying with backoff), and every
+    /// [`SENTINEL_CHECK_INTERVAL`] while it works; connects to the primary
+    /// they name whenever it is not the one in use. The periodic check is
+    /// what moves claims after a failover while the old primary still
+    /// accepts writes (until the Sentinels demote it, ~10 s later).
     async fn follow_sentinels(self: Arc<Backend>) {
         let Some(sentinel) = &self.sentinel else {
             return;
         };
-        let mut last_primary = String::new();
+        let mut current = String::new();
+        let mut backoff = Duration::from_millis(50);
         loop {
-            self.lookup.notified().await;
-            let mut backoff = Duration::from_millis(50);
-            loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.slot.borrow().manager.is_some() {
+                tokio::select! {
+                    () = self.lookup.notified() => {}
+                    () = tokio::time::sleep(SENTINEL_CHECK_INTERVAL) => {}
+                }
                 if self.closed.load(Ordering::SeqCst) {
                     return;
                 }
-                if self.slot.borrow().manager.is_some() {
-                    break;
-                }
-                let found = {
-                    let mut client = sentinel.lock().await;
-                    match tokio::time::timeout(
-                        lookup_timeout(self.timeout),
-                        client.async_get_client(),
-                    )
+            }
+            let found = {
+                let mut client = sentinel.lock().await;
+                match tokio::time::timeout(lookup_timeout(self.timeout), client.async_get_client())
                     .await
-                    {
-                        Ok(Ok(c)) => Ok(c),
-                        Ok(Err(e)) => Err(classify(&e)),
-                        Err(_) => {
-                            // A Sentinel that hangs keeps a cached connection:
-                            // start again from the URL.
-                            if let Ok(fresh) = sentinel_client(&self.url) {
-                                *client = fresh;
-                            }
-                            Err(Failure::timeout(lookup_timeout(self.timeout)))
+                {
+                    Ok(Ok(c)) => Ok(c),
+                    Ok(Err(e)) => Err(classify(&e)),
+                    Err(_) => {
+                        // A Sentinel that hangs keeps a cached connection:
+                        // start again from the URL.
+                        if let Ok(fresh) = sentinel_client(&self.url) {
+                            *client = fresh;
                         }
+                        Err(Failure::timeout(lookup_timeout(self.timeout)))
                     }
-                };
-                let built = found.and_then(|client| {
-                    let primary = client.get_connection_info().addr().to_string();
-                    let info = client
-                        .get_connection_info()
-                        .clone()
-                        .set_tcp_settings(tcp_settings(self.timeout));
-                    let client = redis::Client::open(info).map_err(|e| classify(&e))?;
-                    ConnectionManager::new_lazy_with_config(client, self.config.clone())
-                        .map(|m| (primary, m))
-                        .map_err(|e| classify(&e))
-                });
-                match built {
-                    Ok((primary, manager)) => {
-                        if primary != last_primary {
-                            log(&format!(
-                                "the Sentinels name {primary} as the primary of {}",
-                                self.url.redacted()
-                            ));
-                            last_primary = primary;
+                }
+            };
+            let connected = self.slot.borrow().manager.is_some();
+            let built = found.and_then(|client| {
+                let primary = client.get_connection_info().addr().to_string();
+                if connected && primary == current {
+                    return Ok(None);
+                }
+                let info = client
+                    .get_connection_info()
+                    .clone()
+                    .set_tcp_settings(tcp_settings(self.timeout));
+                let client = redis::Client::open(info).map_err(|e| classify(&e))?;
+                ConnectionManager::new_lazy_with_config(client, self.config.clone())
+                    .map(|m| Some((primary, m)))
+                    .map_err(|e| classify(&e))
+            });
+            match built {
+                Ok(None) => backoff = Duration::from_millis(50),
+                Ok(Some((primary, manager))) => {
+                    backoff = Duration::from_millis(50);
+                    log(&format!(
+                        "the Sentinels name {primary} as the primary of {}{}",
+                        self.url.redacted(),
+                        if current.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (was {current}): claims go there now")
                         }
-                        self.slot.send_modify(|s| {
-                            s.manager = Some(manager);
-                            s.built = Instant::now();
-                        });
-                        break;
-                    }
-                    Err(f) => {
-                        self.note_failure(&Failure {
-                            detail: format!("looking up the primary: {}", f.detail),
-                            ..f
-                        });
+                    ));
+                    current = primary;
+                    self.slot.send_modify(|s| {
+                        s.generation += 1;
+                        s.manager = Some(manager);
+                        s.built = Instant::now();
+                    });
+                }
+                Err(f) => {
+                    self.note_failure(&Failure {
+                        detail: format!("asking the Sentinels for the primary: {}", f.detail),
+                        ..f
+                    });
+                    if !connected {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
