@@ -23,6 +23,11 @@ pub const HEADER_ENVIRONMENT: &str = "x-edge-hmac-environment";
 pub const HEADER_TTL_MS: &str = "x-edge-hmac-ttl-ms";
 /// Response header: `fresh`, `replayed`, `unavailable` or `invalid`.
 pub const HEADER_CLAIM: &str = "x-edge-hmac-claim";
+/// Every Redis key the store writes starts with this, then
+/// `{environment}:{nonce id}`.
+pub const KEY_PREFIX: &str = "edge-hmac:nonce:v1:";
+/// The longest claim the store accepts: the longest `nonce_ttl_seconds`.
+pub const MAX_TTL_MS: u64 = crate::config::MAX_NONCE_TTL_SECONDS * 1000;
 /// Default `authority` of a claim.
 pub const DEFAULT_AUTHORITY: &str = "edge-hmac-nonce-store";
 /// Default `timeout_ms`.

@@ -2,18 +2,10 @@
 
 use http::HeaderMap;
 
-/// Header carrying the nonce id: SHA-256 of the nonce, 64 lowercase hex.
-pub const HEADER_NONCE_ID: &str = "x-edge-hmac-nonce-id";
-/// Header carrying the environment (`[a-z0-9._-]{1,64}`).
-pub const HEADER_ENVIRONMENT: &str = "x-edge-hmac-environment";
-/// Header carrying how long the claim lives, in milliseconds.
-pub const HEADER_TTL_MS: &str = "x-edge-hmac-ttl-ms";
-/// Response header with the outcome: `fresh`, `replayed`, `unavailable`, `invalid`.
-pub const HEADER_CLAIM: &str = "x-edge-hmac-claim";
-/// The longest claim: one day.
-pub const MAX_TTL_MS: u64 = 86_400_000;
-/// Every key starts with this, then `{environment}:{nonce-id}`.
-pub const KEY_PREFIX: &str = "edge-hmac:nonce:v1:";
+// The wire format is the filter's: one definition, in the core.
+pub use edge_hmac_core::store::{
+    HEADER_CLAIM, HEADER_ENVIRONMENT, HEADER_NONCE_ID, HEADER_TTL_MS, KEY_PREFIX, MAX_TTL_MS,
+};
 
 /// A valid claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,5 +201,27 @@ mod tests {
         let err = ClaimRequest::from_headers(&twice).unwrap_err();
         assert_eq!(err.header, HEADER_NONCE_ID);
         assert_eq!(err.why, "given more than once");
+    }
+
+    /// The claim the filter sends (the core's `NonceStore::headers`, both
+    /// hosts) is the claim this service accepts, keyed by environment and
+    /// the nonce's SHA-256, with the filter's TTL.
+    #[test]
+    fn the_filters_claim_is_accepted() {
+        let options: edge_hmac_core::config::NonceStoreOptions =
+            serde_json::from_str(r#"{"cluster":"edge_hmac_nonce_store"}"#).unwrap();
+        let store = options.compile("dev", 600).unwrap();
+        let claim = edge_hmac_core::store::ClaimRequest::of("nonce-0123456789abcdef");
+        let pairs: Vec<(&'static str, &str)> = store
+            .headers(&claim)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(':'))
+            .collect();
+        let parsed = ClaimRequest::from_headers(&headers(&pairs)).unwrap();
+        assert_eq!(parsed.ttl_ms, 600_000);
+        assert_eq!(
+            parsed.key(),
+            format!("edge-hmac:nonce:v1:dev:{}", claim.nonce_id)
+        );
     }
 }
