@@ -12,6 +12,14 @@ use serde::Serialize;
 
 use edge_hmac_core::config::buffer_limit_for;
 
+use crate::render::envoy::{
+    Address, Endpoint, ExplicitHttpConfig, Http2Options, LbEndpoint, LoadAssignment,
+    LocalityEndpoints, SocketAddress, UpstreamHttpOptions, UpstreamProtocolOptions,
+};
+
+/// Label maps (sorted, so renderings are stable).
+pub type Labels = std::collections::BTreeMap<String, String>;
+
 /// Where Envoy Gateway downloads the filter from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WasmCode {
@@ -117,7 +125,48 @@ pub struct GatewayOptions {
     pub code: WasmCode,
     /// The filter's configuration (never carries a secret).
     pub plugin: PluginConfig,
+    /// The shared nonce store deployed beside the proxies (`None`: each
+    /// proxy keeps its own replay table only). The plugin's `nonce_store`
+    /// option is set by the caller ([`crate::run::FilterOpts::with_nonce_store`]).
+    pub nonce_store: Option<NonceStoreDeployment>,
 }
+
+/// `edge-hmac nonce-store` as the kit deploys it: a Deployment behind a
+/// ClusterIP Service in the proxies' namespace, reachable only from the
+/// edge Gateway's proxy pods, and the Envoy cluster the filter claims
+/// nonces through (merged into the proxies' bootstrap).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NonceStoreDeployment {
+    /// Secret in the proxies' namespace whose key [`NONCE_STORE_REDIS_URL_KEY`]
+    /// holds the Redis URL (created outside the kit).
+    pub secret: String,
+    /// Image holding the `edge-hmac` binary on its `PATH`, pinned by digest.
+    pub image: String,
+    /// Replicas of the store.
+    pub replicas: u16,
+}
+
+/// Name of the store's Deployment, Service, NetworkPolicy and
+/// PodDisruptionBudget, and the `:authority` of its claims.
+pub const NONCE_STORE_NAME: &str = "edge-hmac-nonce-store";
+/// The store's port (`edge-hmac nonce-store`'s default port).
+pub const NONCE_STORE_PORT: u16 = 9380;
+/// Key of the Redis URL in the `--nonce-store-secret` Secret.
+pub const NONCE_STORE_REDIS_URL_KEY: &str = "redis-url";
+/// Default `--nonce-store-replicas`.
+pub const DEFAULT_NONCE_STORE_REPLICAS: u16 = 2;
+/// Seconds Kubernetes waits after SIGTERM before it kills the store: above
+/// its shutdown grace, so in-flight claims finish and connections close
+/// with a GOAWAY instead of a reset.
+pub const NONCE_STORE_TERMINATION_GRACE_SECONDS: u64 =
+    crate::nonce_store::DEFAULT_SHUTDOWN_GRACE_SECONDS + 5;
+/// Connect timeout of the store's Envoy cluster: a pod in the same
+/// cluster answers a SYN in well under a millisecond; the filter's claim
+/// timeout (250 ms by default) bounds the request anyway.
+pub const NONCE_STORE_CONNECT_TIMEOUT: &str = "0.5s";
+/// The `app.kubernetes.io/component` label of the store's objects (apply
+/// them first: `kubectl apply -f kit.yaml -l app.kubernetes.io/component=nonce-store`).
+pub const NONCE_STORE_COMPONENT: &str = "nonce-store";
 
 impl GatewayOptions {
     /// Defaults for `environment` with module `code` and filter `plugin`.
@@ -149,7 +198,266 @@ impl GatewayOptions {
             envoy_proxy_name: "edge-hmac".into(),
             code,
             plugin,
+            nonce_store: None,
         }
+    }
+
+    /// The store's Service name in cluster DNS, which the proxies' Envoy
+    /// cluster resolves (`<name>.<proxy namespace>.svc.cluster.local`).
+    pub fn nonce_store_host(&self) -> String {
+        format!(
+            "{NONCE_STORE_NAME}.{}.svc.cluster.local",
+            self.proxy_namespace
+        )
+    }
+
+    /// The EnvoyProxy `bootstrap` that adds the store's cluster to every
+    /// proxy: `type: Merge`, so Envoy Gateway parses its default bootstrap
+    /// and this value as `Bootstrap` protos and `proto.Merge`s them (a
+    /// repeated field such as `static_resources.clusters` is appended to),
+    /// then validates the result (docs/deploy.md).
+    pub fn nonce_store_bootstrap(&self) -> Option<ProxyBootstrap> {
+        self.nonce_store.as_ref()?;
+        let name = crate::render::envoy::NONCE_STORE_CLUSTER;
+        Some(ProxyBootstrap {
+            kind: "Merge",
+            value: BootstrapMerge {
+                static_resources: BootstrapStatic {
+                    clusters: vec![StoreCluster {
+                        name: name.into(),
+                        kind: "STRICT_DNS",
+                        connect_timeout: NONCE_STORE_CONNECT_TIMEOUT.into(),
+                        dns_lookup_family: "V4_PREFERRED",
+                        load_assignment: LoadAssignment {
+                            cluster_name: name.into(),
+                            endpoints: vec![LocalityEndpoints {
+                                lb_endpoints: vec![LbEndpoint {
+                                    endpoint: Endpoint {
+                                        address: Address {
+                                            socket_address: SocketAddress {
+                                                address: self.nonce_store_host(),
+                                                port_value: NONCE_STORE_PORT,
+                                            },
+                                        },
+                                    },
+                                }],
+                            }],
+                        },
+                        typed_extension_protocol_options: UpstreamProtocolOptions {
+                            http: UpstreamHttpOptions {
+                                kind: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                                explicit_http_config: ExplicitHttpConfig {
+                                    // h2c with prior knowledge, the windows of
+                                    // `render envoy`'s store cluster.
+                                    http2_protocol_options: Http2Options {
+                                        max_concurrent_streams: None,
+                                        initial_stream_window_size: 64 * 1024,
+                                        initial_connection_window_size: 1024 * 1024,
+                                    },
+                                },
+                            },
+                        },
+                    }],
+                },
+            },
+        })
+    }
+
+    /// The store's objects (Service, Deployment, PodDisruptionBudget,
+    /// NetworkPolicy), empty without [`GatewayOptions::nonce_store`].
+    fn nonce_store_resources(&self) -> Vec<Resource> {
+        let Some(store) = &self.nonce_store else {
+            return Vec::new();
+        };
+        let selector: Labels = [(
+            "app.kubernetes.io/name".to_owned(),
+            NONCE_STORE_NAME.to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let metadata = || {
+            let mut m = Metadata::namespaced(NONCE_STORE_NAME, &self.proxy_namespace);
+            m.labels.extend(selector.clone());
+            m.labels.insert(
+                "app.kubernetes.io/component".into(),
+                NONCE_STORE_COMPONENT.into(),
+            );
+            m
+        };
+        let port_name = "h2c";
+        let http_probe = |path: &str, period: u32, failures: u32| Probe {
+            http_get: HttpGetAction {
+                path: path.into(),
+                port: port_name.into(),
+            },
+            period_seconds: period,
+            timeout_seconds: 1,
+            failure_threshold: failures,
+        };
+        // Envoy Gateway's labels on the proxy pods of this Gateway
+        // (internal/infrastructure/kubernetes/proxy/resource.go
+        // EnvoyAppLabel, internal/gatewayapi/helpers.go GatewayOwnerLabels).
+        let proxies: Labels = [
+            ("app.kubernetes.io/name", "envoy"),
+            ("app.kubernetes.io/component", "proxy"),
+            (
+                "gateway.envoyproxy.io/owning-gateway-name",
+                self.gateway_name.as_str(),
+            ),
+            (
+                "gateway.envoyproxy.io/owning-gateway-namespace",
+                self.gateway_namespace.as_str(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let pod_labels = metadata().labels;
+        vec![
+            Resource::Service(Object {
+                api_version: "v1",
+                kind: "Service",
+                metadata: metadata(),
+                spec: Some(ServiceSpec {
+                    kind: "ClusterIP".into(),
+                    selector: selector.clone(),
+                    ports: vec![ServicePort {
+                        name: port_name.into(),
+                        protocol: "TCP".into(),
+                        // Cleartext HTTP/2 with prior knowledge: what the
+                        // proxies' cluster speaks.
+                        app_protocol: "kubernetes.io/h2c".into(),
+                        port: NONCE_STORE_PORT,
+                        target_port: port_name.into(),
+                    }],
+                }),
+            }),
+            Resource::Deployment(Object {
+                api_version: "apps/v1",
+                kind: "Deployment",
+                metadata: metadata(),
+                spec: Some(DeploymentSpec {
+                    replicas: store.replicas,
+                    selector: LabelSelector {
+                        match_labels: selector.clone(),
+                    },
+                    template: PodTemplate {
+                        metadata: PodMetadata { labels: pod_labels },
+                        spec: PodSpec {
+                            termination_grace_period_seconds: NONCE_STORE_TERMINATION_GRACE_SECONDS,
+                            automount_service_account_token: false,
+                            enable_service_links: false,
+                            security_context: PodSecurityContext {
+                                run_as_non_root: true,
+                                run_as_user: 65532,
+                                run_as_group: 65532,
+                                seccomp_profile: SeccompProfile {
+                                    kind: "RuntimeDefault".into(),
+                                },
+                            },
+                            // One replica per node where the scheduler can.
+                            topology_spread_constraints: vec![TopologySpread {
+                                max_skew: 1,
+                                topology_key: "kubernetes.io/hostname".into(),
+                                when_unsatisfiable: "ScheduleAnyway".into(),
+                                label_selector: LabelSelector {
+                                    match_labels: selector.clone(),
+                                },
+                            }],
+                            containers: vec![Container {
+                                name: "nonce-store".into(),
+                                image: store.image.clone(),
+                                image_pull_policy: "IfNotPresent".into(),
+                                command: [
+                                    "edge-hmac",
+                                    "nonce-store",
+                                    "--listen",
+                                    &format!("0.0.0.0:{NONCE_STORE_PORT}"),
+                                    "--shutdown-grace-seconds",
+                                    &crate::nonce_store::DEFAULT_SHUTDOWN_GRACE_SECONDS.to_string(),
+                                ]
+                                .map(str::to_owned)
+                                .to_vec(),
+                                ports: vec![ContainerPort {
+                                    name: port_name.into(),
+                                    container_port: NONCE_STORE_PORT,
+                                    protocol: "TCP".into(),
+                                }],
+                                env: vec![EnvVar {
+                                    name: crate::nonce_store::REDIS_URL_ENV.into(),
+                                    value_from: EnvVarSource {
+                                        secret_key_ref: SecretKeySelector {
+                                            name: store.secret.clone(),
+                                            key: NONCE_STORE_REDIS_URL_KEY.into(),
+                                            optional: None,
+                                        },
+                                    },
+                                }],
+                                // /readyz probes Redis (up, primary, no
+                                // eviction): an unready pod leaves the
+                                // Service. /healthz never touches Redis, so
+                                // a Redis outage restarts nothing.
+                                readiness_probe: http_probe("/readyz", 5, 2),
+                                liveness_probe: http_probe("/healthz", 10, 3),
+                                resources: ResourceRequirements {
+                                    requests: [("cpu", "50m"), ("memory", "32Mi")]
+                                        .into_iter()
+                                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                                        .collect(),
+                                    limits: [("memory", "128Mi")]
+                                        .into_iter()
+                                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                                        .collect(),
+                                },
+                                security_context: ContainerSecurityContext {
+                                    allow_privilege_escalation: false,
+                                    read_only_root_filesystem: true,
+                                    run_as_non_root: true,
+                                    capabilities: Capabilities {
+                                        drop: vec!["ALL".into()],
+                                    },
+                                },
+                            }],
+                        },
+                    },
+                }),
+            }),
+            Resource::PodDisruptionBudget(Object {
+                api_version: "policy/v1",
+                kind: "PodDisruptionBudget",
+                metadata: metadata(),
+                spec: Some(PdbSpec {
+                    max_unavailable: 1,
+                    selector: LabelSelector {
+                        match_labels: selector.clone(),
+                    },
+                }),
+            }),
+            Resource::NetworkPolicy(Object {
+                api_version: "networking.k8s.io/v1",
+                kind: "NetworkPolicy",
+                metadata: metadata(),
+                spec: Some(NetworkPolicySpec {
+                    pod_selector: LabelSelector {
+                        match_labels: selector,
+                    },
+                    // Ingress only: the store's egress (Redis, DNS) is not
+                    // restricted here.
+                    policy_types: vec!["Ingress".into()],
+                    ingress: vec![NetworkPolicyIngress {
+                        from: vec![NetworkPolicyPeer {
+                            pod_selector: LabelSelector {
+                                match_labels: proxies,
+                            },
+                        }],
+                        ports: vec![NetworkPolicyPort {
+                            protocol: "TCP".into(),
+                            port: NONCE_STORE_PORT,
+                        }],
+                    }],
+                }),
+            }),
+        ]
     }
 
     /// Listener buffer limit the ClientTrafficPolicy sets: above the
@@ -272,7 +580,8 @@ impl GatewayOptions {
         }
 
         let [vap, vap_binding] = self.admission_policy();
-        vec![
+        let store = self.nonce_store_resources();
+        let mut resources = vec![
             Resource::Namespace(Object {
                 api_version: "v1",
                 kind: "Namespace",
@@ -338,11 +647,16 @@ impl GatewayOptions {
                     data("hmac_secret_pending", "hmac_secret", Some("AWSPENDING")),
                 ],
             ),
+        ];
+        // The store before the EnvoyProxy that makes the proxies call it.
+        resources.extend(store);
+        resources.extend([
             Resource::EnvoyProxy(Object {
                 api_version: "gateway.envoyproxy.io/v1alpha1",
                 kind: "EnvoyProxy",
                 metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.proxy_namespace),
                 spec: Some(EnvoyProxySpec {
+                    bootstrap: self.nonce_store_bootstrap(),
                     dynamic_modules: dynamic_modules.clone(),
                     provider: ProxyProvider {
                         kind: "Kubernetes".into(),
@@ -449,7 +763,8 @@ impl GatewayOptions {
                         .collect(),
                 }),
             }),
-        ]
+        ]);
+        resources
     }
 
     fn external_secret(&self, secret: &str, deletion_policy: &str, data: Vec<EsData>) -> Resource {
@@ -603,6 +918,21 @@ impl GatewayOptions {
             target = self.target_secret,
             rotation = self.rotation_secret,
         );
+        if let Some(store) = &self.nonce_store {
+            out.push_str(&format!(
+                "# Shared nonce store: Secret {ns}/{secret} (key {key}, created by you) ->\n\
+                 # Deployment {ns}/{name} ({image}) <- Envoy cluster {cluster}\n\
+                 # (EnvoyProxy bootstrap) <- the filter's nonce_store option. Apply the store first:\n\
+                 #   kubectl apply -f FILE -l app.kubernetes.io/component={component}\n",
+                ns = self.proxy_namespace,
+                secret = store.secret,
+                key = NONCE_STORE_REDIS_URL_KEY,
+                name = NONCE_STORE_NAME,
+                image = store.image,
+                cluster = crate::render::envoy::NONCE_STORE_CLUSTER,
+                component = NONCE_STORE_COMPONENT,
+            ));
+        }
         for r in self.resources() {
             out.push_str("---\n");
             out.push_str(&r.to_yaml()?);
@@ -664,6 +994,14 @@ pub enum Resource {
     ClientTrafficPolicy(Object<CtpSpec>),
     /// The wasm filter itself.
     EnvoyExtensionPolicy(Object<EepSpec>),
+    /// The nonce store's Service.
+    Service(Object<ServiceSpec>),
+    /// The nonce store.
+    Deployment(Object<DeploymentSpec>),
+    /// Keeps one store replica up through voluntary disruptions.
+    PodDisruptionBudget(Object<PdbSpec>),
+    /// Only the edge proxies reach the store.
+    NetworkPolicy(Object<NetworkPolicySpec>),
 }
 
 impl Resource {
@@ -680,6 +1018,10 @@ impl Resource {
             Resource::Gateway(o) => o.kind,
             Resource::ClientTrafficPolicy(o) => o.kind,
             Resource::EnvoyExtensionPolicy(o) => o.kind,
+            Resource::Service(o) => o.kind,
+            Resource::Deployment(o) => o.kind,
+            Resource::PodDisruptionBudget(o) => o.kind,
+            Resource::NetworkPolicy(o) => o.kind,
         }
     }
 
@@ -922,11 +1264,319 @@ pub struct RemoteRef {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnvoyProxySpec {
+    /// Additions to the proxies' Envoy bootstrap (the nonce store's cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<ProxyBootstrap>,
     /// Dynamic modules the proxies may load (the native module).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dynamic_modules: Vec<DynamicModuleEntry>,
     /// Provider.
     pub provider: ProxyProvider,
+}
+
+/// `EnvoyProxy.spec.bootstrap` with `type: Merge`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyBootstrap {
+    /// `Merge`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The bootstrap fragment, written as the YAML string EG expects.
+    #[serde(serialize_with = "yaml_string")]
+    pub value: BootstrapMerge,
+}
+
+/// Serializes `value` as a YAML document inside a string.
+fn yaml_string<S: serde::Serializer>(value: &BootstrapMerge, s: S) -> Result<S::Ok, S::Error> {
+    let text = serde_norway::to_string(value).map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
+}
+
+/// The bootstrap fragment merged into Envoy Gateway's default one.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapMerge {
+    /// Static resources (appended to EG's own).
+    pub static_resources: BootstrapStatic,
+}
+
+/// `static_resources` of the fragment.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapStatic {
+    /// Clusters added to EG's `xds_cluster` (and the others it renders).
+    pub clusters: Vec<StoreCluster>,
+}
+
+/// The Envoy cluster the filter claims nonces through.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreCluster {
+    /// [`crate::render::envoy::NONCE_STORE_CLUSTER`].
+    pub name: String,
+    /// `STRICT_DNS`: the Service's name, re-resolved by Envoy.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Connect timeout.
+    pub connect_timeout: String,
+    /// `V4_PREFERRED`.
+    pub dns_lookup_family: &'static str,
+    /// The Service's address.
+    pub load_assignment: LoadAssignment,
+    /// HTTP/2 cleartext.
+    pub typed_extension_protocol_options: UpstreamProtocolOptions,
+}
+
+/// `v1` Service spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSpec {
+    /// `ClusterIP`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The pods behind it.
+    pub selector: Labels,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+}
+
+/// A Service port.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePort {
+    /// Name.
+    pub name: String,
+    /// `TCP`.
+    pub protocol: String,
+    /// `kubernetes.io/h2c`.
+    pub app_protocol: String,
+    /// Service port.
+    pub port: u16,
+    /// The container port's name.
+    pub target_port: String,
+}
+
+/// `apps/v1` Deployment spec.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentSpec {
+    /// Replicas.
+    pub replicas: u16,
+    /// Its pods.
+    pub selector: LabelSelector,
+    /// The pod template.
+    pub template: PodTemplate,
+}
+
+/// A label selector by labels alone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    /// Labels that must all match.
+    pub match_labels: Labels,
+}
+
+/// A pod template.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodTemplate {
+    /// Its labels.
+    pub metadata: PodMetadata,
+    /// The pod.
+    pub spec: PodSpec,
+}
+
+/// A pod template's metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodMetadata {
+    /// Labels.
+    pub labels: Labels,
+}
+
+/// Pod spec (what the store needs).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// Above the store's shutdown grace.
+    pub termination_grace_period_seconds: u64,
+    /// The store calls no Kubernetes API.
+    pub automount_service_account_token: bool,
+    /// No `*_SERVICE_HOST` variables.
+    pub enable_service_links: bool,
+    /// Non-root, seccomp.
+    pub security_context: PodSecurityContext,
+    /// Spread over nodes.
+    pub topology_spread_constraints: Vec<TopologySpread>,
+    /// The store.
+    pub containers: Vec<Container>,
+}
+
+/// Pod security context.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    /// Refuse to run as root.
+    pub run_as_non_root: bool,
+    /// UID (distroless `nonroot`).
+    pub run_as_user: u32,
+    /// GID.
+    pub run_as_group: u32,
+    /// `RuntimeDefault`.
+    pub seccomp_profile: SeccompProfile,
+}
+
+/// Seccomp profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeccompProfile {
+    /// `RuntimeDefault`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A topology spread constraint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologySpread {
+    /// 1.
+    pub max_skew: u32,
+    /// `kubernetes.io/hostname`.
+    pub topology_key: String,
+    /// `ScheduleAnyway`: a preference.
+    pub when_unsatisfiable: String,
+    /// The store's pods.
+    pub label_selector: LabelSelector,
+}
+
+/// A container.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// Name.
+    pub name: String,
+    /// Image, pinned by digest.
+    pub image: String,
+    /// `IfNotPresent`: a digest never changes.
+    pub image_pull_policy: String,
+    /// The command (overrides the image's entrypoint).
+    pub command: Vec<String>,
+    /// Ports.
+    pub ports: Vec<ContainerPort>,
+    /// Environment.
+    pub env: Vec<EnvVar>,
+    /// Readiness.
+    pub readiness_probe: Probe,
+    /// Liveness.
+    pub liveness_probe: Probe,
+    /// Requests and limits.
+    pub resources: ResourceRequirements,
+    /// Container security context.
+    pub security_context: ContainerSecurityContext,
+}
+
+/// A container port.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    /// Name.
+    pub name: String,
+    /// Port.
+    pub container_port: u16,
+    /// `TCP`.
+    pub protocol: String,
+}
+
+/// An HTTP probe.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    /// The request.
+    pub http_get: HttpGetAction,
+    /// Seconds between probes.
+    pub period_seconds: u32,
+    /// Seconds a probe may take.
+    pub timeout_seconds: u32,
+    /// Failures in a row before it counts.
+    pub failure_threshold: u32,
+}
+
+/// `GET path` on a named port.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpGetAction {
+    /// Path.
+    pub path: String,
+    /// The container port's name.
+    pub port: String,
+}
+
+/// Requests and limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceRequirements {
+    /// Requests.
+    pub requests: Labels,
+    /// Limits.
+    pub limits: Labels,
+}
+
+/// Container security context.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSecurityContext {
+    /// No setuid gains.
+    pub allow_privilege_escalation: bool,
+    /// The store writes no file.
+    pub read_only_root_filesystem: bool,
+    /// Refuse to run as root.
+    pub run_as_non_root: bool,
+    /// Capabilities.
+    pub capabilities: Capabilities,
+}
+
+/// Capabilities dropped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capabilities {
+    /// `ALL`.
+    pub drop: Vec<String>,
+}
+
+/// `policy/v1` PodDisruptionBudget spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PdbSpec {
+    /// At most one replica evicted at a time.
+    pub max_unavailable: u32,
+    /// The store's pods.
+    pub selector: LabelSelector,
+}
+
+/// `networking.k8s.io/v1` NetworkPolicy spec.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// The store's pods.
+    pub pod_selector: LabelSelector,
+    /// `Ingress` only.
+    pub policy_types: Vec<String>,
+    /// Who may connect.
+    pub ingress: Vec<NetworkPolicyIngress>,
+}
+
+/// One ingress rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkPolicyIngress {
+    /// Peers.
+    pub from: Vec<NetworkPolicyPeer>,
+    /// Ports.
+    pub ports: Vec<NetworkPolicyPort>,
+}
+
+/// Pods in the policy's namespace, by labels.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicyPeer {
+    /// Their labels.
+    pub pod_selector: LabelSelector,
+}
+
+/// A port.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkPolicyPort {
+    /// `TCP`.
+    pub protocol: String,
+    /// Port.
+    pub port: u16,
 }
 
 /// The name of the native module in Envoy Gateway (`EnvoyProxy`
@@ -1274,6 +1924,59 @@ pub const CHECKED_IN_ARGS: &str = "--env dev --wasm-image registry.example.com/c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_store() -> GatewayOptions {
+        let mut o = GatewayOptions::new(
+            "dev",
+            WasmCode::Image {
+                url: format!("r.example.com/f@sha256:{}", "a".repeat(64)),
+                sha256: None,
+            },
+            PluginConfig::default(),
+        );
+        o.nonce_store = Some(NonceStoreDeployment {
+            secret: "redis".into(),
+            image: format!("r.example.com/edge-hmac@sha256:{}", "b".repeat(64)),
+            replicas: 2,
+        });
+        o
+    }
+
+    /// The store is opt-in: without it nothing changes; with it its four
+    /// objects come before the EnvoyProxy, whose bootstrap merges the
+    /// cluster the filter calls.
+    #[test]
+    fn nonce_store_is_opt_in_and_applied_before_the_proxies() {
+        let mut o = with_store();
+        let kinds = |o: &GatewayOptions| -> Vec<&'static str> {
+            o.resources().iter().map(Resource::kind).collect()
+        };
+        let all = kinds(&o);
+        let at = |k: &str| all.iter().position(|x| *x == k).unwrap();
+        for k in [
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "NetworkPolicy",
+        ] {
+            assert!(at(k) < at("EnvoyProxy"), "{k}: {all:?}");
+        }
+        let bootstrap = o.nonce_store_bootstrap().unwrap();
+        let value = serde_norway::to_string(&bootstrap.value).unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&value).unwrap();
+        let cluster = &parsed["static_resources"]["clusters"][0];
+        assert_eq!(cluster["name"], crate::render::envoy::NONCE_STORE_CLUSTER);
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["address"],
+            "edge-hmac-nonce-store.envoy-gateway-system.svc.cluster.local"
+        );
+        o.nonce_store = None;
+        assert_eq!(kinds(&o).len(), all.len() - 4);
+        assert!(o.nonce_store_bootstrap().is_none());
+        let yaml = o.to_yaml("x").unwrap();
+        assert!(!yaml.contains("nonce-store") && !yaml.contains("nonce_store"));
+    }
 
     /// Quantities round-trip and match the CRD pattern's forms.
     #[test]

@@ -111,6 +111,16 @@ pub struct RenderGatewayArgs {
     /// Key of the secret access key in it
     #[arg(long, default_value = "secret-access-key")]
     pub secret_access_key_key: String,
+    /// Share one-time nonces across every proxy replica: also render `edge-hmac nonce-store` (Deployment, Service, NetworkPolicy, PodDisruptionBudget in --proxy-namespace), the Envoy cluster `edge_hmac_nonce_store` (EnvoyProxy bootstrap, Merge) and the filter's nonce_store option. NAME is a Secret in --proxy-namespace you create, key `redis-url`: redis://[user:password@]host:port[/db] or redis+sentinel://[user:password@]host:port[,host:port...]/service[/db] (see docs/deploy.md "Replay protection across replicas")
+    #[arg(long, value_name = "NAME", requires = "nonce_store_image")]
+    pub nonce_store_secret: Option<String>,
+    /// With --nonce-store-secret: the image of the store, pinned (registry/repo@sha256:DIGEST). No image is published: build one holding the `edge-hmac` binary on its PATH (cargo build --release -p edge-hmac; e.g. FROM gcr.io/distroless/cc-debian12:nonroot, COPY it to /usr/local/bin/edge-hmac; see docs/deploy.md)
+    #[arg(long, value_name = "REF", requires = "nonce_store_secret")]
+    pub nonce_store_image: Option<String>,
+    /// With --nonce-store-secret: replicas of the store
+    #[arg(long, value_name = "N", default_value_t = gateway::DEFAULT_NONCE_STORE_REPLICAS,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub nonce_store_replicas: u16,
     /// Filter options
     #[command(flatten)]
     pub filter: FilterOpts,
@@ -177,6 +187,15 @@ pub fn check_image_ref(flag: &str, image: &str) -> Result<()> {
     Err(Error::Usage(format!(
         "{flag} {image:?} is not an image reference: {why}"
     )))
+}
+
+/// A Kubernetes object name of the DNS-subdomain kind (Secrets).
+fn is_dns_subdomain(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -301,9 +320,42 @@ impl RenderGatewayArgs {
         Ok(code)
     }
 
+    /// The shared nonce store, when `--nonce-store-secret` asks for it.
+    fn nonce_store(&self) -> Result<Option<gateway::NonceStoreDeployment>> {
+        let (Some(secret), Some(image)) = (&self.nonce_store_secret, &self.nonce_store_image)
+        else {
+            return Ok(None);
+        };
+        if !is_dns_subdomain(secret) {
+            return Err(Error::Usage(format!(
+                "--nonce-store-secret {secret:?} is not a Secret name: lowercase letters, digits and '-', at most 253 characters, starting and ending alphanumeric"
+            )));
+        }
+        check_image_ref("--nonce-store-image", image)?;
+        let pinned = image
+            .rsplit_once("@sha256:")
+            .is_some_and(|(_, digest)| is_hex64(digest));
+        if !pinned {
+            return Err(Error::Usage(format!(
+                "--nonce-store-image {image:?} is not pinned: use registry/repo@sha256:DIGEST (docker buildx imagetools inspect REF prints the digest), so a re-pushed tag cannot change what answers the proxies' claims"
+            )));
+        }
+        Ok(Some(gateway::NonceStoreDeployment {
+            secret: secret.clone(),
+            image: image.clone(),
+            replicas: self.nonce_store_replicas,
+        }))
+    }
+
     fn finish_options(&self, code: gateway::WasmCode) -> Result<gateway::GatewayOptions> {
         let mut plugin = self.filter.plugin_config()?;
         plugin.expected_environment = Some(self.environment.clone());
+        let nonce_store = self.nonce_store()?;
+        if nonce_store.is_some() {
+            plugin = self
+                .filter
+                .with_nonce_store(plugin, envoy::NONCE_STORE_CLUSTER)?;
+        }
         let mut o = gateway::GatewayOptions::new(&self.environment, code, plugin);
         o.secret_id = self.secret_id.clone().unwrap_or_else(|| {
             crate::secret::secret_id(&self.environment, &self.scope, &self.name)
@@ -322,6 +374,7 @@ impl RenderGatewayArgs {
         o.credentials_namespace = self.aws_credentials_namespace.clone();
         o.access_key_id_key = self.access_key_id_key.clone();
         o.secret_access_key_key = self.secret_access_key_key.clone();
+        o.nonce_store = nonce_store;
         Ok(o)
     }
 }
@@ -487,6 +540,62 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gateway_args(extra: &[&str]) -> std::result::Result<RenderGatewayArgs, String> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: RenderGatewayArgs,
+        }
+        let image = format!("r.example.com/f@sha256:{}", "a".repeat(64));
+        let argv = ["x", "--env", "dev", "--wasm-image", &image]
+            .into_iter()
+            .chain(extra.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .map(|c| c.args)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `--nonce-store-secret` needs a pinned `--nonce-store-image` and a
+    /// Secret name; with them the plugin calls the store's cluster.
+    #[test]
+    fn nonce_store_flags_are_checked() {
+        let pinned = format!("r.example.com/edge-hmac@sha256:{}", "b".repeat(64));
+        let err = gateway_args(&["--nonce-store-secret", "redis"]).unwrap_err();
+        assert!(err.contains("--nonce-store-image"), "{err}");
+        for (secret, image, why) in [
+            ("redis", "r.example.com/edge-hmac:1", "not pinned"),
+            ("Redis_URL", pinned.as_str(), "not a Secret name"),
+        ] {
+            let args =
+                gateway_args(&["--nonce-store-secret", secret, "--nonce-store-image", image])
+                    .unwrap();
+            let err = args.options().unwrap_err().to_string();
+            assert!(err.contains(why), "{secret} {image}: {err}");
+        }
+        let o = gateway_args(&[
+            "--nonce-store-secret",
+            "redis",
+            "--nonce-store-image",
+            &pinned,
+            "--nonce-store-replicas",
+            "3",
+            "--nonce-store-on-unavailable",
+            "local",
+        ])
+        .unwrap()
+        .options()
+        .unwrap();
+        assert_eq!(o.nonce_store.as_ref().map(|s| s.replicas), Some(3));
+        let store = o.plugin.nonce_store.unwrap();
+        assert_eq!(store.cluster, envoy::NONCE_STORE_CLUSTER);
+        assert_eq!(
+            store.on_unavailable,
+            edge_hmac_core::config::OnUnavailable::Local
+        );
+        let plain = gateway_args(&[]).unwrap().options().unwrap();
+        assert!(plain.nonce_store.is_none() && plain.plugin.nonce_store.is_none());
+    }
 
     /// Module locations are validated before anything is rendered: the
     /// strings of issue 25 are refused with the reason, real ones pass.
