@@ -12,16 +12,23 @@ use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
 
-use edge_hmac_tests::kit::{kind, render_cli, renderings};
+use edge_hmac_tests::kit::{NONCE_STORE_ARGS, kind, render_cli, renderings};
 
 /// The namespaces a cluster with Envoy Gateway and ESO installed has, plus
 /// the ones a rendering creates itself, so a dry run can check the rest.
 fn prepare_namespaces(cluster: &Cluster, docs: &[Value]) {
-    for ns in ["envoy-gateway-system", "external-secrets"] {
-        cluster.namespace(ns);
-    }
+    let mut namespaces =
+        std::collections::BTreeSet::from(["envoy-gateway-system", "external-secrets"]);
     for d in docs.iter().filter(|d| d["kind"] == "Namespace") {
-        cluster.namespace(d["metadata"]["name"].as_str().unwrap());
+        namespaces.insert(d["metadata"]["name"].as_str().unwrap());
+    }
+    // A non-default --proxy-namespace: where that cluster runs its proxies.
+    namespaces.extend(
+        docs.iter()
+            .filter_map(|d| d["metadata"]["namespace"].as_str()),
+    );
+    for ns in namespaces {
+        cluster.namespace(ns);
     }
 }
 
@@ -58,7 +65,14 @@ fn apiserver_accepts_every_rendered_manifest() {
     all.extend(renderings());
     for (what, yaml) in &all {
         let docs = documents(yaml);
-        assert_eq!(docs.len(), 11, "{what}: resources rendered");
+        // The nonce store adds its Service, Deployment, PodDisruptionBudget
+        // and NetworkPolicy.
+        let expected = if what.contains("--nonce-store-secret") {
+            15
+        } else {
+            11
+        };
+        assert_eq!(docs.len(), expected, "{what}: resources rendered");
         prepare_namespaces(cluster, &docs);
         let out = dry_run(cluster, &docs);
         assert!(
@@ -84,7 +98,10 @@ fn apiserver_accepts_every_rendered_manifest() {
 #[test]
 fn apiserver_rejects_invalid_manifests() {
     let cluster = Cluster::shared();
-    let docs = documents(&render_cli(edge_hmac::render::gateway::CHECKED_IN_ARGS));
+    let docs = documents(&render_cli(&format!(
+        "{} {NONCE_STORE_ARGS}",
+        edge_hmac::render::gateway::CHECKED_IN_ARGS
+    )));
     prepare_namespaces(cluster, &docs);
     type Mutation = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, &str, Mutation, &str)> = vec![
@@ -187,6 +204,50 @@ fn apiserver_rejects_invalid_manifests() {
             "ValidatingAdmissionPolicy",
             Box::new(|d| d["spec"]["validations"][0]["expression"] = "object.spec.(".into()),
             "expression",
+        ),
+        (
+            "CEL: a Merge bootstrap without its value",
+            "EnvoyProxy",
+            Box::new(|d| {
+                d["spec"]["bootstrap"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("value");
+            }),
+            "provided bootstrap patch doesn't match the configured patch type",
+        ),
+        (
+            "bad enum",
+            "EnvoyProxy",
+            Box::new(|d| d["spec"]["bootstrap"]["type"] = "Append".into()),
+            "bootstrap.type",
+        ),
+        (
+            "unknown container field",
+            "Deployment",
+            Box::new(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] =
+                    serde_json::json!({});
+            }),
+            "readinesProbe",
+        ),
+        (
+            "the selector must match the template",
+            "Deployment",
+            Box::new(|d| d["spec"]["template"]["metadata"]["labels"] = serde_json::json!({})),
+            "selector",
+        ),
+        (
+            "bound",
+            "Service",
+            Box::new(|d| d["spec"]["ports"][0]["port"] = 70000.into()),
+            "port",
+        ),
+        (
+            "unknown field",
+            "NetworkPolicy",
+            Box::new(|d| d["spec"]["ingress"][0]["from"][0]["podLabels"] = serde_json::json!({})),
+            "podLabels",
         ),
     ];
     for (what, k, mutate, needle) in cases {

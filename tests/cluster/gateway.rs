@@ -7,17 +7,26 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use edge_hmac::nonce_store::{self, NonceStoreConfig, RedisUrl};
+use edge_hmac::render::envoy::{Module, NONCE_STORE_CLUSTER};
+use edge_hmac_core::config::parse;
 use edge_hmac_core::scheme::TagEncoding;
 use edge_hmac_tests::aws::{Moto, edge_value, unique_env};
 use edge_hmac_tests::build::{filter_wasm, module_so};
 use edge_hmac_tests::client::{Body, Req, now, send};
 use edge_hmac_tests::cluster::{Cluster, free_port};
-use edge_hmac_tests::eg::{EnvoyGateway, FileServer, env_from_envoy_proxy};
+use edge_hmac_tests::eg::{
+    EnvoyGateway, FileServer, egctl_bootstrap, env_from_envoy_proxy,
+    test_only_nonce_store_on_loopback,
+};
+use edge_hmac_tests::envoy::validate_file_on;
 use edge_hmac_tests::eso::{
     Eso, create_aws_credentials, force_sync, secret_data, wait_external_secret,
 };
-use edge_hmac_tests::kit::{kind, render_cli};
+use edge_hmac_tests::kit::{NONCE_STORE_ARGS, filter_entry, kind, render_cli};
+use edge_hmac_tests::redis::{Redis, RedisOpts};
 use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
+use edge_hmac_tests::target::{EnvoyVersion, Target};
 use edge_hmac_tests::upstream::Upstream;
 use edge_hmac_tests::yaml::documents;
 use serde_json::Value;
@@ -25,9 +34,9 @@ use serde_json::Value;
 /// The kit as `render gateway --module native` emits it for `env`, with
 /// the native module at its (absolute) path on this host, which is the
 /// proxy's, and the listener on `port`.
-fn render_native_kit(env: &str, port: u16) -> String {
+fn render_native_kit(env: &str, port: u16, extra: &str) -> String {
     render_cli(&format!(
-        "--env {env} --module native --module-path {} --plain-http --no-https --http-port {port}",
+        "--env {env} --module native --module-path {} --plain-http --no-https --http-port {port} {extra}",
         module_so().display()
     ))
 }
@@ -36,9 +45,9 @@ fn render_native_kit(env: &str, port: u16) -> String {
 /// `files` and the listener on `port`; every other setting is the default
 /// (Gateway `edge/edge`, proxies and Secrets in `envoy-gateway-system`,
 /// bootstrap credential `external-secrets/aws-credentials`).
-fn render_kit(env: &str, files: &FileServer, port: u16) -> String {
+fn render_kit(env: &str, files: &FileServer, port: u16, extra: &str) -> String {
     render_cli(&format!(
-        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --plain-http --no-https --http-port {port}",
+        "--env {env} --wasm-url http://{}/edge_hmac_filter.wasm --wasm-file {} --plain-http --no-https --http-port {port} {extra}",
         files.addr,
         filter_wasm().display()
     ))
@@ -51,7 +60,7 @@ fn kit_with_module() -> (String, FileServer, u16, String) {
     let wasm = std::fs::read(filter_wasm()).unwrap();
     let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
     let port = free_port();
-    let kit = render_kit(&env, &files, port);
+    let kit = render_kit(&env, &files, port, "");
     (env, files, port, kit)
 }
 
@@ -168,7 +177,7 @@ async fn envoy_gateway_runs_the_filter_as_rendered() {
 async fn envoy_gateway_runs_the_native_module_as_rendered() {
     let env = unique_env();
     let port = free_port();
-    let kit = render_native_kit(&env, port);
+    let kit = render_native_kit(&env, port, "");
     let docs = documents(&kit);
     assert_eq!(
         kind(&docs, "EnvoyProxy")["spec"]["dynamicModules"][0]["source"]["local"]["path"],
@@ -574,7 +583,7 @@ async fn a_swapped_module_fails_closed() {
     // The URL serves other bytes than the rendered checksum (of the real
     // filter) promises.
     let files = FileServer::start(&[("edge_hmac_filter.wasm", b"\0asm not the filter")]);
-    let kit = render_kit(&env, &files, port);
+    let kit = render_kit(&env, &files, port, "");
     let upstream = Upstream::start().await;
     let eg = EnvoyGateway::start(
         &gateway_resources(&kit, &[("team", "api", "/", upstream.addr)]),
@@ -678,4 +687,196 @@ async fn a_second_gateway_policy_that_sorts_first_takes_the_check_away() {
         "the kit's policy is not reported Conflicted\n{}",
         eg.logs()
     );
+}
+
+/// EG v1.9.0's own translation for the Kubernetes provider (`egctl x
+/// translate --type bootstrap`) merges the rendered EnvoyProxy bootstrap:
+/// `edge_hmac_nonce_store` sits beside `xds_cluster` as rendered (STRICT_DNS
+/// to the Service's cluster DNS name, port 9380, HTTP/2), and Envoy 1.39.0
+/// validates that cluster.
+#[test]
+fn envoy_gateway_merges_the_nonce_store_cluster_into_its_bootstrap() {
+    let kit = render_cli(&format!(
+        "--env dev --wasm-image registry.example.com/f@sha256:{} {NONCE_STORE_ARGS}",
+        "a".repeat(64)
+    ));
+    let bootstrap = egctl_bootstrap(&gateway_resources(&kit, &[]));
+    let clusters = bootstrap["staticResources"]["clusters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no static clusters in {bootstrap}"));
+    let names: Vec<&str> = clusters.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert!(names.contains(&"xds_cluster"), "{names:?}");
+    let store = clusters
+        .iter()
+        .find(|c| c["name"] == NONCE_STORE_CLUSTER)
+        .unwrap_or_else(|| panic!("{NONCE_STORE_CLUSTER} not merged: {names:?}"));
+    assert_eq!(store["type"], "STRICT_DNS");
+    assert_eq!(
+        store["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"],
+        serde_json::json!({
+            "address": "edge-hmac-nonce-store.envoy-gateway-system.svc.cluster.local",
+            "portValue": 9380
+        })
+    );
+    assert!(
+        store["typedExtensionProtocolOptions"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+            ["explicitHttpConfig"]["http2ProtocolOptions"]
+            .is_object(),
+        "{store}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store-cluster.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"staticResources": {"clusters": [store]}}).to_string(),
+    )
+    .unwrap();
+    let out = validate_file_on(&EnvoyVersion::V1_39.bin(), &file, &[]);
+    assert!(
+        out.status.success(),
+        "Envoy 1.39.0 refused the merged cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Through EG v1.9.0's proxy (host mode, the rendered EnvoyProxy bootstrap
+/// merged by EG, the filter config from the rendered policy) and a second
+/// plain Envoy sharing one in-process nonce store over a real redis-server,
+/// with the proxy-wasm filter: a nonce accepted by either is `401
+/// replayed_request` at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_used_once_across_envoy_gateway_and_another_proxy() {
+    nonce_once_across_eg_and_another_proxy(Target::WASM_1_39).await;
+}
+
+/// The same with the native module (`render gateway --module native`):
+/// its HTTP callout reaches the cluster EG merged into the bootstrap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_used_once_across_envoy_gateway_and_another_proxy_native() {
+    nonce_once_across_eg_and_another_proxy(Target::NATIVE_1_39).await;
+}
+
+/// The body of the two tests above: `t` is the build on both proxies (and
+/// Envoy 1.39.0, EG v1.9.0's, for both). The store's Deployment is not run
+/// here (no kubelet): `edge_hmac::nonce_store::start` serves the same
+/// service on loopback, and [`test_only_nonce_store_on_loopback`] points
+/// the rendered cluster at it.
+async fn nonce_once_across_eg_and_another_proxy(t: Target) {
+    let env = unique_env();
+    let port = free_port();
+    let redis = Redis::start(RedisOpts::default());
+    let mut cfg = NonceStoreConfig::new(RedisUrl::parse(&redis.url()).unwrap());
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let store = nonce_store::start(cfg).await.unwrap();
+    let wasm = std::fs::read(filter_wasm()).unwrap();
+    let files = FileServer::start(&[("edge_hmac_filter.wasm", &wasm)]);
+    let kit = match t.module {
+        Module::Wasm => render_kit(&env, &files, port, NONCE_STORE_ARGS),
+        Module::Native => render_native_kit(&env, port, NONCE_STORE_ARGS),
+    };
+    let docs = documents(&kit);
+    let plugin = filter_entry(&docs)["config"].clone();
+    assert_eq!(plugin["nonce_store"]["cluster"], NONCE_STORE_CLUSTER);
+
+    let upstream = Upstream::start().await;
+    let key = secret();
+    let proxy_env = env_from_envoy_proxy(
+        kind(&docs, "EnvoyProxy"),
+        &secrets_of(BTreeMap::from([(
+            "hmac-wasm-config",
+            BTreeMap::from([
+                ("hmac_secret".to_owned(), key.clone()),
+                ("environment".to_owned(), env.clone()),
+            ]),
+        )])),
+    )
+    .unwrap();
+    let eg = EnvoyGateway::start(
+        &gateway_resources(
+            &test_only_nonce_store_on_loopback(&kit, store.local_addr()),
+            &[("team", "api", "/", upstream.addr)],
+        ),
+        &proxy_env,
+    );
+    let eg_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    wait_filter_ready(&eg, eg_addr, "/v1/ready").await;
+
+    // The other proxy: the local bootstrap with the same filter config (the
+    // policy's JSON, nonce_store included) and its own cluster of that name.
+    let mut local = t.local(upstream.addr, parse(plugin.to_string().as_bytes()).unwrap());
+    local.nonce_store = Some(store.local_addr());
+    let other = t
+        .start(
+            &local,
+            &[
+                ("HMAC_SECRET", key.as_str()),
+                ("HMAC_ENVIRONMENT", env.as_str()),
+            ],
+        )
+        .await;
+    let other_addr = other.listener("edge_hmac").await;
+
+    let once = |path: &str| {
+        Req::new("GET", path).signed_with(&key, &env, now(), Some(&nonce()), TagEncoding::Hex)
+    };
+    let replayed = |resp: &edge_hmac_tests::client::Resp| {
+        (resp.status, resp.error_code()) == (401, Some("replayed_request".to_owned()))
+    };
+    let first = once("/v1/eg-first");
+    let resp = send(eg_addr, &first).await;
+    assert_eq!(resp.status, 200, "{}\n{}", resp.text(), eg.logs());
+    let resp = send(other_addr, &first).await;
+    assert!(replayed(&resp), "{} {}", resp.status, resp.text());
+    let second = once("/v1/other-first");
+    let resp = send(other_addr, &second).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let resp = send(eg_addr, &second).await;
+    assert!(
+        replayed(&resp),
+        "{} {}\n{}",
+        resp.status,
+        resp.text(),
+        eg.logs()
+    );
+    assert_eq!(
+        upstream
+            .settled_records()
+            .await
+            .iter()
+            .map(|r| r.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/v1/eg-first", "/v1/other-first"],
+        "only the first use of each nonce reaches the upstream"
+    );
+
+    // EG's proxy asked the store both times (the cluster EG merged), and
+    // runs the cluster and the option as rendered.
+    let admin = proxy_admin(&eg);
+    let stats = edge_hmac_tests::client::get(admin, "/stats?filter=nonce_store")
+        .await
+        .unwrap()
+        .text();
+    let prefix = t.module.stats_prefix();
+    for line in [
+        format!("{prefix}edge_hmac.nonce_store.claims: 2"),
+        format!("{prefix}edge_hmac.nonce_store.replayed: 1"),
+    ] {
+        assert!(stats.contains(&line), "{line} not in\n{stats}");
+    }
+    assert_eq!(other.counter("nonce_store.replayed").await, 1);
+    let dump = edge_hmac_tests::client::get(admin, "/config_dump")
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        dump.contains(&format!("\"name\": \"{NONCE_STORE_CLUSTER}\"")),
+        "no {NONCE_STORE_CLUSTER} cluster in EG's Envoy"
+    );
+    assert!(
+        dump.contains("nonce_store"),
+        "no nonce_store option in EG's filter config"
+    );
+    assert_no_secret(&eg.all_output(), &[&key]);
+    drop(other);
+    store.shutdown().await;
 }

@@ -23,6 +23,12 @@
 //!   mounts (`extensionApis.enableEnvoyPatchPolicy` is on for that reason);
 //! - **backends**: a `Backend` with a loopback IP (`extensionApis.enableBackend`),
 //!   since there are no Services without a cluster network;
+//! - **the nonce store's cluster on loopback**: the rendered EnvoyProxy
+//!   merges the cluster `edge_hmac_nonce_store` into the bootstrap with the
+//!   store Service's cluster DNS name; the tests that run a store point it
+//!   at 127.0.0.1 in the EnvoyProxy they hand EG (see
+//!   [`test_only_nonce_store_on_loopback`]; an EnvoyPatchPolicy only
+//!   reaches xDS resources, not the bootstrap);
 //! - `extensionApis.enableLua`, so the tests can attach a team's Lua policy
 //!   (off by default in EG; a cluster that enables it is the one at risk).
 //!
@@ -451,4 +457,92 @@ pub fn env_from_envoy_proxy(
         }
     }
     Ok(out)
+}
+
+/// Test-only (no cluster DNS on this machine): points the nonce store's
+/// Envoy cluster at `store` on loopback in the rendered EnvoyProxy of
+/// `resources` (a YAML stream), which merges it into the proxies' bootstrap
+/// with the Service's cluster DNS name. An EnvoyPatchPolicy (what
+/// [`test_only_resources`] uses for the wasm cache) cannot do it: it
+/// patches the xDS resources EG serves, and this cluster lives in the
+/// bootstrap. Only the address and port change (127.0.0.1, the store's
+/// port): the cluster stays as rendered, STRICT_DNS (Envoy resolves an IP
+/// literal to itself), HTTP/2, its timeout. Every other document is passed
+/// through unchanged.
+pub fn test_only_nonce_store_on_loopback(resources: &str, store: SocketAddr) -> String {
+    let cluster_name = edge_hmac::render::envoy::NONCE_STORE_CLUSTER;
+    let mut rewritten = 0;
+    let mut out = String::new();
+    for mut doc in crate::yaml::documents(resources) {
+        if doc["kind"] == "EnvoyProxy"
+            && let Some(value) = doc["spec"]["bootstrap"]["value"].as_str()
+        {
+            let mut bootstrap: Value = serde_norway::from_str(value).unwrap();
+            for cluster in bootstrap["static_resources"]["clusters"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["name"] == cluster_name)
+            {
+                cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+                    ["socket_address"] = serde_json::json!({
+                    "address": store.ip().to_string(),
+                    "port_value": store.port(),
+                });
+                rewritten += 1;
+            }
+            doc["spec"]["bootstrap"]["value"] =
+                Value::String(serde_norway::to_string(&bootstrap).unwrap());
+        }
+        out.push_str(&format!("---\n{}\n", serde_json::to_string(&doc).unwrap()));
+    }
+    assert_eq!(
+        rewritten, 1,
+        "no EnvoyProxy bootstrap with the cluster {cluster_name} in the resources"
+    );
+    out
+}
+
+/// The bootstrap Envoy Gateway v1.9.0 renders for its Kubernetes provider
+/// from `resources` (the Gateway-side documents of a kit), EnvoyProxy
+/// `bootstrap` applied: `egctl experimental translate --type bootstrap`,
+/// the same `bootstrap.ApplyBootstrapConfig` the proxies' Deployment gets.
+/// Proto JSON field names (camelCase).
+pub fn egctl_bootstrap(resources: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("resources.yaml");
+    std::fs::write(&file, resources).unwrap();
+    let out = Command::new(components().eg_bin_dir.join("egctl"))
+        .args([
+            "experimental",
+            "translate",
+            "--from",
+            "gateway-api",
+            "--to",
+            "xds",
+            "--type",
+            "bootstrap",
+            "--output",
+            "json",
+            "--file",
+        ])
+        .arg(&file)
+        .output()
+        .expect("egctl");
+    assert!(
+        out.status.success(),
+        "egctl translate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "egctl translate output ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let (_, gateway) = dump["xds"]
+        .as_object()
+        .and_then(|m| m.iter().next())
+        .unwrap_or_else(|| panic!("no Gateway in egctl's output: {dump}"));
+    gateway["bootstrap"].clone()
 }

@@ -44,6 +44,10 @@ pub fn filter_entry(docs: &[Value]) -> &Value {
     }
 }
 
+/// `render gateway` flags that add the shared nonce store (an example
+/// image, pinned as the renderer requires).
+pub const NONCE_STORE_ARGS: &str = "--nonce-store-secret edge-hmac-redis --nonce-store-image registry.example.com/crawbl/edge-hmac@sha256:0d1e2f3a4b5c6d7e8f904f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c";
+
 /// Renderings covering every option that changes the shape of a manifest.
 pub fn renderings() -> Vec<(String, String)> {
     let wasm = filter_wasm().display().to_string();
@@ -57,6 +61,10 @@ pub fn renderings() -> Vec<(String, String)> {
         // volume.
         "--env dev --module native --module-path /var/lib/edge-hmac/libedge-hmac.so --require-nonce".into(),
         "--env prod --module native --module-image registry.example.com/crawbl/edge-hmac-module@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90".into(),
+        // The shared nonce store, with either build and non-default
+        // Gateway and proxy namespaces.
+        format!("--env dev --wasm-image registry.example.com/crawbl/edge-hmac-filter@sha256:4f9a6b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f90 {NONCE_STORE_ARGS}"),
+        format!("--env prod --module native --module-path /var/lib/edge-hmac/libedge-hmac.so --require-nonce --gateway-name public --gateway-namespace apps --proxy-namespace edge-proxies {NONCE_STORE_ARGS} --nonce-store-replicas 3 --nonce-store-on-unavailable local --nonce-store-timeout-ms 100"),
     ]
     .into_iter()
     .map(|args| (args.clone(), render_cli(&args)))

@@ -349,13 +349,14 @@ impl RenderGatewayArgs {
 
     fn finish_options(&self, code: gateway::WasmCode) -> Result<gateway::GatewayOptions> {
         let mut plugin = self.filter.plugin_config()?;
-        plugin.expected_environment = Some(self.environment.clone());
         let nonce_store = self.nonce_store()?;
         if nonce_store.is_some() {
             plugin = self
                 .filter
                 .with_nonce_store(plugin, envoy::NONCE_STORE_CLUSTER)?;
         }
+        // Last: the options are validated with a stand-in environment.
+        plugin.expected_environment = Some(self.environment.clone());
         let mut o = gateway::GatewayOptions::new(&self.environment, code, plugin);
         o.secret_id = self.secret_id.clone().unwrap_or_else(|| {
             crate::secret::secret_id(&self.environment, &self.scope, &self.name)
@@ -548,7 +549,9 @@ mod tests {
             args: RenderGatewayArgs,
         }
         let image = format!("r.example.com/f@sha256:{}", "a".repeat(64));
-        let argv = ["x", "--env", "dev", "--wasm-image", &image]
+        // Not `dev`: the options are checked with a stand-in environment
+        // of that name before expected_environment is set.
+        let argv = ["x", "--env", "prod", "--wasm-image", &image]
             .into_iter()
             .chain(extra.iter().copied());
         <Cli as clap::Parser>::try_parse_from(argv)
