@@ -92,6 +92,54 @@ fn apiserver_accepts_every_rendered_manifest() {
     }
 }
 
+/// The rollout's first step in docs/deploy.md, `kubectl apply -l
+/// app.kubernetes.io/component=nonce-store`, applies the store's four
+/// objects and nothing else (no EnvoyProxy, so no proxy calls it yet).
+#[test]
+fn the_store_applies_alone_with_its_label() {
+    let cluster = Cluster::shared();
+    let kit = render_cli(&format!(
+        "{} {NONCE_STORE_ARGS}",
+        edge_hmac::render::gateway::CHECKED_IN_ARGS
+    ));
+    prepare_namespaces(cluster, &documents(&kit));
+    let out = cluster.kubectl_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--field-manager=edge-hmac-test",
+            "-l",
+            "app.kubernetes.io/component=nonce-store",
+            "-f",
+            "-",
+        ],
+        &kit,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut applied: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("(server dry run)"))
+        .filter_map(|l| l.split('/').next())
+        .collect();
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        [
+            "deployment.apps",
+            "networkpolicy.networking.k8s.io",
+            "poddisruptionbudget.policy",
+            "service"
+        ],
+        "{stdout}"
+    );
+}
+
 /// What the API server refuses in the kit's resources — unknown fields,
 /// wrong types, enums, required fields, patterns, bounds, scope and CRD CEL
 /// rules — so a hand edit of a rendered file is caught at apply time.
