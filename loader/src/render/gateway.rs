@@ -4,6 +4,11 @@
 //! wasm VM through `env.hostKeys`, or the native module, which reads the
 //! process environment itself).
 //!
+//! With [`GatewayOptions::nonce_store`], also `edge-hmac nonce-store` beside
+//! the proxies (Deployment, Service, PodDisruptionBudget, NetworkPolicy), the
+//! Envoy cluster the filter claims nonces through (merged into the proxies'
+//! bootstrap by the EnvoyProxy) and the filter's `nonce_store` option.
+//!
 //! Rendered from Rust types into one multi-document YAML stream for
 //! `kubectl apply -f`. Manifests carry references to secrets only.
 
