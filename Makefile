@@ -50,7 +50,9 @@ wasm: toolchain ## build the proxy-wasm filter: target/wasm32-wasip1/release/edg
 
 module: toolchain ## build the native Envoy module: target/module/libedge-hmac.so (profile module: release, panic = unwind)
 	$(CARGO) rustc -p edge-hmac-module --profile module --crate-type cdylib
-	cp target/module/libedge_hmac_module.so $(MODULE)
+	@# A new file renamed into place, never rewritten in place: an Envoy that
+	@# has the module loaded keeps its copy (cp over it crashes that Envoy).
+	cp target/module/libedge_hmac_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
 	@ls -l $(MODULE) | awk '{print "module: " $$NF " (" $$5 " bytes)"}'
 
 lint: toolchain ## rustfmt check, clippy -D warnings on native and wasm32-wasip1
