@@ -17,7 +17,8 @@
 # EXTRA=1 adds the earlier cases: POST 64 KiB UNSIGNED-PAYLOAD, GET in the
 # RFC 9421 profile, a flood of invalid signatures, and nonces on a second
 # Envoy with NONCE_WORKERS workers. wrk repeats one unsigned GET on `plain`
-# as a check of the load generator itself.
+# as a check of the load generator itself. Then benches/nonce-store.sh: the
+# shared nonce store against the per-process table (NONCE_STORE=0 skips it).
 #
 # Each case and listener is measured twice: throughput and CPU per request
 # (Envoy, plus the ext_authz service) with CONNECTIONS connections
@@ -50,18 +51,8 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-18180}
 AUTHZ_PORT=${AUTHZ_PORT:-18185}
 ADMIN_PORT=${ADMIN_PORT:-18190}
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-OUT=${OUT:-$ROOT/target/envoy-load}
-mkdir -p "$OUT"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
@@ -118,14 +109,7 @@ start_envoy() {
   "$EDGE" render envoy --listen "127.0.0.1:$base" --admin "127.0.0.1:$admin" \
     --upstream "127.0.0.1:$UPSTREAM_PORT" --wasm "$WASM" "${FILTER_ARGS[@]}" "$@" \
     -o "$WORK/$name.yaml"
-  "$ENVOY" -c "$WORK/$name.yaml" --concurrency "$workers" --use-dynamic-base-id -l warning \
-    --log-path "$WORK/$name.log" &
-  local pid=$!
-  PIDS+=($pid)
-  ready() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$admin/ready', timeout=1)" 2>/dev/null; }
-  for _ in $(seq 100); do ready && break; sleep 0.1; done
-  ready || { cat "$WORK/$name.log" >&2; exit 1; }
-  printf -v "REAL_PID_$name" '%s' "$(pgrep -P "$pid" envoy || echo "$pid")"
+  run_envoy "$name" "$admin" "$workers"
 }
 start_envoy one "$BASE_PORT" "$ADMIN_PORT" 1 --with-baselines "$NOOP" --with-ext-authz "127.0.0.1:$AUTHZ_PORT" \
   --with-native "$MODULE" --with-noop-module "$NOOP_MODULE"
@@ -241,3 +225,12 @@ done
 
 SHA256_64K_US=$SHA256_64K_US python3 benches/plot.py "$RESULTS" "$OUT" \
   "Envoy $("$ENVOY" --version 2>/dev/null | grep -o '[0-9]*\.[0-9]*\.[0-9]*' | head -1) on loopback (1 worker); requests from edge-hmac load, each signed afresh; throughput: -c $CONNECTIONS for $DURATION; latency: -c 1 for $LATENCY_DURATION; median of $ROUNDS interleaved rounds (spread: min-max of the rounds); CPU: Envoy + ext_authz service; SHA-256 of 64 KiB (criterion): $SHA256_64K_US us"
+
+# The shared nonce store's cases (GET with a fresh nonce, local table vs the
+# store, 1 and 2 workers, two Envoys sharing it) run on Envoys of their own,
+# once these are stopped: benches/nonce-store.sh (NONCE_STORE=0 skips them).
+if [ "${NONCE_STORE:-1}" = 1 ]; then
+  cleanup
+  trap - EXIT
+  OUT=$OUT "$ROOT/benches/nonce-store.sh"
+fi
