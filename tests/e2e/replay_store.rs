@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edge_hmac::nonce_store::{self, NonceStoreConfig, NonceStoreHandle, RedisUrl};
 use edge_hmac::render::envoy::NONCE_STORE_CLUSTER;
 use edge_hmac_core::config::parse;
-use edge_hmac_core::scheme::TagEncoding;
+use edge_hmac_core::scheme::{Payload, TagEncoding};
 use edge_hmac_tests::client::{Body, Req, Resp, now, send};
 use edge_hmac_tests::envoy::Envoy;
 use edge_hmac_tests::matrix;
@@ -39,8 +39,21 @@ async fn proxy(
     secret: &str,
     options: &str,
 ) -> (Envoy, SocketAddr) {
+    proxy_with(t, upstream, store, secret, "", options).await
+}
+
+/// Like [`proxy`], with more top-level settings (`extra`, each preceded by a
+/// comma) and `options` inside `nonce_store`.
+async fn proxy_with(
+    t: Target,
+    upstream: SocketAddr,
+    store: SocketAddr,
+    secret: &str,
+    extra: &str,
+    options: &str,
+) -> (Envoy, SocketAddr) {
     let json = format!(
-        r#"{{"require_nonce":false,"nonce_store":{{"cluster":"{NONCE_STORE_CLUSTER}"{options}}}}}"#
+        r#"{{"require_nonce":false{extra},"nonce_store":{{"cluster":"{NONCE_STORE_CLUSTER}"{options}}}}}"#
     );
     let mut config = t.local(upstream, parse(json.as_bytes()).unwrap());
     config.nonce_store = Some(store);
@@ -114,6 +127,44 @@ async fn a_nonce_is_used_once_across_proxies(t: Target) {
     let plain = Req::new("GET", "/v1/x").signed(&secret, ENV);
     assert_eq!(send(b_addr, &plain).await.status, 200);
     assert_eq!(b.counter("nonce_store.claims").await, 2);
+    store.shutdown().await;
+}
+
+/// Under a store, requests whose data is not held otherwise wait at their
+/// headers for the claim: an `UNSIGNED-PAYLOAD` upload with a nonce streams
+/// through complete once the store said fresh; its replay through the
+/// other proxy is refused and nothing of it reaches the upstream.
+async fn a_streamed_body_waits_at_its_headers(t: Target) {
+    let redis = Redis::start(RedisOpts::default());
+    let store = store(&redis).await;
+    let upstream = Upstream::start().await;
+    let secret = secret();
+    let extra = r#","unsigned_payload_paths":["/v1/upload"]"#;
+    let mut proxies = Vec::new();
+    for _ in 0..2 {
+        proxies.push(proxy_with(t, upstream.addr, store.local_addr(), &secret, extra, "").await);
+    }
+    let body: Vec<Vec<u8>> = (0..4).map(|i| vec![b'a' + i; 16 * 1024]).collect();
+    let upload = Req::new("POST", "/v1/upload")
+        .body(Body::Chunks {
+            chunks: body.clone(),
+            delay: Duration::from_millis(20),
+        })
+        .sign_payload(
+            &secret,
+            ENV,
+            now(),
+            Some(&nonce()),
+            TagEncoding::Hex,
+            Some(Payload::Unsigned),
+        );
+    let resp = send(proxies[0].1, &upload).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_code(&send(proxies[1].1, &upload).await, 401, "replayed_request");
+    let records = upstream.settled_records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].complete);
+    assert_eq!(records[0].body, body.concat());
     store.shutdown().await;
 }
 
@@ -352,6 +403,7 @@ async fn two_runs_share_a_password_protected_store() {
 
 matrix!(
     a_nonce_is_used_once_across_proxies,
+    a_streamed_body_waits_at_its_headers,
     replays_under_load_are_all_refused,
     redis_down_fails_closed_and_recovers,
     a_silent_store_times_out,

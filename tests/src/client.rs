@@ -142,7 +142,9 @@ impl Req {
         self.sign_payload(secret, environment, timestamp, nonce, encoding, payload)
     }
 
-    fn sign_payload(
+    /// Signs with every choice explicit, the payload claim included
+    /// (`Payload::Unsigned` for `UNSIGNED-PAYLOAD`).
+    pub fn sign_payload(
         mut self,
         secret: &str,
         environment: &str,
