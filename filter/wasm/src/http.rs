@@ -2,7 +2,6 @@
 //! hands them to the core's [`Stream`] and carries out its verdict.
 
 use std::rc::Rc;
-
 use std::time::Duration;
 
 use edge_hmac_core::scheme::RequestHead;
