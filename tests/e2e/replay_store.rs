@@ -19,8 +19,12 @@ use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
 use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
 
+use edge_hmac_tests::cluster::free_port;
+use serde_json::json;
+
 use crate::loader::{Running, home, run_cmd};
 use crate::newcomer::write_dev_secret;
+use crate::streams::{at, crawbl_headers, events, peer_client, peer_server};
 
 const ENV: &str = "dev";
 
@@ -165,6 +169,56 @@ async fn a_streamed_body_waits_at_its_headers(t: Target) {
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].complete);
     assert_eq!(records[0].body, body.concat());
+    store.shutdown().await;
+}
+
+/// Under a store, a websocket handshake with a nonce waits at its headers
+/// for the claim, then upgrades and streams both ways; its replay through
+/// the other proxy is refused and the server sees one connection only.
+async fn a_websocket_with_a_nonce_upgrades_once(t: Target) {
+    let redis = Redis::start(RedisOpts::default());
+    let store = store(&redis).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = peer_server(
+        &["ws-server", &port.to_string()],
+        port,
+        &dir.path().join("ws.log"),
+    );
+    let secret = secret();
+    let upstream = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_a, a_addr) = proxy(t, upstream, store.local_addr(), &secret, "").await;
+    let (_b, b_addr) = proxy(t, upstream, store.local_addr(), &secret, "").await;
+    let n = nonce();
+    let handshake = |addr: SocketAddr| {
+        let authority = format!("127.0.0.1:{}", addr.port());
+        let signed = at(&authority, "GET", "/ws/chat").signed_with(
+            &secret,
+            ENV,
+            now(),
+            Some(&n),
+            TagEncoding::Hex,
+        );
+        json!({
+            "url": format!("ws://{authority}/ws/chat"),
+            "headers": crawbl_headers(&signed),
+            "messages": ["hello", "bye"],
+        })
+    };
+    let out = peer_client("ws-client", handshake(a_addr)).await;
+    assert_eq!(out["status"], 101, "{out}");
+    assert_eq!(out["echoes"], json!(["hello", "bye"]));
+    let out = peer_client("ws-client", handshake(b_addr)).await;
+    assert_eq!(out["status"], 401, "{out}");
+    assert!(
+        out["body"].as_str().unwrap().contains("replayed_request"),
+        "{out}"
+    );
+    let opened = events(&server)
+        .into_iter()
+        .filter(|e| e["event"] == "ws_open")
+        .count();
+    assert_eq!(opened, 1);
     store.shutdown().await;
 }
 
@@ -404,6 +458,7 @@ async fn two_runs_share_a_password_protected_store() {
 matrix!(
     a_nonce_is_used_once_across_proxies,
     a_streamed_body_waits_at_its_headers,
+    a_websocket_with_a_nonce_upgrades_once,
     replays_under_load_are_all_refused,
     redis_down_fails_closed_and_recovers,
     a_silent_store_times_out,

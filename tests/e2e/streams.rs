@@ -58,7 +58,7 @@ async fn with_recording_upstream(
 }
 
 /// A peer server from `tests/support/stream_peers.py`, listening on `port`.
-fn peer_server(args: &[&str], port: u16, log: &Path) -> Service {
+pub(crate) fn peer_server(args: &[&str], port: u16, log: &Path) -> Service {
     let mut cmd = Command::new(venv().join("bin/python"));
     cmd.arg(workspace().join("tests/support/stream_peers.py"))
         .args(args)
@@ -75,7 +75,7 @@ fn peer_server(args: &[&str], port: u16, log: &Path) -> Service {
 }
 
 /// The JSON events a peer server logged.
-fn events(service: &Service) -> Vec<Value> {
+pub(crate) fn events(service: &Service) -> Vec<Value> {
     service
         .log_text()
         .lines()
@@ -84,7 +84,7 @@ fn events(service: &Service) -> Vec<Value> {
 }
 
 /// Runs a peer client with `request` on stdin; its JSON result.
-async fn peer_client(kind: &str, request: Value) -> Value {
+pub(crate) async fn peer_client(kind: &str, request: Value) -> Value {
     run_json(
         "stream_peers.py",
         &[kind],
@@ -115,7 +115,7 @@ fn assert_grpc_refused(out: &Value, code: &str) {
 }
 
 /// The `x-crawbl-*` headers of `req`, as `[name, value]` pairs.
-fn crawbl_headers(req: &Req) -> Vec<[String; 2]> {
+pub(crate) fn crawbl_headers(req: &Req) -> Vec<[String; 2]> {
     req.headers
         .iter()
         .filter(|(n, _)| n.starts_with("x-crawbl-"))
@@ -123,7 +123,7 @@ fn crawbl_headers(req: &Req) -> Vec<[String; 2]> {
         .collect()
 }
 
-fn at(authority: &str, method: &str, path: &str) -> Req {
+pub(crate) fn at(authority: &str, method: &str, path: &str) -> Req {
     let mut req = Req::new(method, path);
     req.authority = authority.into();
     req
