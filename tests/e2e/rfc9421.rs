@@ -1,16 +1,19 @@
 //! RFC 9421 signatures made by real third-party libraries, through a real
 //! Envoy with the built filter: the PyPI `http-message-signatures` package
 //! (`tests/support/rfc9421_client.py`) and the npm `http-message-signatures`
-//! package (`tests/support/rfc9421-node/sign.mjs`). They sign; the test sends
+//! package (`tests/support/rfc9421-node/sign.mjs`), and the Rust `httpsig-hyper`
+//! crate (`tests/support/rfc9421-rust`). They sign; the test sends
 //! what they produced, as is or tampered with, and checks each outcome. Also
 //! the CLI's `sign --format rfc9421` and `verify`, and v1 beside RFC 9421.
 
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
 
 use edge_hmac_core::config::parse;
 use edge_hmac_core::scheme::fingerprint;
 use edge_hmac_tests::aws::cli;
+use edge_hmac_tests::build::rfc9421_rust_peer_bin;
 use edge_hmac_tests::cli::run;
 use edge_hmac_tests::client::{Body, Req, Resp, now, send};
 use edge_hmac_tests::envoy::Envoy;
@@ -46,6 +49,8 @@ enum Library {
     Python,
     /// npm `http-message-signatures` 1.0.6.
     Node,
+    /// crates.io `httpsig-hyper` 0.0.26.
+    Rust,
 }
 
 /// What a client asks its library to sign.
@@ -60,6 +65,9 @@ struct Spec {
     created: u64,
     nonce: Option<String>,
     tag: &'static str,
+    /// The Rust peer only: a library default to reproduce (see its crate
+    /// doc); `None` signs in the profile.
+    mode: Option<&'static str>,
 }
 
 impl Library {
@@ -75,11 +83,13 @@ impl Library {
             "created": spec.created,
             "nonce": spec.nonce,
             "tag": spec.tag,
+            "mode": spec.mode,
         });
         let timeout = Duration::from_secs(60);
         let out: Value = match self {
             Library::Python => run_json("rfc9421_client.py", &[], &input, timeout).await,
             Library::Node => run_node_json("rfc9421-node/sign.mjs", &input, timeout).await,
+            Library::Rust => run_rust_peer(&input, timeout).await,
         };
         let mut req = Req::new(spec.method, spec.path);
         req.authority = addr.to_string();
@@ -91,6 +101,37 @@ impl Library {
             None => req,
         }
     }
+}
+
+/// Runs the Rust peer (built once per test run) with `input` on stdin and
+/// returns its JSON output.
+async fn run_rust_peer(input: &Value, timeout: Duration) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let bin = rfc9421_rust_peer_bin();
+    let mut child = tokio::process::Command::new(bin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input.to_string().as_bytes())
+        .await
+        .expect("write the spec");
+    drop(stdin);
+    let out = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .expect("the Rust peer finishes")
+        .expect("wait for the Rust peer");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "Rust peer: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// A fresh nonce (16+ characters of the allowed set).
@@ -116,7 +157,7 @@ fn assert_outcome(resp: &Resp, expected: Result<(), &str>, what: &str) {
     }
 }
 
-/// Requests signed by the Python and the npm RFC 9421 libraries pass the
+/// Requests signed by the Python, the npm and the Rust RFC 9421 libraries pass the
 /// filter (GET, and POST with Content-Digest); each kind of tampering and a
 /// replay is refused with its outcome code and never reaches the upstream;
 /// a v1 request passes the same listener (formats both).
@@ -126,7 +167,7 @@ async fn third_party_libraries_through_envoy(t: Target) {
     let (_envoy, addr) = envoy(t, upstream.addr, r#"{"formats":["v1","rfc9421"]}"#, &key).await;
     let keyid = fingerprint(key.as_bytes());
     let mut passed = 0;
-    for lib in [Library::Python, Library::Node] {
+    for lib in [Library::Python, Library::Node, Library::Rust] {
         let get = Spec {
             secret: key.clone(),
             keyid: keyid.clone(),
@@ -137,6 +178,7 @@ async fn third_party_libraries_through_envoy(t: Target) {
             created: now(),
             nonce: Some(nonce()),
             tag: ENV,
+            mode: None,
         };
         let post = Spec {
             method: "POST",
@@ -286,6 +328,7 @@ async fn rfc9421_refused_unless_enabled(t: Target) {
         created: now(),
         nonce: None,
         tag: ENV,
+        mode: None,
     };
     let req = Library::Python.signed(addr, &spec).await;
     assert_outcome(
@@ -402,8 +445,53 @@ async fn cli_signs_and_verifies_rfc9421(t: Target) {
     assert_no_secret(&format!("{}{}{}", out.all(), ok.all(), bad.all()), &[&key]);
 }
 
+/// Each default of `httpsig` 0.0.26 that the profile refuses, as the
+/// library makes it, gets its documented code and never reaches the
+/// upstream: a random base64 nonce (`=`) `malformed_signature`; its own
+/// base64 keyid `invalid_signature`; a bare `try_new` (only `created`)
+/// `malformed_signature`; an explicit `:80` kept in `@authority`
+/// `invalid_signature`; an origin-form URI (empty `@authority`)
+/// `invalid_signature`. The same request in the profile passes.
+async fn rust_library_defaults_get_the_documented_codes(t: Target) {
+    let upstream = Upstream::start().await;
+    let key = secret();
+    let (_envoy, addr) = envoy(t, upstream.addr, r#"{"formats":["rfc9421"]}"#, &key).await;
+    let spec = |mode| Spec {
+        secret: key.clone(),
+        keyid: fingerprint(key.as_bytes()),
+        method: "GET",
+        path: "/v1/orders?limit=10",
+        headers: vec![],
+        body: None,
+        created: now(),
+        nonce: Some(nonce()),
+        tag: ENV,
+        mode,
+    };
+    let cases = [
+        (Some("random_nonce"), Err("malformed_signature")),
+        (Some("key_info"), Err("invalid_signature")),
+        (Some("created_only"), Err("malformed_signature")),
+        (Some("default_port"), Err("invalid_signature")),
+        (Some("origin_form"), Err("invalid_signature")),
+        (None, Ok(())),
+    ];
+    for (mode, expected) in cases {
+        let mut req = Library::Rust.signed(addr, &spec(mode)).await;
+        if mode == Some("default_port") {
+            // Sent as the library's user would: `Host: 127.0.0.1:80`.
+            req.authority = format!("{}:80", addr.ip());
+        }
+        let what = format!("{mode:?}: {:?}", req.get("signature-input"));
+        assert_outcome(&send(addr, &req).await, expected, &what);
+    }
+    let records = upstream.settled_records().await;
+    assert_eq!(records.len(), 1, "{records:?}");
+}
+
 edge_hmac_tests::matrix!(
     third_party_libraries_through_envoy,
+    rust_library_defaults_get_the_documented_codes,
     rfc9421_refused_unless_enabled,
     cli_signs_and_verifies_rfc9421,
 );

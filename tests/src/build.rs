@@ -160,3 +160,18 @@ pub fn venv() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv"))
 }
+
+/// The Rust RFC 9421 test peer, `edge-hmac-rfc9421-rust-peer`
+/// (`tests/support/rfc9421-rust`, debug build): signs with `httpsig-hyper`.
+pub fn rfc9421_rust_peer_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        cargo_build(
+            &["build", "-p", "edge-hmac-rfc9421-rust-peer"],
+            "the Rust RFC 9421 peer (tests/support/rfc9421-rust)",
+        );
+        let path = target_dir().join("debug/edge-hmac-rfc9421-rust-peer");
+        assert!(path.exists(), "{} missing after the build", path.display());
+        path
+    })
+}
