@@ -59,20 +59,22 @@ impl Signer {
         }
     }
 
-    /// A signer for the secret in the environment variable `var`.
+    /// A signer for the secret in the environment variable `var`, e.g.
+    /// `Signer::from_env("EDGE_HMAC_KEY", "prod")`.
     pub fn from_env(var: &str, environment: &str) -> Result<Signer, std::env::VarError> {
         Ok(Signer::new(&std::env::var(var)?, environment))
     }
 
     /// The profile's parameters: `@method @authority @path @query`, then
     /// `content-digest` when there is a body, then the header fields
-    /// `fields`; `created` (Unix seconds, now), `keyid`, `alg`, `tag` and an
-    /// optional `nonce` (16–128 characters of `A-Z a-z 0-9 . _ ~ -`).
+    /// `fields`; `created` (Unix seconds; `None`: now), `keyid`, `alg`,
+    /// `tag` and `nonce` (16–128 characters of `A-Z a-z 0-9 . _ ~ -`;
+    /// `None`: 32 fresh random hex digits).
     pub fn params(
         &self,
         fields: &[&str],
         has_body: bool,
-        created: u64,
+        created: Option<u64>,
         nonce: Option<&str>,
     ) -> Result<HttpSignatureParams, Error> {
         let digest = if has_body {
@@ -87,14 +89,22 @@ impl Signer {
             .map(|c| HttpMessageComponentId::try_from(*c))
             .collect::<Result<Vec<_>, _>>()?;
         let mut params = HttpSignatureParams::try_new(&components)?;
+        if let Some(created) = created {
+            params.set_created(created);
+        }
+        let nonce = match nonce {
+            Some(nonce) => nonce.to_owned(),
+            None => {
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(|e| e.to_string())?;
+                hex::encode(bytes)
+            }
+        };
         params
-            .set_created(created)
+            .set_nonce(&nonce)
             .set_keyid(&self.keyid)
             .set_alg(&AlgorithmName::HmacSha256)
             .set_tag(&self.environment);
-        if let Some(nonce) = nonce {
-            params.set_nonce(nonce);
-        }
         Ok(params)
     }
 
@@ -170,7 +180,7 @@ async fn run(spec: Spec) -> Result<Value, Error> {
     }
     let req = builder.body(Full::new(Bytes::from(spec.body.unwrap_or_default())))?;
 
-    let mut params = signer.params(&fields, has_body, spec.created, spec.nonce.as_deref())?;
+    let mut params = signer.params(&fields, has_body, Some(spec.created), spec.nonce.as_deref())?;
     // The test's override: a keyid that names another key (signed with this one).
     if spec.keyid != signer.keyid {
         params.set_keyid(&spec.keyid);
