@@ -2,6 +2,7 @@
 //! One binary; one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod cookbook;
 mod escapes;
 mod ext_authz;
 mod filter;
