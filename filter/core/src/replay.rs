@@ -311,17 +311,7 @@ impl ReplayCache {
         timestamp: u64,
         now: u64,
     ) -> Result<(), ClaimError> {
-        let tables = match store.get(REGISTRY_KEY) {
-            Ok(Some((bytes, _))) => {
-                Tables::decode(&bytes).map_err(|e| ClaimError::Unavailable(e.to_string()))?
-            }
-            Ok(None) => {
-                return Err(ClaimError::Unavailable(
-                    "the replay table registry does not exist (not initialised)".into(),
-                ));
-            }
-            Err(e) => return Err(ClaimError::Unavailable(e.to_string())),
-        };
+        let tables = registry(store)?;
         let entry = Entry {
             expires: secs(now.saturating_add(self.ttl_seconds)),
             timestamp: secs(timestamp),
@@ -346,17 +336,7 @@ impl ReplayCache {
         nonce: &str,
         now: u64,
     ) -> Result<bool, ClaimError> {
-        let tables = match store.get(REGISTRY_KEY) {
-            Ok(Some((bytes, _))) => {
-                Tables::decode(&bytes).map_err(|e| ClaimError::Unavailable(e.to_string()))?
-            }
-            Ok(None) => {
-                return Err(ClaimError::Unavailable(
-                    "the replay table registry does not exist (not initialised)".into(),
-                ));
-            }
-            Err(e) => return Err(ClaimError::Unavailable(e.to_string())),
-        };
+        let tables = registry(store)?;
         let skew = tables.widest_skew(self.skew_seconds);
         let others = tables
             .0
@@ -417,6 +397,20 @@ impl ReplayCache {
         Err(ClaimError::Unavailable(format!(
             "bucket {bucket} of table {buckets} changed under {MAX_CAS_ATTEMPTS} consecutive updates"
         )))
+    }
+}
+
+/// The table registry as it stands in `store` (a claim or a look-up fails
+/// closed when it is missing or unreadable).
+fn registry(store: &mut impl SharedStore) -> Result<Tables, ClaimError> {
+    match store.get(REGISTRY_KEY) {
+        Ok(Some((bytes, _))) => {
+            Tables::decode(&bytes).map_err(|e| ClaimError::Unavailable(e.to_string()))
+        }
+        Ok(None) => Err(ClaimError::Unavailable(
+            "the replay table registry does not exist (not initialised)".into(),
+        )),
+        Err(e) => Err(ClaimError::Unavailable(e.to_string())),
     }
 }
 

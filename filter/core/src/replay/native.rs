@@ -187,53 +187,59 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// The buckets `nonce` maps to, with its slot and id there: this
+    /// holder's table first, then every other live table of the process,
+    /// under the registry's read lock and the widest registered skew.
+    fn each_table<T>(
+        &self,
+        nonce: &str,
+        now: u64,
+        mut visit: impl FnMut(&Buckets, u32, [u8; ID_LEN], u64) -> Result<Option<T>, ClaimError>,
+    ) -> Result<Option<T>, ClaimError> {
+        let registry = read(&self.tables.registry);
+        let skew = registry.tables.widest_skew(self.cache.skew_seconds());
+        let (bucket, id) = ReplayCache::locate(self.cache.buckets(), nonce);
+        if let Some(done) = visit(&self.own, bucket, id, skew)? {
+            return Ok(Some(done));
+        }
+        let others = registry
+            .tables
+            .0
+            .iter()
+            .filter(|t: &&Table| t.buckets != self.cache.buckets() && t.live(now, skew));
+        for other in others {
+            let Some(buckets) = registry.buckets_of(other.buckets) else {
+                continue;
+            };
+            let (bucket, id) = ReplayCache::locate(other.buckets, nonce);
+            if let Some(done) = visit(buckets, bucket, id, skew)? {
+                return Ok(Some(done));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Nonces for &Holder {
     fn claim(&mut self, nonce: &str, timestamp: u64, now: u64) -> Result<(), ClaimError> {
         let entry = Entry {
             expires: secs(now.saturating_add(self.cache.ttl_seconds())),
             timestamp: secs(timestamp),
         };
-        let registry = read(&self.tables.registry);
-        let skew = registry.tables.widest_skew(self.cache.skew_seconds());
-        let (bucket, id) = ReplayCache::locate(self.cache.buckets(), nonce);
-        self.own.insert(bucket, id, entry, now, skew)?;
-        let others = registry
-            .tables
-            .0
-            .iter()
-            .filter(|t: &&Table| t.buckets != self.cache.buckets() && t.live(now, skew));
-        for other in others {
-            let Some(buckets) = registry.buckets_of(other.buckets) else {
-                continue;
-            };
-            let (bucket, id) = ReplayCache::locate(other.buckets, nonce);
-            buckets.insert(bucket, id, entry, now, skew)?;
-        }
+        self.each_table(nonce, now, |buckets, bucket, id, skew| {
+            buckets
+                .insert(bucket, id, entry, now, skew)
+                .map(|()| None::<()>)
+        })?;
         Ok(())
     }
 
     fn seen(&mut self, nonce: &str, now: u64) -> Result<bool, ClaimError> {
-        let registry = read(&self.tables.registry);
-        let skew = registry.tables.widest_skew(self.cache.skew_seconds());
-        let (bucket, id) = ReplayCache::locate(self.cache.buckets(), nonce);
-        if self.own.contains(bucket, &id, now, skew) {
-            return Ok(true);
-        }
-        let others = registry
-            .tables
-            .0
-            .iter()
-            .filter(|t: &&Table| t.buckets != self.cache.buckets() && t.live(now, skew));
-        for other in others {
-            let Some(buckets) = registry.buckets_of(other.buckets) else {
-                continue;
-            };
-            let (bucket, id) = ReplayCache::locate(other.buckets, nonce);
-            if buckets.contains(bucket, &id, now, skew) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let found = self.each_table(nonce, now, |buckets, bucket, id, skew| {
+            Ok(buckets.contains(bucket, &id, now, skew).then_some(()))
+        })?;
+        Ok(found.is_some())
     }
 }
 
