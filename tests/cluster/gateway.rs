@@ -150,6 +150,23 @@ async fn wait_filter_ready(eg: &EnvoyGateway, addr: SocketAddr, path: &str) {
     wait_for_status(eg, addr, path, 401, |_| {}).await;
 }
 
+/// The Envoy container's environment as kubelet would resolve it from the
+/// rendered EnvoyProxy, with `hmac-wasm-config` holding `key` for `env` as
+/// ESO writes it (no rotation Secret).
+fn kubelet_env(docs: &[Value], key: &str, env: &str) -> Vec<(String, String)> {
+    env_from_envoy_proxy(
+        kind(docs, "EnvoyProxy"),
+        &secrets_of(BTreeMap::from([(
+            "hmac-wasm-config",
+            BTreeMap::from([
+                ("hmac_secret".to_owned(), key.to_owned()),
+                ("environment".to_owned(), env.to_owned()),
+            ]),
+        )])),
+    )
+    .unwrap()
+}
+
 fn secrets_of(
     data: BTreeMap<&str, BTreeMap<String, String>>,
 ) -> impl Fn(&str) -> Option<BTreeMap<String, String>> {
@@ -194,17 +211,7 @@ async fn runs_as_rendered(env: &str, port: u16, kit: &str, stats_prefix: &str) {
     let docs = documents(kit);
     let upstream = Upstream::start().await;
     let key = secret();
-    let proxy_env = env_from_envoy_proxy(
-        kind(&docs, "EnvoyProxy"),
-        &secrets_of(BTreeMap::from([(
-            "hmac-wasm-config",
-            BTreeMap::from([
-                ("hmac_secret".to_owned(), key.clone()),
-                ("environment".to_owned(), env.clone()),
-            ]),
-        )])),
-    )
-    .unwrap();
+    let proxy_env = kubelet_env(&docs, &key, &env);
     let eg = EnvoyGateway::start(
         &gateway_resources(kit, &[("team", "api", "/", upstream.addr)]),
         &proxy_env,
@@ -780,17 +787,7 @@ async fn nonce_once_across_eg_and_another_proxy(t: Target) {
 
     let upstream = Upstream::start().await;
     let key = secret();
-    let proxy_env = env_from_envoy_proxy(
-        kind(&docs, "EnvoyProxy"),
-        &secrets_of(BTreeMap::from([(
-            "hmac-wasm-config",
-            BTreeMap::from([
-                ("hmac_secret".to_owned(), key.clone()),
-                ("environment".to_owned(), env.clone()),
-            ]),
-        )])),
-    )
-    .unwrap();
+    let proxy_env = kubelet_env(&docs, &key, &env);
     let eg = EnvoyGateway::start(
         &gateway_resources(
             &test_only_nonce_store_on_loopback(&kit, store.local_addr()),

@@ -126,31 +126,31 @@ fn copy_module(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// The debug build of binary `bin` of package `package`, built once per
+/// test run (shared with `cargo test`'s artifacts); `what` names it in a
+/// failed build's message.
+fn debug_bin(package: &str, bin: &str, what: &str) -> PathBuf {
+    cargo_build(&["build", "-p", package, "--bin", bin], what);
+    let path = target_dir().join("debug").join(bin);
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}
+
 /// The `edge-hmac` CLI (debug build, shared with `cargo test`'s artifacts).
 pub fn loader_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        cargo_build(
-            &["build", "-p", "edge-hmac", "--bin", "edge-hmac"],
-            "the edge-hmac CLI",
-        );
-        let path = target_dir().join("debug/edge-hmac");
-        assert!(path.exists(), "{} missing after the build", path.display());
-        path
-    })
+    BIN.get_or_init(|| debug_bin("edge-hmac", "edge-hmac", "the edge-hmac CLI"))
 }
 
 /// The benchmark's `ext_authz` peer, `edge-hmac-ext-authz` (debug build).
 pub fn ext_authz_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        cargo_build(
-            &["build", "-p", "edge-hmac-ext-authz"],
+        debug_bin(
+            "edge-hmac-ext-authz",
+            "edge-hmac-ext-authz",
             "the ext_authz service",
-        );
-        let path = target_dir().join("debug/edge-hmac-ext-authz");
-        assert!(path.exists(), "{} missing after the build", path.display());
-        path
+        )
     })
 }
 
@@ -166,12 +166,10 @@ pub fn venv() -> PathBuf {
 pub fn rfc9421_rust_peer_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        cargo_build(
-            &["build", "-p", "edge-hmac-rfc9421-rust-peer"],
+        debug_bin(
+            "edge-hmac-rfc9421-rust-peer",
+            "edge-hmac-rfc9421-rust-peer",
             "the Rust RFC 9421 peer (tests/support/rfc9421-rust)",
-        );
-        let path = target_dir().join("debug/edge-hmac-rfc9421-rust-peer");
-        assert!(path.exists(), "{} missing after the build", path.display());
-        path
+        )
     })
 }
