@@ -7,7 +7,6 @@
 //! the CLI's `sign --format rfc9421` and `verify`, and v1 beside RFC 9421.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use edge_hmac_core::config::parse;
@@ -17,7 +16,7 @@ use edge_hmac_tests::build::rfc9421_rust_peer_bin;
 use edge_hmac_tests::cli::run;
 use edge_hmac_tests::client::{Body, Req, Resp, now, send};
 use edge_hmac_tests::envoy::Envoy;
-use edge_hmac_tests::python::{run_json, run_node_json};
+use edge_hmac_tests::python::{run_bin_json, run_json, run_node_json};
 use edge_hmac_tests::secrets::{assert_no_secret, secret};
 use edge_hmac_tests::target::Target;
 use edge_hmac_tests::upstream::Upstream;
@@ -89,7 +88,7 @@ impl Library {
         let out: Value = match self {
             Library::Python => run_json("rfc9421_client.py", &[], &input, timeout).await,
             Library::Node => run_node_json("rfc9421-node/sign.mjs", &input, timeout).await,
-            Library::Rust => run_rust_peer(&input, timeout).await,
+            Library::Rust => run_bin_json(rfc9421_rust_peer_bin(), &input, timeout).await,
         };
         let mut req = Req::new(spec.method, spec.path);
         req.authority = addr.to_string();
@@ -101,37 +100,6 @@ impl Library {
             None => req,
         }
     }
-}
-
-/// Runs the Rust peer (built once per test run) with `input` on stdin and
-/// returns its JSON output.
-async fn run_rust_peer(input: &Value, timeout: Duration) -> Value {
-    use tokio::io::AsyncWriteExt;
-    let bin = rfc9421_rust_peer_bin();
-    let mut child = tokio::process::Command::new(bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(input.to_string().as_bytes())
-        .await
-        .expect("write the spec");
-    drop(stdin);
-    let out = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .expect("the Rust peer finishes")
-        .expect("wait for the Rust peer");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "Rust peer: {e}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// A fresh nonce (16+ characters of the allowed set).

@@ -60,6 +60,24 @@ pub async fn run_node_json(
     .await
 }
 
+/// Runs the program `bin` like [`run_json`] (a built test peer).
+pub async fn run_bin_json(
+    bin: &std::path::Path,
+    input: &serde_json::Value,
+    timeout: Duration,
+) -> serde_json::Value {
+    let name = bin.display().to_string();
+    json_io(
+        tokio::process::Command::new(bin),
+        &name,
+        &[],
+        input,
+        timeout,
+        "built by the suite",
+    )
+    .await
+}
+
 async fn json_io(
     mut cmd: tokio::process::Command,
     script: &str,
