@@ -116,9 +116,9 @@ enum Parked {
     Nothing,
     /// The request headers (a request without a body, an upgrade, an
     /// unsigned payload), verified with this key.
-    Headers(KeyUsed),
+    Headers(Signer),
     /// The end of a verified body, verified with this key.
-    BodyEnd(KeyUsed),
+    BodyEnd(Signer),
 }
 
 /// A nonce being claimed in the shared store.
@@ -136,7 +136,7 @@ enum Stage {
     #[default]
     Pass,
     /// The body check is running, with the key that verified the headers.
-    Checking(BodyVerifier, KeyUsed),
+    Checking(BodyVerifier, Signer),
     /// A verified upgrade waits for the upstream's answer; request data is
     /// held until it accepts.
     AwaitingUpgrade {
@@ -227,9 +227,7 @@ impl Stream {
                 if unsigned_payload {
                     counters.count(Counter::VerifiedUnsignedPayload);
                 }
-                if format == Format::Rfc9421 {
-                    counters.count(Counter::VerifiedRfc9421);
-                }
+                let key = Signer { key, format };
                 let mut buffer_limit = None;
                 // A claim holds the headers of a request whose data is not
                 // held otherwise; a body being hashed is held at its end.
@@ -497,9 +495,18 @@ impl Stream {
     }
 }
 
-fn verified(counters: &impl Counters, key: KeyUsed) {
+/// What verified a request's headers: the key's slot and the wire format
+/// (counted once the whole request is verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Signer {
+    key: KeyUsed,
+    format: Format,
+}
+
+fn verified(counters: &impl Counters, signer: Signer) {
     counters.count(Counter::Verified);
-    counters.count(Counter::VerifiedKey(key));
+    counters.count(Counter::VerifiedKey(signer.key));
+    counters.count(Counter::VerifiedFormat(signer.format));
 }
 
 #[cfg(test)]
@@ -556,6 +563,8 @@ mod tests {
         assert_eq!(s.on_request_body(b"lo", true, &c), Verdict::Continue);
         assert_eq!(c.get(Counter::Verified), 1);
         assert_eq!(c.get(Counter::VerifiedKey(KeyUsed::Current)), 1);
+        assert_eq!(c.get(Counter::VerifiedFormat(Format::V1)), 1);
+        assert_eq!(c.get(Counter::VerifiedFormat(Format::Rfc9421)), 0);
     }
 
     /// A tampered body is answered `401 content_mismatch` (counted), and
