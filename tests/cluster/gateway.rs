@@ -356,6 +356,34 @@ async fn runs_as_rendered(env: &str, port: u16, kit: &str, stats_prefix: &str) {
         "{stats}"
     );
 
+    // The Prometheus output of EG's proxy: the filter's metrics with the
+    // labels of the stats tags EG merged from the EnvoyProxy bootstrap, under
+    // the same names for both builds. (Read from the proxy's admin: EG's
+    // 19001 listener, which the PodMonitor scrapes in Kubernetes, routes to
+    // this same admin path, but in host mode EG itself holds port 19001.)
+    let metrics = edge_hmac_tests::client::get(admin, "/stats/prometheus")
+        .await
+        .unwrap()
+        .text();
+    let fp = edge_hmac_core::scheme::fingerprint(key.as_bytes());
+    for line in [
+        "edge_hmac_rejected{code=\"replayed_request\"} 1".to_owned(),
+        "edge_hmac_rejected{code=\"missing_signature\"} ".to_owned(),
+        "edge_hmac_verified_format{format=\"v1\"} ".to_owned(),
+        "edge_hmac_verified_key{slot=\"current\"} ".to_owned(),
+        format!("edge_hmac_key{{slot=\"current\",fingerprint=\"{fp}\"}} "),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&line)),
+            "no {line:?} at EG's metrics endpoint: {}",
+            metrics
+                .lines()
+                .filter(|l| l.contains("edge_hmac"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+
     assert_no_secret(&eg.all_output(), &[&key]);
     let dump = eg.config_dump().expect("Envoy's config dump");
     assert_no_secret(&dump.to_string(), &[&key]);
@@ -742,6 +770,55 @@ fn envoy_gateway_merges_the_nonce_store_cluster_into_its_bootstrap() {
     assert!(
         out.status.success(),
         "Envoy 1.39.0 refused the merged cluster: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// EG v1.9.0's translation for the Kubernetes provider keeps its own stats
+/// tags and runtime layer and appends the filter's from the rendered
+/// EnvoyProxy bootstrap; Envoy 1.39.0 accepts that `stats_config` and
+/// `layered_runtime`.
+#[test]
+fn envoy_gateway_merges_the_metric_labels_into_its_bootstrap() {
+    let kit = render_cli(&format!(
+        "--env dev --wasm-image registry.example.com/f@sha256:{}",
+        "a".repeat(64)
+    ));
+    let bootstrap = egctl_bootstrap(&gateway_resources(&kit, &[]));
+    let tags: Vec<&str> = bootstrap["statsConfig"]["statsTags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stats tags in {bootstrap}"))
+        .iter()
+        .filter_map(|t| t["tagName"].as_str())
+        .collect();
+    for tag in ["from_zone", "to_zone"]
+        .into_iter()
+        .chain(edge_hmac_core::metrics::STATS_TAGS.iter().map(|t| t.name))
+    {
+        assert!(tags.contains(&tag), "{tag} missing: {tags:?}");
+    }
+    let layers = bootstrap["layeredRuntime"]["layers"].as_array().unwrap();
+    let names: Vec<&str> = layers.iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(names, ["global_config", "edge_hmac"], "{layers:?}");
+    assert_eq!(
+        layers[1]["staticLayer"][edge_hmac_core::metrics::STRIP_NAMESPACE_RUNTIME_KEY],
+        true
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stats.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({
+            "statsConfig": bootstrap["statsConfig"],
+            "layeredRuntime": bootstrap["layeredRuntime"],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = validate_file_on(&EnvoyVersion::V1_39.bin(), &file, &[]);
+    assert!(
+        out.status.success(),
+        "Envoy 1.39.0 refused the merged stats config: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -191,6 +191,8 @@ impl LocalEnvoy {
                 listeners,
                 clusters: self.clusters(),
             },
+            stats_config: StatsConfig::edge_hmac(),
+            layered_runtime: LayeredRuntime::edge_hmac(),
             overload_manager: OverloadManager::default(),
         }
     }
@@ -384,8 +386,80 @@ pub struct Bootstrap {
     pub admin: Admin,
     /// Listeners and clusters.
     pub static_resources: StaticResources,
+    /// The labels of the filter's metrics in `/stats/prometheus`.
+    pub stats_config: StatsConfig,
+    /// The native module's metric names in `/stats/prometheus`.
+    pub layered_runtime: LayeredRuntime,
     /// Connection limit (silences Envoy's start-up warning, bounds memory).
     pub overload_manager: OverloadManager,
+}
+
+/// `config.metrics.v3.StatsConfig`: Envoy's default tags plus the
+/// filter's ([`edge_hmac_core::metrics::STATS_TAGS`]), so its Prometheus
+/// output carries the outcome code, key slot, fingerprint and format as
+/// labels on both hosts (docs/monitoring.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsConfig {
+    /// Tag extractors, tried on every stat name.
+    pub stats_tags: Vec<TagSpecifier>,
+}
+
+impl StatsConfig {
+    /// The filter's labels.
+    pub fn edge_hmac() -> Self {
+        Self {
+            stats_tags: edge_hmac_core::metrics::STATS_TAGS
+                .iter()
+                .map(|t| TagSpecifier {
+                    tag_name: t.name,
+                    regex: t.regex,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `config.bootstrap.v3.LayeredRuntime` with one static layer, `edge_hmac`,
+/// that sets [`edge_hmac_core::metrics::STRIP_NAMESPACE_RUNTIME_KEY`]: the
+/// native module's metrics then have the proxy-wasm filter's Prometheus
+/// names. (Merged into Envoy Gateway's bootstrap, it is a layer after EG's
+/// own `global_config`.)
+#[derive(Debug, Clone, Serialize)]
+pub struct LayeredRuntime {
+    /// The layers.
+    pub layers: Vec<RuntimeLayer>,
+}
+
+/// One static runtime layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeLayer {
+    /// Its name (unique among the layers).
+    pub name: &'static str,
+    /// Its values.
+    pub static_layer: std::collections::BTreeMap<&'static str, bool>,
+}
+
+impl LayeredRuntime {
+    /// The filter's layer.
+    pub fn edge_hmac() -> Self {
+        Self {
+            layers: vec![RuntimeLayer {
+                name: "edge_hmac",
+                static_layer: [(edge_hmac_core::metrics::STRIP_NAMESPACE_RUNTIME_KEY, true)]
+                    .into_iter()
+                    .collect(),
+            }],
+        }
+    }
+}
+
+/// `config.metrics.v3.TagSpecifier`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagSpecifier {
+    /// The label's name.
+    pub tag_name: &'static str,
+    /// RE2: the first group is cut from the name, the second is the value.
+    pub regex: &'static str,
 }
 
 /// `config.core.v3.Node`.

@@ -18,8 +18,9 @@ use serde::Serialize;
 use edge_hmac_core::config::buffer_limit_for;
 
 use crate::render::envoy::{
-    Address, Endpoint, ExplicitHttpConfig, Http2Options, LbEndpoint, LoadAssignment,
-    LocalityEndpoints, SocketAddress, UpstreamHttpOptions, UpstreamProtocolOptions,
+    Address, Endpoint, ExplicitHttpConfig, Http2Options, LayeredRuntime, LbEndpoint,
+    LoadAssignment, LocalityEndpoints, SocketAddress, StatsConfig, UpstreamHttpOptions,
+    UpstreamProtocolOptions,
 };
 
 /// Label maps (sorted, so renderings are stable).
@@ -151,6 +152,11 @@ pub struct NonceStoreDeployment {
     pub replicas: u16,
 }
 
+/// The Secret (and ExternalSecret) with the current key.
+pub const TARGET_SECRET: &str = "hmac-wasm-config";
+/// The Secret (and ExternalSecret) with the rotation keys.
+pub const ROTATION_SECRET: &str = "hmac-wasm-config-rotation";
+
 /// Name of the store's Deployment, Service, NetworkPolicy and
 /// PodDisruptionBudget, and the `:authority` of its claims.
 pub const NONCE_STORE_NAME: &str = "edge-hmac-nonce-store";
@@ -189,8 +195,8 @@ impl GatewayOptions {
             credentials_namespace: "external-secrets".into(),
             access_key_id_key: "access-key".into(),
             secret_access_key_key: "secret-access-key".into(),
-            target_secret: "hmac-wasm-config".into(),
-            rotation_secret: "hmac-wasm-config-rotation".into(),
+            target_secret: TARGET_SECRET.into(),
+            rotation_secret: ROTATION_SECRET.into(),
             proxy_namespace: "envoy-gateway-system".into(),
             refresh_interval: "1h".into(),
             gateway_class: "edge-hmac".into(),
@@ -216,55 +222,64 @@ impl GatewayOptions {
         )
     }
 
-    /// The EnvoyProxy `bootstrap` that adds the store's cluster to every
-    /// proxy: `type: Merge`, so Envoy Gateway parses its default bootstrap
-    /// and this value as `Bootstrap` protos and `proto.Merge`s them (a
-    /// repeated field such as `static_resources.clusters` is appended to),
-    /// then validates the result (docs/deploy.md).
-    pub fn nonce_store_bootstrap(&self) -> Option<ProxyBootstrap> {
-        self.nonce_store.as_ref()?;
-        let name = crate::render::envoy::NONCE_STORE_CLUSTER;
-        Some(ProxyBootstrap {
+    /// The EnvoyProxy `bootstrap`: `type: Merge`, so Envoy Gateway parses
+    /// its default bootstrap and this value as `Bootstrap` protos and
+    /// `proto.Merge`s them (a repeated field such as `stats_config.stats_tags`
+    /// or `static_resources.clusters` is appended to), then validates the
+    /// result (docs/deploy.md). It adds the labels of the filter's metrics
+    /// ([`StatsConfig::edge_hmac`]) and, with a nonce store, its cluster.
+    pub fn proxy_bootstrap(&self) -> ProxyBootstrap {
+        ProxyBootstrap {
             kind: "Merge",
             value: BootstrapMerge {
-                static_resources: BootstrapStatic {
-                    clusters: vec![StoreCluster {
-                        name: name.into(),
-                        kind: "STRICT_DNS",
-                        connect_timeout: NONCE_STORE_CONNECT_TIMEOUT.into(),
-                        dns_lookup_family: "V4_PREFERRED",
-                        load_assignment: LoadAssignment {
-                            cluster_name: name.into(),
-                            endpoints: vec![LocalityEndpoints {
-                                lb_endpoints: vec![LbEndpoint {
-                                    endpoint: Endpoint {
-                                        address: Address {
-                                            socket_address: SocketAddress {
-                                                address: self.nonce_store_host(),
-                                                port_value: NONCE_STORE_PORT,
-                                            },
-                                        },
-                                    },
-                                }],
-                            }],
-                        },
-                        typed_extension_protocol_options: UpstreamProtocolOptions {
-                            http: UpstreamHttpOptions {
-                                kind: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                                explicit_http_config: ExplicitHttpConfig {
-                                    // h2c with prior knowledge, the windows of
-                                    // `render envoy`'s store cluster.
-                                    http2_protocol_options: Http2Options {
-                                        max_concurrent_streams: None,
-                                        initial_stream_window_size: 64 * 1024,
-                                        initial_connection_window_size: 1024 * 1024,
+                stats_config: StatsConfig::edge_hmac(),
+                layered_runtime: LayeredRuntime::edge_hmac(),
+                static_resources: self.nonce_store_static(),
+            },
+        }
+    }
+
+    /// The store's cluster, for the proxies' bootstrap (`None` without a
+    /// store).
+    pub fn nonce_store_static(&self) -> Option<BootstrapStatic> {
+        self.nonce_store.as_ref()?;
+        let name = crate::render::envoy::NONCE_STORE_CLUSTER;
+        Some(BootstrapStatic {
+            clusters: vec![StoreCluster {
+                name: name.into(),
+                kind: "STRICT_DNS",
+                connect_timeout: NONCE_STORE_CONNECT_TIMEOUT.into(),
+                dns_lookup_family: "V4_PREFERRED",
+                load_assignment: LoadAssignment {
+                    cluster_name: name.into(),
+                    endpoints: vec![LocalityEndpoints {
+                        lb_endpoints: vec![LbEndpoint {
+                            endpoint: Endpoint {
+                                address: Address {
+                                    socket_address: SocketAddress {
+                                        address: self.nonce_store_host(),
+                                        port_value: NONCE_STORE_PORT,
                                     },
                                 },
                             },
-                        },
+                        }],
                     }],
                 },
-            },
+                typed_extension_protocol_options: UpstreamProtocolOptions {
+                    http: UpstreamHttpOptions {
+                        kind: "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        explicit_http_config: ExplicitHttpConfig {
+                            // h2c with prior knowledge, the windows of
+                            // `render envoy`'s store cluster.
+                            http2_protocol_options: Http2Options {
+                                max_concurrent_streams: None,
+                                initial_stream_window_size: 64 * 1024,
+                                initial_connection_window_size: 1024 * 1024,
+                            },
+                        },
+                    },
+                },
+            }],
         })
     }
 
@@ -661,7 +676,7 @@ impl GatewayOptions {
                 kind: "EnvoyProxy",
                 metadata: Metadata::namespaced(&self.envoy_proxy_name, &self.proxy_namespace),
                 spec: Some(EnvoyProxySpec {
-                    bootstrap: self.nonce_store_bootstrap(),
+                    bootstrap: Some(self.proxy_bootstrap()),
                     dynamic_modules: dynamic_modules.clone(),
                     provider: ProxyProvider {
                         kind: "Kubernetes".into(),
@@ -1071,7 +1086,7 @@ impl Metadata {
         }
     }
 
-    fn namespaced(name: &str, namespace: &str) -> Self {
+    pub(crate) fn namespaced(name: &str, namespace: &str) -> Self {
         Self {
             name: name.into(),
             namespace: Some(namespace.into()),
@@ -1299,8 +1314,13 @@ fn yaml_string<S: serde::Serializer>(value: &BootstrapMerge, s: S) -> Result<S::
 /// The bootstrap fragment merged into Envoy Gateway's default one.
 #[derive(Debug, Clone, Serialize)]
 pub struct BootstrapMerge {
-    /// Static resources (appended to EG's own).
-    pub static_resources: BootstrapStatic,
+    /// The labels of the filter's metrics (appended to EG's own tags).
+    pub stats_config: StatsConfig,
+    /// The native module's Prometheus names (a layer after EG's own).
+    pub layered_runtime: LayeredRuntime,
+    /// Static resources (appended to EG's own), with a nonce store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_resources: Option<BootstrapStatic>,
 }
 
 /// `static_resources` of the fragment.
@@ -1966,7 +1986,7 @@ mod tests {
         ] {
             assert!(at(k) < at("EnvoyProxy"), "{k}: {all:?}");
         }
-        let bootstrap = o.nonce_store_bootstrap().unwrap();
+        let bootstrap = o.proxy_bootstrap();
         let value = serde_norway::to_string(&bootstrap.value).unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&value).unwrap();
         let cluster = &parsed["static_resources"]["clusters"][0];
@@ -1978,7 +1998,7 @@ mod tests {
         );
         o.nonce_store = None;
         assert_eq!(kinds(&o).len(), all.len() - 4);
-        assert!(o.nonce_store_bootstrap().is_none());
+        assert!(o.nonce_store_static().is_none());
         let yaml = o.to_yaml("x").unwrap();
         assert!(!yaml.contains("nonce-store") && !yaml.contains("nonce_store"));
     }
