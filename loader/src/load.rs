@@ -70,6 +70,9 @@ pub struct LoadArgs {
     /// A fresh random nonce on every request (the filter's replay path)
     #[arg(long)]
     pub nonce: bool,
+    /// Send every signed request twice, the copy right after the original on the same connection: a replay the filter must refuse (401 replayed_request; needs --nonce). Half the requests are such copies
+    #[arg(long, requires = "nonce")]
+    pub replay: bool,
     /// Signature format: v1 or rfc9421 (the filter must list rfc9421 in its formats)
     #[arg(long, value_name = "FORMAT", default_value = "v1", value_parser = parse_format)]
     pub format: Format,
@@ -263,6 +266,8 @@ enum Outcome {
 struct Job {
     plan: SignPlan,
     nonce: bool,
+    /// Every other request repeats the one before it (`--replay`).
+    replay: bool,
     method: http::Method,
     /// Origin-form target (HTTP/1.1) and absolute URI (HTTP/2).
     path: String,
@@ -289,7 +294,16 @@ enum Conn {
 }
 
 impl Job {
-    fn request(&self, h2: bool) -> std::result::Result<http::Request<Full<Bytes>>, String> {
+    /// The signature headers of the next request: fresh, or with
+    /// `--replay` every other time a copy of the last ones (`last` holds
+    /// them between the two).
+    fn signature(
+        &self,
+        last: &mut Option<Vec<(String, String)>>,
+    ) -> std::result::Result<Vec<(String, String)>, String> {
+        if let Some(copy) = last.take() {
+            return Ok(copy);
+        }
         let nonce = if self.nonce {
             Some(random_hex(16).map_err(|e| format!("no OS randomness: {e}"))?)
         } else {
@@ -299,6 +313,17 @@ impl Job {
             .plan
             .headers(crate::sign::now(), nonce.as_deref())
             .map_err(|e| e.to_string())?;
+        if self.replay {
+            *last = Some(signed.clone());
+        }
+        Ok(signed)
+    }
+
+    fn request(
+        &self,
+        h2: bool,
+        signed: &[(String, String)],
+    ) -> std::result::Result<http::Request<Full<Bytes>>, String> {
         let mut builder = http::Request::builder().method(self.method.clone());
         builder = if h2 {
             builder.uri(self.absolute.as_str())
@@ -307,7 +332,7 @@ impl Job {
                 .uri(self.path.as_str())
                 .header(http::header::HOST, self.authority.as_str())
         };
-        for (n, v) in self.extra.iter().chain(signed.iter()) {
+        for (n, v) in self.extra.iter().chain(signed) {
             builder = builder.header(n.as_str(), v.as_str());
         }
         if !self.body.is_empty() || self.method == http::Method::POST {
@@ -335,8 +360,13 @@ impl Job {
         }
     }
 
-    /// Sends one request on `conn` (connecting first if needed).
-    async fn one(&self, conn: &mut Option<Conn>) -> Outcome {
+    /// Sends one request on `conn` (connecting first if needed), signed
+    /// by [`Job::signature`].
+    async fn one(
+        &self,
+        conn: &mut Option<Conn>,
+        last: &mut Option<Vec<(String, String)>>,
+    ) -> Outcome {
         let h2 = self.h2.is_some();
         if conn.is_none() {
             *conn = match &self.h2 {
@@ -356,7 +386,7 @@ impl Job {
                 },
             };
         }
-        let request = match self.request(h2) {
+        let request = match self.signature(last).and_then(|s| self.request(h2, &s)) {
             Ok(r) => r,
             Err(_) => return Outcome::Failed("http"),
         };
@@ -402,6 +432,7 @@ impl Job {
     async fn worker(self: Arc<Self>) -> Result<Tally> {
         let mut tally = Tally::new()?;
         let mut conn: Option<Conn> = None;
+        let mut last = None;
         loop {
             let i = self.next.fetch_add(1, Ordering::Relaxed);
             if self.shape.requests.is_some_and(|n| i >= n) {
@@ -423,13 +454,14 @@ impl Job {
                     now
                 }
             };
-            let outcome = match tokio::time::timeout(self.timeout, self.one(&mut conn)).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    self.drop_conn(&mut conn).await;
-                    Outcome::Failed("timeout")
-                }
-            };
+            let outcome =
+                match tokio::time::timeout(self.timeout, self.one(&mut conn, &mut last)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        self.drop_conn(&mut conn).await;
+                        Outcome::Failed("timeout")
+                    }
+                };
             if !matches!(
                 outcome,
                 Outcome::Response {
@@ -614,6 +646,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         "method": method.as_str(),
         "format": args.format.name(),
         "nonce": args.nonce,
+        "replay": args.replay,
         "unsigned_payload": args.unsigned_payload,
         "body_bytes": body.len(),
         "concurrency": args.concurrency,
@@ -627,6 +660,7 @@ pub async fn run(args: LoadArgs) -> Result<()> {
     let job = Arc::new(Job {
         plan,
         nonce: args.nonce,
+        replay: args.replay,
         method,
         path: url.path.clone(),
         absolute,
@@ -668,7 +702,11 @@ pub async fn run(args: LoadArgs) -> Result<()> {
         Output::Text => report.text(&format!(
             "{} {}, {}, {} {}, HTTP/{}{}",
             settings["format"].as_str().unwrap_or(""),
-            if args.nonce { "with nonce" } else { "no nonce" },
+            match (args.nonce, args.replay) {
+                (true, true) => "with nonce, each request sent twice",
+                (true, false) => "with nonce",
+                (false, _) => "no nonce",
+            },
             match shape.rate {
                 Some(r) => format!("open loop at {r}/s"),
                 None => "closed loop".into(),

@@ -58,7 +58,11 @@ pub(crate) async fn dev_proxy(home: &std::path::Path, args: &[&str]) -> (Running
 }
 
 /// [`dev_proxy`] on target `t`.
-async fn dev_proxy_on(t: Target, home: &std::path::Path, args: &[&str]) -> (Running, SocketAddr) {
+pub(crate) async fn dev_proxy_on(
+    t: Target,
+    home: &std::path::Path,
+    args: &[&str],
+) -> (Running, SocketAddr) {
     let mut cmd = run_cmd_on(home, t);
     cmd.arg("--dev").args(args);
     let mut running = Running::start(cmd);
@@ -146,6 +150,40 @@ async fn load_with_a_wrong_key_is_refused_every_time() {
         serde_json::json!({"invalid_signature": 200}),
         "{report}"
     );
+    running.terminate().await;
+}
+
+/// `load --replay` sends every signed request twice: each original passes
+/// and each copy is refused `401 replayed_request`; without `--nonce` the
+/// flag is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_replay_sends_each_request_twice() {
+    let h = home();
+    let (running, addr) = dev_proxy(h.path(), &["--require-nonce"]).await;
+    let report = load_json(load_cmd(
+        h.path(),
+        addr,
+        &["--dev", "--nonce", "--replay", "--requests", "40"],
+    ))
+    .await;
+    assert_eq!(
+        statuses(&report),
+        [("200".to_owned(), 20), ("401".to_owned(), 20)],
+        "{report}"
+    );
+    assert_eq!(
+        report["errors"],
+        serde_json::json!({"replayed_request": 20}),
+        "{report}"
+    );
+    let out = run(load_cmd(
+        h.path(),
+        addr,
+        &["--dev", "--replay", "--requests", "2"],
+    ))
+    .await;
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("--nonce"), "{}", out.stderr);
     running.terminate().await;
 }
 
