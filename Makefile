@@ -4,7 +4,8 @@
 # (1.25 or newer) and the Go module proxy: it builds Envoy Gateway, the External
 # Secrets Operator and kube-apiserver once into ~/.cache/edge-hmac/components.
 # The nonce-store tests need redis-server and redis-sentinel (`make redis`
-# installs Debian's packages when they are missing; needs root and apt).
+# installs Debian's packages when they are missing; needs root and apt), the
+# monitoring tests prometheus and promtool (`make prometheus`, likewise).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ MODULE := target/module/libedge-hmac.so
 # Envoy Gateway v1.9.0's default proxy; the venv's own is 1.40.0.
 ENVOY_139 := $(VENV)/envoy-1.39.0
 
-.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke redis test run demo bench
+.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke redis prometheus test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -67,8 +68,9 @@ vectors: ## check the spec vectors with the independent Python implementation
 ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
 	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
 
-components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl and etcd for the tests (cached; ~15 min the first time)
+components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl and etcd for the tests, and fetch the Prometheus Operator's CRDs (cached; ~15 min the first time)
 	bash tests/components/build.sh
+	bash tests/components/prometheus-operator-crds.sh
 
 fuzz-smoke: ## every fuzz target for 10 s (nightly toolchain + cargo-fuzz, installed on first use; long runs: fuzz/run.sh 500 10000000)
 	@cargo +nightly --version >/dev/null 2>&1 || { echo "fuzz-smoke: needs the nightly toolchain (rustup toolchain install nightly)"; exit 1; }
@@ -79,7 +81,10 @@ redis: ## redis-server and redis-sentinel for the nonce-store tests (Debian pack
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server redis-sentinel)
 	command -v redis-sentinel >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-sentinel)
 
-test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke redis ## the whole test suite (what CI runs)
+prometheus: ## prometheus and promtool for the monitoring tests (Debian's package, installed when missing)
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+
+test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke redis prometheus ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (30 min or more: the Envoy load alone takes ~17; see docs/benchmarks.md)

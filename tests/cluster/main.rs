@@ -12,3 +12,4 @@
 mod apiserver;
 mod eso;
 mod gateway;
+mod monitoring;

@@ -10,6 +10,7 @@ mod gateway;
 mod hostile;
 mod load;
 mod loader;
+mod monitoring;
 mod native;
 mod newcomer;
 mod nonce_store;

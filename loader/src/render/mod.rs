@@ -9,6 +9,7 @@ use crate::run::FilterOpts;
 
 pub mod envoy;
 pub mod gateway;
+pub mod monitoring;
 
 /// What `edge-hmac render` can render.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -17,6 +18,142 @@ pub enum RenderCmd {
     Envoy(Box<RenderEnvoyArgs>),
     /// The Envoy Gateway + External Secrets resources for one environment, with the admission policy that keeps the filter on every route
     Gateway(Box<RenderGatewayArgs>),
+    /// Monitoring for the edge: a PodMonitor for Envoy Gateway's proxies, the alerts (PrometheusRule) and a Grafana dashboard (ConfigMap); or the plain rule file or the dashboard JSON (--format)
+    Monitoring(Box<RenderMonitoringArgs>),
+}
+
+/// What `render monitoring` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MonitoringFormat {
+    /// PodMonitor, PrometheusRule and the dashboard ConfigMap (Prometheus Operator + Grafana sidecar)
+    Kit,
+    /// The alerts as a Prometheus rule file (plain Prometheus, promtool)
+    Rules,
+    /// The Grafana dashboard JSON (import it by hand)
+    Dashboard,
+}
+
+/// Arguments of `edge-hmac render monitoring` (defaults in docs/monitoring.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderMonitoringArgs {
+    /// What to write
+    #[arg(long, value_enum, default_value_t = MonitoringFormat::Kit)]
+    pub format: MonitoringFormat,
+    /// Namespace of the PodMonitor, PrometheusRule and dashboard ConfigMap (the alerts and the dashboard select job="<NAMESPACE>/edge-hmac", the job label the Prometheus Operator gives the PodMonitor's targets)
+    #[arg(long, default_value = "envoy-gateway-system")]
+    pub namespace: String,
+    /// Namespace of the Envoy proxy pods and of the hmac-wasm-config ExternalSecrets (as in render gateway)
+    #[arg(long, default_value = "envoy-gateway-system")]
+    pub proxy_namespace: String,
+    /// Gateway whose proxies are scraped
+    #[arg(long, default_value = "edge")]
+    pub gateway_name: String,
+    /// Its namespace
+    #[arg(long, default_value = "edge")]
+    pub gateway_namespace: String,
+    /// Scrape interval of the PodMonitor
+    #[arg(long, default_value = "15s")]
+    pub scrape_interval: String,
+    /// Label of the PodMonitor and PrometheusRule, KEY=VALUE, for your Prometheus's podMonitorSelector and ruleSelector (e.g. release=kube-prometheus-stack); repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Label of the dashboard ConfigMap, KEY=VALUE, for Grafana's dashboard sidecar; repeatable [default: grafana_dashboard=1]
+    #[arg(long = "dashboard-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub dashboard_labels: Vec<(String, String)>,
+    /// Prefix of the alerts' runbook_url, where this repository's docs/ is browsable (e.g. https://git.example.com/edge-hmac/-/blob/main) [default: none, a relative docs/monitoring.md#… link]
+    #[arg(long, value_name = "URL", default_value = "")]
+    pub runbook_base_url: String,
+    /// Window of the alerts' rate() and increase()
+    #[arg(long, default_value = "5m")]
+    pub rate_window: String,
+    /// EdgeHmacRejectionsHigh: share of judged requests refused with one code
+    #[arg(long, default_value_t = 0.05)]
+    pub rejection_ratio: f64,
+    /// EdgeHmacRejectionsHigh: …and at least this many refusals per second with that code
+    #[arg(long, default_value_t = 0.1)]
+    pub rejection_min_rate: f64,
+    /// EdgeHmacRejectionsHigh: for
+    #[arg(long, default_value = "10m")]
+    pub rejection_for: String,
+    /// EdgeHmacInternalError: for (0s: at once)
+    #[arg(long, default_value = "0s")]
+    pub internal_error_for: String,
+    /// EdgeHmacReplayTableFull and EdgeHmacNonceStoreUnavailable: for
+    #[arg(long, default_value = "2m")]
+    pub replay_for: String,
+    /// EdgeHmacCurrentKeyMismatch: for (longer than a rollout of the proxies)
+    #[arg(long, default_value = "30m")]
+    pub key_mismatch_for: String,
+    /// EdgeHmacPendingKeyStaged: for
+    #[arg(long, default_value = "1d")]
+    pub pending_key_for: String,
+    /// EdgeHmacPreviousKeyInUse: window in which one request verified with the previous key counts as use
+    #[arg(long, default_value = "1h")]
+    pub previous_key_window: String,
+    /// EdgeHmacPreviousKeyInUse: for
+    #[arg(long, default_value = "1d")]
+    pub previous_key_for: String,
+    /// EdgeHmacProxyWithoutKey: for
+    #[arg(long, default_value = "5m")]
+    pub no_key_for: String,
+    /// EdgeHmacExternalSecretNotReady: for
+    #[arg(long, default_value = "15m")]
+    pub external_secret_for: String,
+    /// EdgeHmacMetricsAbsent: for
+    #[arg(long, default_value = "10m")]
+    pub absent_for: String,
+    /// Write to this file instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `KEY=VALUE` for a Kubernetes label.
+fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE (e.g. release=kube-prometheus-stack)"))?;
+    if k.is_empty() {
+        return Err(format!("{s:?} has an empty label name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+impl RenderMonitoringArgs {
+    /// The options these flags give, checked.
+    pub fn options(&self) -> Result<monitoring::MonitoringOptions> {
+        let defaults = monitoring::MonitoringOptions::default();
+        let o = monitoring::MonitoringOptions {
+            namespace: self.namespace.clone(),
+            proxy_namespace: self.proxy_namespace.clone(),
+            gateway_name: self.gateway_name.clone(),
+            gateway_namespace: self.gateway_namespace.clone(),
+            scrape_interval: self.scrape_interval.clone(),
+            labels: self.labels.iter().cloned().collect(),
+            dashboard_labels: if self.dashboard_labels.is_empty() {
+                defaults.dashboard_labels
+            } else {
+                self.dashboard_labels.iter().cloned().collect()
+            },
+            runbook_base_url: self.runbook_base_url.clone(),
+            thresholds: monitoring::Thresholds {
+                rate_window: self.rate_window.clone(),
+                rejection_ratio: self.rejection_ratio,
+                rejection_min_rate: self.rejection_min_rate,
+                rejection_for: self.rejection_for.clone(),
+                internal_error_for: self.internal_error_for.clone(),
+                replay_for: self.replay_for.clone(),
+                key_mismatch_for: self.key_mismatch_for.clone(),
+                pending_key_for: self.pending_key_for.clone(),
+                previous_key_window: self.previous_key_window.clone(),
+                previous_key_for: self.previous_key_for.clone(),
+                no_key_for: self.no_key_for.clone(),
+                external_secret_for: self.external_secret_for.clone(),
+                absent_for: self.absent_for.clone(),
+            },
+        };
+        o.validate().map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(o)
+    }
 }
 
 /// Arguments of `edge-hmac render gateway`.
@@ -528,6 +665,19 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 .options()?
                 .to_yaml(&command_line())
                 .map_err(|e| Error::Other(format!("cannot render: {e}")))?;
+            (text, a.output.clone())
+        }
+        RenderCmd::Monitoring(a) => {
+            let o = a.options()?;
+            let text = match a.format {
+                MonitoringFormat::Kit => o.to_yaml(&command_line())?,
+                MonitoringFormat::Rules => o
+                    .rules_yaml(&command_line())
+                    .map_err(|e| Error::Other(format!("cannot render: {e}")))?,
+                MonitoringFormat::Dashboard => o
+                    .dashboard_json()
+                    .map_err(|e| Error::Other(format!("cannot render: {e}")))?,
+            };
             (text, a.output.clone())
         }
     };
