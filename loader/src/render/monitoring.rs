@@ -926,6 +926,12 @@ pub struct Target {
     pub legend_format: String,
     /// `${datasource}`.
     pub datasource: DataSource,
+    /// Only the latest value (tables).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub instant: bool,
+    /// `table` for table panels (one row per series).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
 }
 
 /// `fieldConfig`.
@@ -1028,7 +1034,8 @@ impl PanelBuilder {
         self.y += 1;
     }
 
-    fn targets(queries: Vec<(String, &str)>) -> Vec<Target> {
+    fn targets(kind: &str, queries: Vec<(String, &str)>) -> Vec<Target> {
+        let table = kind == "table";
         queries
             .into_iter()
             .zip('A'..='Z')
@@ -1037,6 +1044,8 @@ impl PanelBuilder {
                 expr,
                 legend_format: legend.to_owned(),
                 datasource: DATASOURCE,
+                instant: table,
+                format: table.then_some("table"),
             })
             .collect()
     }
@@ -1059,7 +1068,7 @@ impl PanelBuilder {
             description: description.into(),
             grid_pos,
             datasource: Some(DATASOURCE),
-            targets: Self::targets(queries),
+            targets: Self::targets(kind, queries),
             field_config: Some(FieldConfig {
                 defaults: FieldDefaults {
                     unit,
