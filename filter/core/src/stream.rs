@@ -115,9 +115,9 @@ enum Parked {
     /// Nothing yet: the body is still being hashed.
     Nothing,
     /// The request headers (a request without a body, an upgrade, an
-    /// unsigned payload), verified with this key.
+    /// unsigned payload), verified with this key and format.
     Headers(Signer),
-    /// The end of a verified body, verified with this key.
+    /// The end of a verified body, verified with this key and format.
     BodyEnd(Signer),
 }
 
@@ -135,7 +135,8 @@ enum Stage {
     /// accepted upgrade).
     #[default]
     Pass,
-    /// The body check is running, with the key that verified the headers.
+    /// The body check is running, with the key and format that verified
+    /// the headers.
     Checking(BodyVerifier, Signer),
     /// A verified upgrade waits for the upstream's answer; request data is
     /// held until it accepts.
@@ -227,7 +228,7 @@ impl Stream {
                 if unsigned_payload {
                     counters.count(Counter::VerifiedUnsignedPayload);
                 }
-                let key = Signer { key, format };
+                let signer = Signer { key, format };
                 let mut buffer_limit = None;
                 // A claim holds the headers of a request whose data is not
                 // held otherwise; a body being hashed is held at its end.
@@ -236,7 +237,7 @@ impl Stream {
                     counters.count(Counter::NonceStoreClaim);
                     let parked = match body {
                         Body::Check(_) => Parked::Nothing,
-                        _ => Parked::Headers(key),
+                        _ => Parked::Headers(signer),
                     };
                     self.pending = Some(Pending { claim, parked });
                 }
@@ -244,12 +245,12 @@ impl Stream {
                 match body {
                     Body::Empty | Body::Unsigned => {
                         if !held {
-                            verified(counters, key);
+                            verified(counters, signer);
                         }
                     }
                     Body::Upgrade { connect } => {
                         if !held {
-                            verified(counters, key);
+                            verified(counters, signer);
                         }
                         counters.count(Counter::VerifiedUpgrade);
                         self.stage = Stage::AwaitingUpgrade {
@@ -262,7 +263,7 @@ impl Stream {
                     // headers would hang under Envoy Gateway's wasm setup).
                     Body::Check(check) => {
                         buffer_limit = Some(config.buffer_limit());
-                        self.stage = Stage::Checking(check, key);
+                        self.stage = Stage::Checking(check, signer);
                     }
                 }
                 let verdict = match self.pending {
@@ -343,8 +344,8 @@ impl Stream {
         }
         match pending.parked {
             Parked::Nothing => None,
-            Parked::Headers(key) | Parked::BodyEnd(key) => {
-                verified(counters, key);
+            Parked::Headers(signer) | Parked::BodyEnd(signer) => {
+                verified(counters, signer);
                 Some(Verdict::Continue)
             }
         }
@@ -450,17 +451,17 @@ impl Stream {
     }
 
     fn finish_body(&mut self, counters: &impl Counters) -> Verdict {
-        let Stage::Checking(check, key) = core::mem::take(&mut self.stage) else {
+        let Stage::Checking(check, signer) = core::mem::take(&mut self.stage) else {
             return Verdict::Continue;
         };
         match check.finish() {
             Ok(()) => {
                 if let Some(pending) = &mut self.pending {
                     // The body is good; the nonce store has not answered yet.
-                    pending.parked = Parked::BodyEnd(key);
+                    pending.parked = Parked::BodyEnd(signer);
                     return Verdict::Hold;
                 }
-                verified(counters, key);
+                verified(counters, signer);
                 Verdict::Continue
             }
             Err(rejection) => self.reply(Reply::rejected(rejection), counters),
