@@ -202,6 +202,32 @@ async fn a_deleted_current_secret_fails_visibly_and_keeps_the_old_secret() {
     let kept = secret_data(cluster, ns, &o.target_secret).unwrap();
     assert!(kept["hmac_secret"] == key, "the last good key was not kept");
     assert_eq!(&kept["environment"], env);
+
+    // ESO's own metric, which EdgeHmacExternalSecretNotReady
+    // (docs/monitoring.md) watches, says so with the labels the rule selects.
+    let metrics = edge_hmac_tests::client::get(Eso::shared().metrics, "/metrics")
+        .await
+        .unwrap()
+        .text();
+    let labels = [
+        "condition=\"Ready\"".to_owned(),
+        format!("name=\"{}\"", o.target_secret),
+        format!("namespace=\"{ns}\""),
+        "status=\"False\"".to_owned(),
+    ];
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("externalsecret_status_condition{")
+                && labels.iter().all(|x| l.contains(x.as_str()))
+                && l.ends_with(" 1")),
+        "ESO's metrics: {}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("externalsecret_status_condition"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// The kit's store serves only the proxies' namespace: an ExternalSecret in

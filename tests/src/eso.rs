@@ -17,12 +17,14 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::aws::{self, Moto};
-use crate::cluster::{Cluster, Service, components, wait_for};
+use crate::cluster::{Cluster, Service, components, free_port, wait_for};
 
 /// The running ESO controller.
 pub struct Eso {
     /// Its process (log included).
     pub service: Service,
+    /// Its Prometheus metrics endpoint (`/metrics`).
+    pub metrics: std::net::SocketAddr,
 }
 
 static SHARED: OnceLock<Eso> = OnceLock::new();
@@ -51,9 +53,10 @@ impl Eso {
             let cluster = Cluster::shared();
             let moto = Moto::shared();
             let mut cmd = Command::new(components().eso_bin_dir.join("external-secrets"));
+            let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            cmd.arg(format!("--metrics-addr={metrics}"));
             cmd.args([
                 "--enable-leader-election=false",
-                "--metrics-addr=0",
                 "--live-addr=0",
                 "--concurrent=4",
                 "--loglevel=info",
@@ -84,7 +87,7 @@ impl Eso {
                 "ESO exited at start\n{}",
                 service.log_tail(40)
             );
-            Eso { service }
+            Eso { service, metrics }
         })
     }
 }
