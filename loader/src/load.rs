@@ -70,7 +70,7 @@ pub struct LoadArgs {
     /// A fresh random nonce on every request (the filter's replay path)
     #[arg(long)]
     pub nonce: bool,
-    /// Send every signed request twice, the copy right after the original on the same connection: a replay the filter must refuse (401 replayed_request; needs --nonce). Half the requests are such copies
+    /// Send every signed request twice: the copy, right after its original from the same worker (even when the original failed), is a replay the filter must refuse (401 replayed_request; needs --nonce). Half the requests are copies; --requests counts both (an odd last one is left out)
     #[arg(long, requires = "nonce")]
     pub replay: bool,
     /// Signature format: v1 or rfc9421 (the filter must list rfc9421 in its formats)
@@ -433,25 +433,33 @@ impl Job {
         let mut tally = Tally::new()?;
         let mut conn: Option<Conn> = None;
         let mut last = None;
+        // With --replay a request claims two places, its own and its copy's.
+        let step = if self.replay { 2 } else { 1 };
         loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if self.shape.requests.is_some_and(|n| i >= n) {
-                break;
-            }
-            let scheduled = match self.shape.scheduled(self.start, i) {
-                Some(at) => {
-                    if at >= self.deadline {
-                        break;
-                    }
-                    tokio::time::sleep_until(at.into()).await;
-                    at
+            let scheduled = if last.is_some() {
+                // The copy of the request just sent goes right after it,
+                // whatever the limits: they were checked for the pair.
+                Instant::now()
+            } else {
+                let i = self.next.fetch_add(step, Ordering::Relaxed);
+                if self.shape.requests.is_some_and(|n| i + step > n) {
+                    break;
                 }
-                None => {
-                    let now = Instant::now();
-                    if now >= self.deadline {
-                        break;
+                match self.shape.scheduled(self.start, i) {
+                    Some(at) => {
+                        if at >= self.deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
                     }
-                    now
+                    None => {
+                        let now = Instant::now();
+                        if now >= self.deadline {
+                            break;
+                        }
+                        now
+                    }
                 }
             };
             let outcome =

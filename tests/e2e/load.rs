@@ -154,8 +154,9 @@ async fn load_with_a_wrong_key_is_refused_every_time() {
 }
 
 /// `load --replay` sends every signed request twice: each original passes
-/// and each copy is refused `401 replayed_request`; without `--nonce` the
-/// flag is refused.
+/// and each copy is refused `401 replayed_request`, also with two workers
+/// and an odd `--requests` (the pair that does not fit is left out);
+/// without `--nonce` the flag is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_replay_sends_each_request_twice() {
     let h = home();
@@ -163,7 +164,15 @@ async fn load_replay_sends_each_request_twice() {
     let report = load_json(load_cmd(
         h.path(),
         addr,
-        &["--dev", "--nonce", "--replay", "--requests", "40"],
+        &[
+            "--dev",
+            "--nonce",
+            "--replay",
+            "-c",
+            "2",
+            "--requests",
+            "41",
+        ],
     ))
     .await;
     assert_eq!(

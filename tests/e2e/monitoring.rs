@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edge_hmac::render::monitoring::{
-    CHECKED_IN_DASHBOARD, CHECKED_IN_KIT, CHECKED_IN_RULES, MonitoringOptions, RATE_INTERVAL,
+    CHECKED_IN_DASHBOARD, CHECKED_IN_KIT, CHECKED_IN_RULES, MonitoringOptions, RANGE, RATE_INTERVAL,
 };
 use edge_hmac_tests::aws::cli;
 use edge_hmac_tests::build::workspace;
@@ -324,6 +324,8 @@ async fn prometheus_alerts_on_refusals_and_every_panel_has_data() {
         &[
             "--format",
             "rules",
+            "--scrape-interval",
+            "1s",
             "--rate-window",
             "15s",
             "--rejection-for",
@@ -474,7 +476,15 @@ async fn prometheus_alerts_on_refusals_and_every_panel_has_data() {
         "every copy refused: {report}"
     );
 
-    // Both proxies hold the current key: never "without key", metrics present.
+    // Both proxies hold the current key: never "without key", metrics
+    // present; and both sides of that rule's `unless` see both proxies, so
+    // it could fire.
+    for side in [
+        format!("max by (namespace, pod) (envoy_server_live{{job=\"{JOB}\"}} == 1)"),
+        format!("max by (namespace, pod) (edge_hmac_key{{job=\"{JOB}\",slot=\"current\"}} > 0)"),
+    ] {
+        assert_eq!(prom.query(&side).await.len(), 2, "{side}");
+    }
     let others: Vec<_> = prom
         .alerts()
         .await
@@ -495,12 +505,37 @@ async fn prometheus_alerts_on_refusals_and_every_panel_has_data() {
             let expr = target["expr"]
                 .as_str()
                 .unwrap()
-                .replace(RATE_INTERVAL, "30s");
+                .replace(RATE_INTERVAL, "1m")
+                .replace(RANGE, "5m");
             let result = prom.query(&expr).await;
             assert!(
                 !result.is_empty(),
                 "panel {:?} query {expr} returns no data",
                 panel["title"]
+            );
+            // The series this load made are above zero.
+            let title = panel["title"].as_str().unwrap();
+            let legend = target["legendFormat"].as_str().unwrap();
+            let must_move = matches!(
+                (title, legend),
+                ("Requests verified and refused", "verified" | "refused")
+                    | (
+                        "Refused by code" | "Verified by key slot" | "Verified by format",
+                        _
+                    )
+                    | (
+                        "Share refused" | "Current keys in use" | "Keys held per proxy",
+                        _
+                    )
+                    | ("Replays and the replay table", "replays refused")
+            );
+            let max = result
+                .iter()
+                .map(|s| s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+                .fold(0.0, f64::max);
+            assert!(
+                !must_move || max > 0.0,
+                "panel {title:?} {legend}: {result:?}"
             );
             checked += 1;
         }

@@ -31,8 +31,10 @@ pub const CHECKED_IN_KIT: &str = "envoy/monitoring/edge-hmac-monitoring.yaml";
 pub const CHECKED_IN_RULES: &str = "envoy/monitoring/edge-hmac-rules.yaml";
 /// The checked-in dashboard.
 pub const CHECKED_IN_DASHBOARD: &str = "envoy/monitoring/edge-hmac-dashboard.json";
-/// The Grafana variable every panel query uses as its rate window.
+/// The Grafana variable the panel queries use as their rate window.
 pub const RATE_INTERVAL: &str = "$__rate_interval";
+/// The Grafana variable for the dashboard's time range (totals over it).
+pub const RANGE: &str = "$__range";
 
 /// Thresholds and `for:` durations of the alerts (render flags; the
 /// defaults are documented in docs/monitoring.md).
@@ -149,6 +151,18 @@ pub enum MonitoringError {
         /// The flag.
         flag: &'static str,
     },
+    /// A window too short for the scrape interval.
+    #[error(
+        "{flag} {value} is shorter than two scrape intervals (--scrape-interval {scrape}): rate() needs two samples in its window, so the alerts could never fire; use at least twice, better four times, the scrape interval"
+    )]
+    Window {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: String,
+        /// The scrape interval.
+        scrape: String,
+    },
     /// A ratio outside (0, 1).
     #[error("--rejection-ratio {0} is not a share: use a number between 0 and 1, e.g. 0.05")]
     Ratio(f64),
@@ -189,7 +203,7 @@ pub fn check_duration(flag: &'static str, value: &str) -> Result<u64, Monitoring
     }
     while !rest.is_empty() {
         let digits = rest.chars().take_while(char::is_ascii_digit).count();
-        if digits == 0 || digits > 12 {
+        if digits == 0 || digits > 15 {
             return Err(bad());
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
@@ -204,7 +218,14 @@ pub fn check_duration(flag: &'static str, value: &str) -> Result<u64, Monitoring
             return Err(bad());
         }
         last = Some(at);
-        total = total.saturating_add(n.saturating_mul(*ms));
+        total = n
+            .checked_mul(*ms)
+            .and_then(|x| total.checked_add(x))
+            .ok_or_else(bad)?;
+    }
+    // Prometheus keeps durations in int64 nanoseconds (~292 years).
+    if total > i64::MAX as u64 / 1_000_000 {
+        return Err(bad());
     }
     Ok(total)
 }
@@ -230,6 +251,21 @@ impl MonitoringOptions {
         ] {
             if check_duration(flag, value)? == 0 && !may_be_zero {
                 return Err(MonitoringError::Zero { flag });
+            }
+        }
+        // rate() and increase() need two samples in their window: a window
+        // under two scrape intervals leaves the alerts nothing to fire on.
+        let scrape = check_duration("--scrape-interval", &self.scrape_interval)?;
+        for (flag, value) in [
+            ("--rate-window", &t.rate_window),
+            ("--previous-key-window", &t.previous_key_window),
+        ] {
+            if check_duration(flag, value)? < 2 * scrape {
+                return Err(MonitoringError::Window {
+                    flag,
+                    value: value.clone(),
+                    scrape: self.scrape_interval.clone(),
+                });
             }
         }
         if !(t.rejection_ratio > 0.0 && t.rejection_ratio < 1.0) {
@@ -423,9 +459,13 @@ impl MonitoringOptions {
             ),
             Rule::alert(
                 "EdgeHmacExternalSecretNotReady",
+                // ESO's own `namespace` label is the ExternalSecret's; a
+                // scrape without honorLabels (ESO's chart's default) renames
+                // it `exported_namespace` and sets `namespace` to ESO's.
                 format!(
-                    "max by (namespace, name) (externalsecret_status_condition{{namespace=\"{ns}\",name=~\"{es_names}\",condition=\"Ready\",status=\"False\"}}) == 1",
-                    ns = self.proxy_namespace
+                    "max by (namespace, name) (\n  label_replace(externalsecret_status_condition{{exported_namespace=\"{ns}\",{es}}}, \"namespace\", \"$1\", \"exported_namespace\", \"(.+)\")\n  or\n  externalsecret_status_condition{{namespace=\"{ns}\",exported_namespace=\"\",{es}}}\n) == 1",
+                    ns = self.proxy_namespace,
+                    es = format!("name=~\"{es_names}\",condition=\"Ready\",status=\"False\""),
                 ),
                 &t.external_secret_for,
                 "warning",
@@ -595,11 +635,11 @@ impl MonitoringOptions {
         b.panel(
             "stat",
             "Internal errors",
-            "Requests the filter refused because Envoy did not give it its input (should stay 0).",
+            "Requests the filter refused in the dashboard's time range because Envoy did not give it its input (should stay 0).",
             "none",
             6,
             vec![(
-                format!("sum(increase({}{all}[{r}]))", prom::INTERNAL_ERROR),
+                format!("sum(increase({}{all}[{RANGE}]))", prom::INTERNAL_ERROR),
                 "internal errors",
             )],
         );
@@ -786,7 +826,7 @@ impl Rule {
     fn with_values(mut self, ratio: f64, window: &str) -> Self {
         if let Some(d) = self.annotations.get_mut("description") {
             *d = d
-                .replace("{pct}", &format!("{}%", ratio * 100.0))
+                .replace("{pct}", &format!("{}%", (ratio * 10_000.0).round() / 100.0))
                 .replace("{w}", window);
         }
         self
@@ -1122,7 +1162,19 @@ mod tests {
         for ok in ["5m", "1h30m", "1d", "0s", "0", "500ms", "1w2d", "30s"] {
             assert!(check_duration("--x", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "5", "m", "1hour", "30m1h", "1.5h", "-1m", "5 m", "1m1m"] {
+        for bad in [
+            "",
+            "5",
+            "m",
+            "1hour",
+            "30m1h",
+            "1.5h",
+            "-1m",
+            "5 m",
+            "1m1m",
+            "300y",
+            "99999999999999y",
+        ] {
             assert!(check_duration("--x", bad).is_err(), "{bad}");
         }
         assert_eq!(check_duration("--x", "1h30m"), Ok(5_400_000));
@@ -1140,6 +1192,11 @@ mod tests {
                 flag: "--rate-window"
             })
         );
+        let mut o = MonitoringOptions::default();
+        o.thresholds.rate_window = "20s".into();
+        assert!(matches!(o.validate(), Err(MonitoringError::Window { .. })));
+        o.thresholds.rate_window = "30s".into();
+        assert_eq!(o.validate(), Ok(()));
         let mut o = MonitoringOptions::default();
         o.thresholds.rejection_ratio = 1.5;
         assert!(o.validate().unwrap_err().to_string().contains("0.05"));
@@ -1185,6 +1242,10 @@ mod tests {
             .find(|r| r.alert == "EdgeHmacInternalError")
             .unwrap();
         assert_eq!(internal.for_, None);
+        let mut o = MonitoringOptions::default();
+        o.thresholds.rejection_ratio = 0.07;
+        let rules = o.rules();
+        assert!(rules.groups[0].rules[0].annotations["description"].contains("more than 7% of"));
     }
 
     /// Every dashboard query selects the PodMonitor's job and uses Grafana's
