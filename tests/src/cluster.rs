@@ -182,6 +182,40 @@ pub struct Cluster {
 
 static SHARED_CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
+/// The prefix of a cluster's scratch directory in the temp dir.
+const DIR_PREFIX: &str = "edge-hmac-cluster-";
+/// The file in it naming the test process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes the scratch directories (etcd data, logs: ~130 MB each) of test
+/// processes that have exited. The shared cluster is a static, which Rust
+/// never drops, so its `TempDir` outlives the process; the next run cleans
+/// up. A directory without an owner file (older harness) goes once it is an
+/// hour old.
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) || !path.is_dir() {
+            continue;
+        }
+        let stale = match std::fs::read_to_string(path.join(OWNER_FILE)) {
+            Ok(pid) => !Path::new("/proc").join(pid.trim()).exists(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600)),
+        };
+        if stale {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// The static bearer token of the test admin (member of `system:masters`).
 const ADMIN_TOKEN: &str = "edge-hmac-test-admin-token";
 
@@ -200,11 +234,13 @@ impl Cluster {
     /// Starts etcd and kube-apiserver and applies the CRDs.
     pub fn start() -> Cluster {
         let c = components();
+        sweep_stale_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("edge-hmac-cluster-")
+            .prefix(DIR_PREFIX)
             .tempdir()
             .unwrap();
         let d = dir.path();
+        std::fs::write(d.join(OWNER_FILE), std::process::id().to_string()).unwrap();
         let etcd_port = free_port();
         let peer_port = free_port();
         let mut etcd = Command::new(c.kube_bin_dir.join("etcd"));
