@@ -35,7 +35,7 @@ fn prepare_namespaces(cluster: &Cluster, docs: &[Value]) {
 /// `kubectl apply --server-side --dry-run=server --validate=strict` of
 /// `docs`: the API server's own schema, CEL and admission checks, nothing
 /// stored.
-fn dry_run(cluster: &Cluster, docs: &[Value]) -> std::process::Output {
+pub(crate) fn dry_run(cluster: &Cluster, docs: &[Value]) -> std::process::Output {
     let stream: String = docs
         .iter()
         .map(|d| format!("---\n{}\n", serde_json::to_string(d).unwrap()))

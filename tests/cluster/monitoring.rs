@@ -11,6 +11,8 @@ use edge_hmac::render::monitoring::CHECKED_IN_KIT;
 use edge_hmac_tests::build::workspace;
 use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::yaml::documents;
+
+use crate::apiserver::dry_run;
 use serde_json::Value;
 
 /// Fetches (first time) or finds the CRDs; their directory.
@@ -62,26 +64,6 @@ fn install_crds(cluster: &Cluster) {
             .then_some(())
     })
     .expect("the monitoring kinds are served");
-}
-
-/// `kubectl apply --server-side --dry-run=server --validate=strict` of docs.
-fn dry_run(cluster: &Cluster, docs: &[Value]) -> std::process::Output {
-    let stream: String = docs
-        .iter()
-        .map(|d| format!("---\n{}\n", serde_json::to_string(d).unwrap()))
-        .collect();
-    cluster.kubectl_stdin(
-        &[
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "--validate=strict",
-            "--field-manager=edge-hmac-test",
-            "-f",
-            "-",
-        ],
-        &stream,
-    )
 }
 
 /// `edge-hmac render monitoring ARGS` through the CLI.
