@@ -55,6 +55,25 @@ pub(crate) fn dry_run(cluster: &Cluster, docs: &[Value]) -> std::process::Output
     )
 }
 
+/// Asserts the API server's server-side dry run accepts every one of `docs`.
+pub(crate) fn assert_accepted(cluster: &Cluster, what: &str, docs: &[Value]) {
+    let out = dry_run(cluster, docs);
+    assert!(
+        out.status.success(),
+        "{what}: the API server refused it:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accepted = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        accepted
+            .lines()
+            .filter(|l| l.contains("(server dry run)"))
+            .count(),
+        docs.len(),
+        "{what}: {accepted}"
+    );
+}
+
 /// Every manifest `render gateway` emits (all option shapes, and the
 /// checked-in copy) is accepted by the real API server, CEL rules included.
 #[test]
@@ -74,21 +93,7 @@ fn apiserver_accepts_every_rendered_manifest() {
         };
         assert_eq!(docs.len(), expected, "{what}: resources rendered");
         prepare_namespaces(cluster, &docs);
-        let out = dry_run(cluster, &docs);
-        assert!(
-            out.status.success(),
-            "{what}: the API server refused the rendering:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let accepted = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            accepted
-                .lines()
-                .filter(|l| l.contains("(server dry run)"))
-                .count(),
-            docs.len(),
-            "{what}: {accepted}"
-        );
+        assert_accepted(cluster, what, &docs);
     }
 }
 

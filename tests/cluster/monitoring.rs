@@ -12,7 +12,9 @@ use edge_hmac_tests::build::workspace;
 use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::yaml::documents;
 
-use crate::apiserver::dry_run;
+use edge_hmac_tests::kit::render_what;
+
+use crate::apiserver::{assert_accepted, dry_run};
 use serde_json::Value;
 
 /// Fetches (first time) or finds the CRDs; their directory.
@@ -66,22 +68,6 @@ fn install_crds(cluster: &Cluster) {
     .expect("the monitoring kinds are served");
 }
 
-/// `edge-hmac render monitoring ARGS` through the CLI.
-fn render(args: &[&str]) -> String {
-    let home = tempfile::tempdir().unwrap();
-    let out = edge_hmac_tests::aws::cli(home.path())
-        .args(["render", "monitoring"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// The API server, with the Prometheus Operator's CRDs, accepts the
 /// checked-in monitoring kit and one rendered with every option (all
 /// objects, strict field validation), and refuses a PrometheusRule whose
@@ -91,22 +77,25 @@ fn apiserver_accepts_the_monitoring_kit() {
     let cluster = Cluster::shared();
     install_crds(cluster);
     let checked_in = std::fs::read_to_string(workspace().join(CHECKED_IN_KIT)).unwrap();
-    let custom = render(&[
-        "--namespace",
+    let custom = render_what(
         "monitoring",
-        "--proxy-namespace",
-        "edge-proxies",
-        "--label",
-        "release=kube-prometheus-stack",
-        "--dashboard-label",
-        "grafana_dashboard=edge",
-        "--runbook-base-url",
-        "https://git.example.com/edge-hmac/-/blob/main",
-        "--rejection-for",
-        "1h30m",
-        "--internal-error-for",
-        "1m",
-    ]);
+        &[
+            "--namespace",
+            "monitoring",
+            "--proxy-namespace",
+            "edge-proxies",
+            "--label",
+            "release=kube-prometheus-stack",
+            "--dashboard-label",
+            "grafana_dashboard=edge",
+            "--runbook-base-url",
+            "https://git.example.com/edge-hmac/-/blob/main",
+            "--rejection-for",
+            "1h30m",
+            "--internal-error-for",
+            "1m",
+        ],
+    );
     for (what, yaml) in [("checked-in kit", &checked_in), ("custom kit", &custom)] {
         let docs = documents(yaml);
         let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
@@ -118,21 +107,7 @@ fn apiserver_accepts_the_monitoring_kit() {
         for d in &docs {
             cluster.namespace(d["metadata"]["namespace"].as_str().unwrap());
         }
-        let out = dry_run(cluster, &docs);
-        assert!(
-            out.status.success(),
-            "{what}: the API server refused it:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let accepted = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            accepted
-                .lines()
-                .filter(|l| l.contains("(server dry run)"))
-                .count(),
-            3,
-            "{what}: {accepted}"
-        );
+        assert_accepted(cluster, what, &docs);
     }
     let mut docs = documents(&checked_in);
     docs[1]["spec"]["groups"][0]["rules"][0]["for"] = Value::from("ten minutes");

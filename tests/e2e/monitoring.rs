@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use edge_hmac_tests::build::workspace;
 use edge_hmac_tests::cli::run;
 use edge_hmac_tests::client::get;
 use edge_hmac_tests::cluster::free_port;
+use edge_hmac_tests::kit::render_what;
 use edge_hmac_tests::secrets::secret;
 use edge_hmac_tests::target::Target;
 use serde_json::Value;
@@ -282,19 +283,11 @@ impl Drop for Prometheus {
 /// The PodMonitor's job (`--namespace edge-test`).
 const JOB: &str = "edge-test/edge-hmac";
 
-/// `render monitoring` with `args` through the CLI.
-fn render(home: &Path, args: &[&str]) -> String {
-    let out = cli(home)
-        .args(["render", "monitoring", "--namespace", "edge-test"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// `render monitoring --namespace edge-test ARGS` through the CLI.
+fn render(args: &[&str]) -> String {
+    let mut all = vec!["--namespace", "edge-test"];
+    all.extend_from_slice(args);
+    render_what("monitoring", &all)
 }
 
 /// The codes EdgeHmacRejectionsHigh is pending or firing for, by state.
@@ -319,25 +312,21 @@ async fn prometheus_alerts_on_refusals_and_every_panel_has_data() {
     let (wasm, wasm_addr) = dev_proxy_on(Target::WASM_1_39, h.path(), &["--require-nonce"]).await;
     let (native, native_addr) =
         dev_proxy_on(Target::NATIVE_1_40, h.path(), &["--require-nonce"]).await;
-    let rules = render(
-        h.path(),
-        &[
-            "--format",
-            "rules",
-            "--scrape-interval",
-            "1s",
-            "--rate-window",
-            "15s",
-            "--rejection-for",
-            "3s",
-            "--rejection-min-rate",
-            "1",
-            "--no-key-for",
-            "2s",
-        ],
-    );
-    let dashboard: Value =
-        serde_json::from_str(&render(h.path(), &["--format", "dashboard"])).unwrap();
+    let rules = render(&[
+        "--format",
+        "rules",
+        "--scrape-interval",
+        "1s",
+        "--rate-window",
+        "15s",
+        "--rejection-for",
+        "3s",
+        "--rejection-min-rate",
+        "1",
+        "--no-key-for",
+        "2s",
+    ]);
+    let dashboard: Value = serde_json::from_str(&render(&["--format", "dashboard"])).unwrap();
     // What the PodMonitor gives each target: job <ns>/<name>, namespace, pod.
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules.yaml]\nscrape_configs:\n- job_name: {JOB}\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{}']\n    labels: {{namespace: edge-proxies, pod: edge-wasm, container: envoy}}\n  - targets: ['{}']\n    labels: {{namespace: edge-proxies, pod: edge-native, container: envoy}}\n",

@@ -9,9 +9,16 @@ use crate::build::{filter_wasm, loader_bin};
 
 /// `edge-hmac render gateway ARGS` (the CLI), its standard output.
 pub fn render_cli(args: &str) -> String {
+    let args: Vec<&str> = args.split_whitespace().collect();
+    render_what("gateway", &args)
+}
+
+/// `edge-hmac render WHAT ARGS` (the CLI), its standard output (checked
+/// for every key the tests know).
+pub fn render_what(what: &str, args: &[&str]) -> String {
     let out = Command::new(loader_bin())
-        .args(["render", "gateway"])
-        .args(args.split_whitespace())
+        .args(["render", what])
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -21,7 +28,7 @@ pub fn render_cli(args: &str) -> String {
     );
     let yaml = String::from_utf8(out.stdout).unwrap();
     // The suite-wide scan (crate::secrets): no key in a rendered file.
-    crate::secrets::assert_no_known_secret("a rendered kit", &yaml);
+    crate::secrets::assert_no_known_secret("a rendered file", &yaml);
     yaml
 }
 
