@@ -354,7 +354,8 @@ fn lua() -> Value {
 /// policy with its own wasm list, a second or listener-level policy on the
 /// edge Gateway, label selectors of Gateways, ListenerSets), and lets
 /// through what keeps it (route policies that merge, other Gateways, the
-/// kit's own policy).
+/// kit's own policy). The Rust mirror of its rules, which `edge-hmac check`
+/// applies to policies that already exist, gives the same verdict on each.
 #[test]
 fn admission_policy_keeps_the_filter_on_every_route() {
     let cluster = Cluster::shared();
@@ -457,11 +458,24 @@ fn admission_policy_keeps_the_filter_on_every_route() {
             "ListenerSet",
         ),
     ];
+    let names = edge_hmac::render::admission::EdgePolicyNames {
+        gateway_namespace: "vap-edge".into(),
+        gateway_name: "edge".into(),
+        policy_name: "edge-hmac".into(),
+    };
+    let mirror =
+        |doc: &Value| edge_hmac::render::admission::AdmissionRule::first_refusing(doc, &names);
     for (what, doc, needle) in must_refuse {
         let out = try_create(&doc);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{what}: accepted");
         assert!(err.contains(needle), "{what}: {err}");
+        let rule =
+            mirror(&doc).unwrap_or_else(|| panic!("{what}: the Rust mirror lets it through"));
+        assert!(
+            err.contains(&rule.validation(&names).message),
+            "{what}: the Rust mirror names another rule ({rule:?}): {err}"
+        );
     }
 
     let must_accept: Vec<(&str, Value)> = vec![
@@ -493,5 +507,6 @@ fn admission_policy_keeps_the_filter_on_every_route() {
             "{what}: refused: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        assert_eq!(mirror(&doc), None, "{what}: the Rust mirror refuses it");
     }
 }

@@ -15,6 +15,8 @@
 use edge_hmac_core::config::PluginConfig;
 use serde::Serialize;
 
+pub use crate::render::admission::{AdmissionRule, EdgePolicyNames};
+
 use edge_hmac_core::config::buffer_limit_for;
 
 use crate::render::envoy::{
@@ -813,6 +815,15 @@ impl GatewayOptions {
         format!("{}-keep-signature-check", self.envoy_proxy_name)
     }
 
+    /// The names the admission rules are about.
+    pub fn edge_policy_names(&self) -> EdgePolicyNames {
+        EdgePolicyNames {
+            gateway_namespace: self.gateway_namespace.clone(),
+            gateway_name: self.gateway_name.clone(),
+            policy_name: self.envoy_proxy_name.clone(),
+        }
+    }
+
     /// The `ValidatingAdmissionPolicy` (and its binding) that refuses every
     /// EnvoyExtensionPolicy able to take the signature check off a route
     /// under the edge Gateway. In Envoy Gateway a more specific policy
@@ -828,64 +839,10 @@ impl GatewayOptions {
     ///   (a merge replaces lists, which would drop the edge-hmac module,
     ///   whichever build it is).
     fn admission_policy(&self) -> [Resource; 2] {
-        const ROUTES: &str = "['HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute']";
-        // Whether any targetRef / targetRefs entry satisfies `pred` (about `r`).
-        let any_ref = |pred: &str| {
-            format!(
-                "((has(object.spec.targetRef) && [object.spec.targetRef].exists(r, {pred})) || \
-                 (has(object.spec.targetRefs) && object.spec.targetRefs.exists(r, {pred})))"
-            )
-        };
-        let any_selector = |pred: &str| {
-            format!(
-                "(has(object.spec.targetSelectors) && object.spec.targetSelectors.exists(r, {pred}))"
-            )
-        };
-        let is_kit = format!(
-            "(object.metadata.namespace == '{ns}' && object.metadata.name == '{name}')",
-            ns = self.gateway_namespace,
-            name = self.envoy_proxy_name
-        );
-        let gw = format!("{}/{}", self.gateway_namespace, self.gateway_name);
-        let kit = format!("{}/{}", self.gateway_namespace, self.envoy_proxy_name);
-        let validations = vec![
-            Validation {
-                expression: format!(
-                    "{is_kit} || object.metadata.namespace != '{ns}' || !{refs}",
-                    ns = self.gateway_namespace,
-                    refs = any_ref(&format!(
-                        "r.kind == 'Gateway' && r.name == '{}'",
-                        self.gateway_name
-                    )),
-                ),
-                message: format!(
-                    "only the EnvoyExtensionPolicy {kit} may target the edge Gateway {gw}: a second Gateway policy is Conflicted (only the oldest applies) and a listener policy replaces the edge-hmac signature check on that listener. Add your extension to {kit} instead."
-                ),
-                reason: "Forbidden",
-            },
-            Validation {
-                expression: format!(
-                    "{is_kit} || !({sel} || {refs})",
-                    sel = any_selector("r.kind in ['Gateway', 'ListenerSet']"),
-                    refs = any_ref("r.kind == 'ListenerSet'"),
-                ),
-                message: format!(
-                    "EnvoyExtensionPolicies may not select Gateways or ListenerSets by label, nor target a ListenerSet: one could land on the edge Gateway {gw} and replace its edge-hmac signature check. Target a Gateway by name, or a route with mergeType."
-                ),
-                reason: "Forbidden",
-            },
-            Validation {
-                expression: format!(
-                    "{is_kit} || !({refs} || {sel}) || (has(object.spec.mergeType) && (!has(object.spec.wasm) || size(object.spec.wasm) == 0) && (!has(object.spec.dynamicModule) || size(object.spec.dynamicModule) == 0))",
-                    refs = any_ref(&format!("r.kind in {ROUTES}")),
-                    sel = any_selector(&format!("r.kind in {ROUTES}")),
-                ),
-                message: format!(
-                    "an EnvoyExtensionPolicy on a route replaces the edge Gateway's edge-hmac signature check for that route unless it sets spec.mergeType (StrategicMerge or JSONMerge), and a merged policy may not carry a wasm or dynamicModule list (it would replace the edge-hmac module). Set mergeType, and put wasm and dynamic modules into {kit}."
-                ),
-                reason: "Forbidden",
-            },
-        ];
+        let validations = AdmissionRule::ALL
+            .iter()
+            .map(|rule| rule.validation(&self.edge_policy_names()))
+            .collect();
         let name = self.admission_policy_name();
         [
             Resource::ValidatingAdmissionPolicy(Object {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::run::FilterOpts;
 
+pub mod admission;
 pub mod envoy;
 pub mod gateway;
 pub mod monitoring;
