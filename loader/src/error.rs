@@ -240,6 +240,7 @@ Exit codes:
   13  throttled after retries      22  Envoy failed   23  file error
   24  run: address already in use  25  --dev: no development secret yet
   26  nonce-store: bad Redis URL   27  nonce-store: cannot start
+  30  check: a check failed        31  check: a check could not be made
 (run: otherwise Envoy's own exit status; load: 4 when no request got a 2xx)";
 
 /// Result with the CLI error.

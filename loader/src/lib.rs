@@ -5,6 +5,8 @@
 #[cfg(feature = "cli")]
 pub mod aws;
 #[cfg(feature = "cli")]
+pub mod check;
+#[cfg(feature = "cli")]
 pub mod envoy;
 pub mod error;
 #[cfg(feature = "cli")]

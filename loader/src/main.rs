@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use edge_hmac::error::{EXIT_CODES, Error};
-use edge_hmac::{fetch, load, nonce_store, render, rotate, run, sign, verify};
+use edge_hmac::{check, fetch, load, nonce_store, render, rotate, run, sign, verify};
 use edge_hmac_core::config::{SHOWN_MAX_LEN, shown};
 
 /// Request signatures at the edge: the operator and developer CLI around the
@@ -40,6 +40,8 @@ enum Command {
     EchoUpstream(run::EchoArgs),
     /// Claim nonces in Redis for every proxy replica (the shared replay store)
     NonceStore(nonce_store::NonceStoreArgs),
+    /// Is the edge protected right now? Audit Secrets Manager, External Secrets, Envoy Gateway and the proxies (read-only; exit 0 when nothing failed, 30 when a check failed, 31 when one could not be made)
+    Check(Box<check::CheckArgs>),
 }
 
 /// `message` with every command-line value longer than
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
             Command::Render(c) => render::run(c).map(|()| ExitCode::SUCCESS),
             Command::EchoUpstream(a) => run::echo(a).await.map(|()| ExitCode::SUCCESS),
             Command::NonceStore(a) => nonce_store::run(a).await.map(|()| ExitCode::SUCCESS),
+            Command::Check(a) => check::run(*a).await,
         }
     });
     match result {

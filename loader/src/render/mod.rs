@@ -11,6 +11,7 @@ pub mod admission;
 pub mod envoy;
 pub mod gateway;
 pub mod monitoring;
+pub mod rbac;
 
 /// What `edge-hmac render` can render.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -21,6 +22,84 @@ pub enum RenderCmd {
     Gateway(Box<RenderGatewayArgs>),
     /// Monitoring for the edge: a PodMonitor for Envoy Gateway's proxies, the alerts (PrometheusRule) and a Grafana dashboard (ConfigMap); or the plain rule file or the dashboard JSON (--format)
     Monitoring(Box<RenderMonitoringArgs>),
+    /// The RBAC `edge-hmac check` needs, for one user, group or ServiceAccount: a ClusterRole, Roles in the Gateway's and the proxies' namespaces, and their bindings (read-only, Secrets by name, port-forward to the proxy pods)
+    CheckRbac(Box<RenderCheckRbacArgs>),
+}
+
+/// Arguments of `edge-hmac render check-rbac` (the names as `check` takes them).
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["user", "group", "service_account"])))]
+pub struct RenderCheckRbacArgs {
+    /// Grant it to this user
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Grant it to this group
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Grant it to this ServiceAccount (NAMESPACE/NAME), e.g. for a CronJob that runs check
+    #[arg(long, value_name = "NS/NAME")]
+    pub service_account: Option<String>,
+    /// Name of the ClusterRole, Roles and bindings
+    #[arg(long, value_name = "NAME", default_value = "edge-hmac-check")]
+    pub name: String,
+    /// Which kit
+    #[command(flatten)]
+    pub names: crate::check::NamesArgs,
+    /// TLS certificate Secret of the HTTPS listener (repeatable; none with --no-https)
+    #[arg(
+        long = "tls-certificate-secret",
+        value_name = "SECRET",
+        default_value = "edge-tls"
+    )]
+    pub tls_certificate_secrets: Vec<String>,
+    /// The Gateway has no HTTPS listener (no TLS Secret to read)
+    #[arg(long)]
+    pub no_https: bool,
+    /// Write to this file instead of standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl RenderCheckRbacArgs {
+    /// The RBAC to render.
+    pub fn rbac(&self) -> Result<rbac::CheckRbac> {
+        let subject = match (&self.user, &self.group, &self.service_account) {
+            (Some(u), None, None) => rbac::Subject::User(u.clone()),
+            (None, Some(g), None) => rbac::Subject::Group(g.clone()),
+            (None, None, Some(sa)) => match sa.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                    rbac::Subject::ServiceAccount {
+                        namespace: ns.into(),
+                        name: name.into(),
+                    }
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "--service-account {sa:?} must be NAMESPACE/NAME (e.g. monitoring/edge-hmac-check)"
+                    )));
+                }
+            },
+            _ => {
+                return Err(Error::Usage(
+                    "give exactly one of --user, --group, --service-account".into(),
+                ));
+            }
+        };
+        Ok(rbac::CheckRbac {
+            subject,
+            name: self.name.clone(),
+            gateway_name: self.names.gateway_name.clone(),
+            gateway_namespace: self.names.gateway_namespace.clone(),
+            policy_name: self.names.policy_name.clone(),
+            proxy_namespace: self.names.proxy_namespace.clone(),
+            store_name: self.names.store_name.clone(),
+            tls_secrets: if self.no_https {
+                Vec::new()
+            } else {
+                self.tls_certificate_secrets.clone()
+            },
+        })
+    }
 }
 
 /// What `render monitoring` writes.
@@ -668,6 +747,13 @@ pub fn run(cmd: RenderCmd) -> Result<()> {
                 .map_err(|e| Error::Other(format!("cannot render: {e}")))?;
             (text, a.output.clone())
         }
+        RenderCmd::CheckRbac(a) => {
+            let text = a
+                .rbac()?
+                .to_yaml(&command_line())
+                .map_err(|e| Error::Other(format!("cannot render: {e}")))?;
+            (text, a.output.clone())
+        }
         RenderCmd::Monitoring(a) => {
             let o = a.options()?;
             let text = match a.format {
@@ -708,6 +794,55 @@ mod tests {
         <Cli as clap::Parser>::try_parse_from(argv)
             .map(|c| c.args)
             .map_err(|e| e.to_string())
+    }
+
+    /// `render check-rbac` needs exactly one subject, a ServiceAccount as
+    /// NAMESPACE/NAME; Secrets are granted by name only, the TLS Secret
+    /// left out with --no-https.
+    #[test]
+    fn check_rbac_subjects_are_checked() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: RenderCheckRbacArgs,
+        }
+        let parse = |argv: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(std::iter::once("x").chain(argv.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.args.rbac().map_err(|e| e.to_string()))
+        };
+        assert!(parse(&[]).is_err(), "no subject");
+        assert!(
+            parse(&["--user", "a", "--group", "b"]).is_err(),
+            "two subjects"
+        );
+        let err = parse(&["--service-account", "just-a-name"]).unwrap_err();
+        assert!(err.contains("NAMESPACE/NAME"), "{err}");
+        let rbac = parse(&["--service-account", "monitoring/checker"]).unwrap();
+        assert_eq!(
+            rbac.subject,
+            rbac::Subject::ServiceAccount {
+                namespace: "monitoring".into(),
+                name: "checker".into()
+            }
+        );
+        let yaml = rbac.to_yaml("test").unwrap();
+        let secrets_rules: Vec<&str> = yaml
+            .split("- apiGroups:")
+            .filter(|r| r.contains("- secrets"))
+            .collect();
+        assert_eq!(secrets_rules.len(), 2, "{yaml}");
+        assert!(
+            secrets_rules
+                .iter()
+                .all(|r| r.contains("resourceNames:") && !r.contains("- list")),
+            "{yaml}"
+        );
+        let no_tls = parse(&["--user", "a", "--no-https"])
+            .unwrap()
+            .to_yaml("test")
+            .unwrap();
+        assert!(!no_tls.contains("edge-tls"), "{no_tls}");
     }
 
     /// `--nonce-store-secret` needs a pinned `--nonce-store-image` and a
