@@ -115,7 +115,7 @@ spec:
 /// Sends an unsigned `GET path` every 250 ms until the edge answers
 /// `status` (90 s at most; panics with EG's logs otherwise). `check` sees
 /// every answer on the way, for what must never happen meanwhile.
-async fn wait_for_status(
+pub(crate) async fn wait_for_status(
     eg: &EnvoyGateway,
     addr: SocketAddr,
     path: &str,

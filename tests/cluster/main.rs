@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod apiserver;
+mod check;
 mod eso;
 mod gateway;
 mod monitoring;

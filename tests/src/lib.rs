@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod eg;
+pub mod egk8s;
 pub mod envoy;
 pub mod eso;
 pub mod kit;
