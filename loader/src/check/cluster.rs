@@ -217,8 +217,12 @@ pub struct ClusterFacts {
     /// Fingerprints in the rotation Secret, by key (`hmac_secret_previous`,
     /// `hmac_secret_pending`), when it was read (absent Secret: empty).
     pub rotation: Option<BTreeMap<String, String>>,
-    /// The build the kit's policy names, when it was read.
-    pub build: Option<Build>,
+    /// The kit's entry in its policy (build, index in its list), when
+    /// it was read.
+    pub entry: Option<(Build, usize)>,
+    /// The EnvoyProxy the Gateway runs with (`namespace`, `name`): the
+    /// Gateway's `infrastructure.parametersRef`, else its class's.
+    pub envoy_proxy: Option<(String, String)>,
     /// The kit policy's `max_body_bytes`.
     pub max_body_bytes: Option<u64>,
 }
@@ -405,7 +409,13 @@ pub fn mirrors(t: &Target, sm: &SmFacts, c: &ClusterFacts) -> Vec<Check> {
             (Some(_), None) => cannot("secret-current", "Secrets Manager's AWSCURRENT could not be read: nothing to compare with"),
             (Some((fp, env)), Some(want)) if fp == want => {
                 match &t.environment {
-                    Some(e) if e != env => Check::new(g, "secret-current", Status::Fail, format!("Secret {ns}/{} holds environment {env:?}, expected {e:?}", t.target_secret))
+                    Some(e) if e != env => Check::new(g, "secret-current", Status::Fail, format!(
+                        "Secret {ns}/{} holds environment {}, expected {e:?}",
+                        t.target_secret,
+                        // Shown only when it is a valid environment name: a
+                        // key stored under the wrong name is never echoed.
+                        if edge_hmac_core::scheme::validate_environment(env).is_ok() { format!("{env:?}") } else { "(an invalid value, not shown)".to_owned() }
+                    ))
                         .fix("the Secrets Manager value's environment is wrong: fix it and force-sync", doc::SECRET),
                     _ => Check::ok(g, "secret-current", format!("Secret {ns}/{} holds AWSCURRENT ({fp})", t.target_secret)),
                 }
@@ -469,44 +479,64 @@ async fn envoy_gateway(client: &Client, t: &Target, args: &CheckArgs, f: &mut Cl
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            f.checks
-                .push(match get(client, &GATEWAY_CLASS, None, &class).await {
-                    Ok(gc) => match judge::condition(&gc, "Accepted") {
-                        Some(c) if c.is_true() => Check::ok(
-                            g,
-                            "gateway-class",
-                            format!("GatewayClass {class} is Accepted"),
-                        ),
-                        Some(c) => Check::new(
-                            g,
-                            "gateway-class",
-                            Status::Fail,
-                            format!("GatewayClass {class}: {}", c.describe()),
-                        )
-                        .fix(
-                            "check Envoy Gateway's logs and the EnvoyProxy the class names",
-                            doc::TROUBLE,
-                        ),
-                        None => Check::new(
-                            g,
-                            "gateway-class",
-                            Status::Unknown,
-                            format!(
-                                "GatewayClass {class} has no status: is Envoy Gateway running?"
-                            ),
-                        )
-                        .fix("start Envoy Gateway", doc::TROUBLE),
-                    },
-                    Err(e) => read_failed(
+            let infra = &gw["spec"]["infrastructure"]["parametersRef"];
+            if infra["kind"] == "EnvoyProxy"
+                && let Some(name) = infra["name"].as_str()
+            {
+                f.envoy_proxy = Some((n.gateway_namespace.clone(), name.to_owned()));
+            }
+            let gc = get(client, &GATEWAY_CLASS, None, &class).await;
+            if let Ok(gc) = &gc {
+                let r = &gc["spec"]["parametersRef"];
+                if f.envoy_proxy.is_none()
+                    && r["kind"] == "EnvoyProxy"
+                    && let (Some(ns), Some(name)) = (r["namespace"].as_str(), r["name"].as_str())
+                {
+                    f.envoy_proxy = Some((ns.to_owned(), name.to_owned()));
+                }
+            }
+            f.checks.push(match gc {
+                Ok(gc) => match judge::condition(&gc, "Accepted") {
+                    Some(c) if c.is_true() => Check::ok(
                         g,
                         "gateway-class",
-                        e,
-                        format!("GatewayClass {class} does not exist"),
-                        "apply the kit",
-                        doc::APPLY,
+                        format!("GatewayClass {class} is Accepted"),
                     ),
-                });
+                    Some(c) => Check::new(
+                        g,
+                        "gateway-class",
+                        Status::Fail,
+                        format!("GatewayClass {class}: {}", c.describe()),
+                    )
+                    .fix(
+                        "check Envoy Gateway's logs and the EnvoyProxy the class names",
+                        doc::TROUBLE,
+                    ),
+                    None => Check::new(
+                        g,
+                        "gateway-class",
+                        Status::Unknown,
+                        format!("GatewayClass {class} has no status: is Envoy Gateway running?"),
+                    )
+                    .fix("start Envoy Gateway", doc::TROUBLE),
+                },
+                Err(e) => read_failed(
+                    g,
+                    "gateway-class",
+                    e,
+                    format!("GatewayClass {class} does not exist"),
+                    "apply the kit",
+                    doc::APPLY,
+                ),
+            });
             f.checks.push(match judge::condition(gw, "Programmed") {
+                Some(c) if !c.is_current(judge::generation(gw)) => Check::new(
+                    g,
+                    "gateway",
+                    Status::Unknown,
+                    format!("Gateway {gw_id}'s status is for an older generation: Envoy Gateway has not looked at it since it changed (is it running?)"),
+                )
+                .fix("start Envoy Gateway, or wait for it", doc::TROUBLE),
                 Some(c) if c.is_true() => {
                     Check::ok(g, "gateway", format!("Gateway {gw_id} is Programmed"))
                 }
@@ -554,17 +584,20 @@ async fn envoy_gateway(client: &Client, t: &Target, args: &CheckArgs, f: &mut Cl
         Ok(p) => {
             let conds = judge::ancestor_conditions(p, &n.gateway_namespace, &n.gateway_name);
             let accepted = conds.iter().find(|c| c.kind == "Accepted");
+            let stale = accepted.is_some_and(|c| !c.is_current(judge::generation(p)));
+            let accepted = accepted.filter(|_| !stale);
             f.checks.push(match accepted {
+                None if stale => Check::new(g, "extension-policy", Status::Unknown, format!("EnvoyExtensionPolicy {kit_id}'s status is for an older generation: Envoy Gateway has not looked at it since it changed (is it running?)")).fix("start Envoy Gateway, or wait for it", doc::TROUBLE),
                 Some(c) if c.is_true() => Check::ok(g, "extension-policy", format!("EnvoyExtensionPolicy {kit_id} is Accepted on Gateway {gw_id}")),
                 Some(c) => Check::new(g, "extension-policy", Status::Fail, format!("EnvoyExtensionPolicy {kit_id}: {}", c.describe()))
                     .fix("another policy may hold the Gateway (Conflicted: only the oldest applies); delete it", doc::APPLY),
                 None => Check::new(g, "extension-policy", Status::Unknown, format!("EnvoyExtensionPolicy {kit_id} has no status for Gateway {gw_id}: is Envoy Gateway running?")).fix("start Envoy Gateway", doc::TROUBLE),
             });
-            f.checks.push(match conds.iter().find(|c| c.kind == "Overridden" && c.is_true()) {
+            f.checks.push(match conds.iter().find(|c| c.kind == "Overridden" && c.is_true() && !stale) {
                 Some(c) => Check::new(g, "routes-status", Status::Fail, format!("Envoy Gateway reports {kit_id} Overridden: {}", c.message))
                     .fix("a route policy replaces the signature check on those routes: give it mergeType and no wasm/dynamicModule, or delete it", doc::CHECK),
                 None if accepted.is_some() => Check::ok(g, "routes-status", format!("Envoy Gateway reports no route overriding {kit_id}")),
-                None => Check::new(g, "routes-status", Status::Unknown, format!("no status from Envoy Gateway on {kit_id}")).fix("start Envoy Gateway", doc::TROUBLE),
+                None => Check::new(g, "routes-status", Status::Unknown, format!("no current status from Envoy Gateway on {kit_id}")).fix("start Envoy Gateway", doc::TROUBLE),
             });
             module_checks(client, p, &kit_id, t, f).await;
         }
@@ -598,6 +631,17 @@ async fn certificate(client: &Client, gw: &Value, gw_ns: &str, warn_days: u64) -
             if r["kind"].as_str().is_none_or(|k| k == "Secret") {
                 let ns = r["namespace"].as_str().unwrap_or(gw_ns).to_owned();
                 refs.push((ns, r["name"].as_str().unwrap_or_default().to_owned()));
+            } else {
+                return Check::new(
+                    g,
+                    "certificate",
+                    Status::Unknown,
+                    format!(
+                        "the HTTPS listener's certificate is a {} (only Secrets are read)",
+                        r["kind"].as_str().unwrap_or_default()
+                    ),
+                )
+                .fix("check its expiry by hand", doc::APPLY);
             }
         }
     }
@@ -690,21 +734,27 @@ async fn certificate(client: &Client, gw: &Value, gw_ns: &str, warn_days: u64) -
 /// Pinned module, fail closed, and the filter's configuration.
 async fn module_checks(client: &Client, p: &Value, kit_id: &str, t: &Target, f: &mut ClusterFacts) {
     let g = Group::EnvoyGateway;
-    let spec = &p["spec"];
-    let wasm = spec["wasm"].as_array().cloned().unwrap_or_default();
-    let native = spec["dynamicModule"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let entry = match (wasm.first(), native.first()) {
-        (Some(w), None) => {
-            f.build = Some(Build::Wasm);
-            f.checks.push(match judge::code_pinned(&w["code"]) {
+    let entry = match judge::kit_entry(&p["spec"]) {
+        Ok((build, index, entry)) => {
+            f.entry = Some((build, index));
+            entry
+        }
+        Err(why) => {
+            f.checks.push(
+                Check::new(g, "module-pinned", Status::Fail, format!("{kit_id} {why}"))
+                    .fix("re-render and re-apply the kit's policy", doc::APPLY),
+            );
+            return;
+        }
+    };
+    match f.entry {
+        Some((Build::Wasm, _)) => {
+            f.checks.push(match judge::code_pinned(&entry["code"]) {
                 Ok(what) => Check::ok(g, "module-pinned", format!("wasm filter from {what}")),
                 Err(what) => Check::new(g, "module-pinned", Status::Fail, format!("{kit_id}: wasm filter from {what}: whatever the URL serves runs at the edge"))
                     .fix("re-render with --wasm-sha256/--wasm-file, or an image by digest", doc::PUBLISH),
             });
-            f.checks.push(if w["failOpen"].as_bool() == Some(true) {
+            f.checks.push(if entry["failOpen"].as_bool() == Some(true) {
                 Check::new(
                     g,
                     "fail-closed",
@@ -721,18 +771,16 @@ async fn module_checks(client: &Client, p: &Value, kit_id: &str, t: &Target, f: 
                     "failOpen: false (a failed VM refuses requests)",
                 )
             });
-            w
-        }
-        (None, Some(m)) => {
-            f.build = Some(Build::Native);
-            f.checks.push(native_pinned(client, m, t).await);
-            m
         }
         _ => {
-            f.checks.push(Check::new(g, "module-pinned", Status::Fail, format!("{kit_id} carries {} wasm and {} dynamicModule entries; the kit renders exactly one", wasm.len(), native.len())).fix("re-render and re-apply the kit's policy", doc::APPLY));
-            return;
+            let (ns, name) = f
+                .envoy_proxy
+                .clone()
+                .unwrap_or_else(|| (t.proxy_namespace.clone(), t.names.policy_name.clone()));
+            f.checks
+                .push(native_pinned(client, entry, &ns, &name).await)
         }
-    };
+    }
     let config = serde_json::to_vec(&entry["config"]).unwrap_or_default();
     match edge_hmac_core::config::parse(&config) {
         Ok(c) => f.max_body_bytes = Some(c.max_body_bytes),
@@ -753,27 +801,17 @@ async fn module_checks(client: &Client, p: &Value, kit_id: &str, t: &Target, f: 
 
 /// The native module's source in the EnvoyProxy: an image volume pinned by
 /// digest, or a local path (pinned by the proxy image that carries it).
-async fn native_pinned(client: &Client, m: &Value, t: &Target) -> Check {
+async fn native_pinned(client: &Client, m: &Value, ep_ns: &str, ep_name: &str) -> Check {
     let g = Group::EnvoyGateway;
     let name = m["name"].as_str().unwrap_or_default();
-    let ep = match get(
-        client,
-        &ENVOY_PROXY,
-        Some(&t.proxy_namespace),
-        &t.names.policy_name,
-    )
-    .await
-    {
+    let ep = match get(client, &ENVOY_PROXY, Some(ep_ns), ep_name).await {
         Ok(ep) => ep,
         Err(e) => {
             return read_failed(
                 g,
                 "module-pinned",
                 e,
-                format!(
-                    "EnvoyProxy {}/{} does not exist",
-                    t.proxy_namespace, t.names.policy_name
-                ),
+                format!("EnvoyProxy {ep_ns}/{ep_name} (the Gateway's) does not exist"),
                 "apply the kit",
                 doc::APPLY,
             );
@@ -789,26 +827,42 @@ async fn native_pinned(client: &Client, m: &Value, t: &Target) -> Check {
             g,
             "module-pinned",
             Status::Fail,
-            format!(
-                "EnvoyProxy {}/{} registers no dynamic module {name:?}",
-                t.proxy_namespace, t.names.policy_name
-            ),
+            format!("EnvoyProxy {ep_ns}/{ep_name} registers no dynamic module {name:?}"),
         )
         .fix("re-render and re-apply the kit", doc::APPLY);
     };
     let src = &module["source"];
     if let Some(path) = src["local"]["path"].as_str() {
-        let image = ep["spec"]["provider"]["kubernetes"]["envoyDeployment"]["pod"]["volumes"]
+        // The image volume mounted where the module is, if any.
+        let deployment = &ep["spec"]["provider"]["kubernetes"]["envoyDeployment"];
+        let volume = deployment["container"]["volumeMounts"]
             .as_array()
             .into_iter()
             .flatten()
-            .find_map(|v| v["image"]["reference"].as_str());
+            .find(|m| {
+                m["mountPath"]
+                    .as_str()
+                    .is_some_and(|mp| path.starts_with(&format!("{}/", mp.trim_end_matches('/'))))
+            })
+            .and_then(|m| m["name"].as_str());
+        let image = deployment["pod"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| volume.is_some() && v["name"].as_str() == volume)
+            .and_then(|v| v["image"]["reference"].as_str());
         return match image {
-            Some(r) if r.contains("@sha256:") => Check::ok(
-                g,
-                "module-pinned",
-                format!("native module {path} from image volume {r}"),
-            ),
+            Some(r)
+                if r.split_once("@sha256:").is_some_and(|(_, d)| {
+                    d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())
+                }) =>
+            {
+                Check::ok(
+                    g,
+                    "module-pinned",
+                    format!("native module {path} from image volume {r}"),
+                )
+            }
             Some(r) => Check::new(
                 g,
                 "module-pinned",
@@ -823,7 +877,7 @@ async fn native_pinned(client: &Client, m: &Value, t: &Target) -> Check {
                 g,
                 "module-pinned",
                 format!(
-                    "native module at local path {path} (pinned by the proxy image or init container that puts it there)"
+                    "native module at local path {path}, put there by the proxy image or an init container (not verified by check: pin that image by digest)"
                 ),
             ),
         };
@@ -931,39 +985,6 @@ async fn admission(client: &Client, t: &Target) -> Check {
             );
         }
     };
-    let want: Vec<String> = AdmissionRule::ALL
-        .iter()
-        .map(|r| r.validation(&t.names).expression)
-        .collect();
-    let have: Vec<String> = vap["spec"]["validations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v["expression"].as_str().map(str::to_owned))
-        .collect();
-    let missing = want.iter().filter(|w| !have.contains(w)).count();
-    let ops_ok = vap["spec"]["matchConstraints"]["resourceRules"]
-        .as_array()
-        .is_some_and(|rules| {
-            rules.iter().any(|r| {
-                let has = |k: &str, v: &str| {
-                    r[k].as_array()
-                        .is_some_and(|a| a.iter().any(|x| x == v || x == "*"))
-                };
-                has("resources", "envoyextensionpolicies")
-                    && has("operations", "CREATE")
-                    && has("operations", "UPDATE")
-            })
-        });
-    if missing > 0
-        || !ops_ok
-        || vap["spec"]["failurePolicy"]
-            .as_str()
-            .is_some_and(|p| p != "Fail")
-    {
-        return Check::new(g, "admission-policy", Status::Fail, format!("ValidatingAdmissionPolicy {name} differs from the kit's ({missing} of {} rules missing or changed{})", want.len(), if ops_ok { "" } else { ", not matching CREATE and UPDATE of envoyextensionpolicies" }))
-            .fix("re-apply the kit for these names (`render gateway` with the same --gateway-name/--gateway-namespace/--envoy-proxy-name)", doc::APPLY);
-    }
     let binding = match get(client, &VAP_BINDING, None, &name).await {
         Ok(b) => b,
         Err(e) => {
@@ -979,24 +1000,19 @@ async fn admission(client: &Client, t: &Target) -> Check {
             );
         }
     };
-    let denies = binding["spec"]["validationActions"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|v| v == "Deny"));
-    let bound = binding["spec"]["policyName"].as_str() == Some(name.as_str());
-    let scoped = !binding["spec"]["matchResources"].is_null();
-    if !(denies && bound) {
-        return Check::new(g, "admission-policy", Status::Fail, format!("ValidatingAdmissionPolicyBinding {name} does not deny with policy {name} (validationActions {}, policyName {})", binding["spec"]["validationActions"], binding["spec"]["policyName"]))
-            .fix("re-apply the kit's binding (validationActions: [Deny])", doc::APPLY);
+    let problems = judge::admission_problems(&vap, &binding, &t.names, &name);
+    if problems.is_empty() {
+        Check::ok(
+            g,
+            "admission-policy",
+            format!(
+                "ValidatingAdmissionPolicy {name} and its binding are installed as rendered and deny"
+            ),
+        )
+    } else {
+        Check::new(g, "admission-policy", Status::Fail, format!("ValidatingAdmissionPolicy {name} does not refuse what the kit's does: {}", problems.join("; ")))
+            .fix("re-apply the kit's admission policy and binding for these names (`render gateway` with the same --gateway-name/--gateway-namespace)", doc::APPLY)
     }
-    if scoped {
-        return Check::new(g, "admission-policy", Status::Warn, format!("ValidatingAdmissionPolicyBinding {name} has matchResources: policies outside it are not checked"))
-            .fix("re-apply the kit's binding (no matchResources)", doc::APPLY);
-    }
-    Check::ok(
-        g,
-        "admission-policy",
-        format!("ValidatingAdmissionPolicy {name} and its binding are installed and deny"),
-    )
 }
 
 async fn buffer(client: &Client, t: &Target, max_body: Option<u64>) -> Check {
@@ -1017,30 +1033,11 @@ async fn buffer(client: &Client, t: &Target, max_body: Option<u64>) -> Check {
         Err(ReadError::Missing) => Vec::new(),
         Err(ReadError::Failed(why)) => return unknown(g, "body-buffer", why),
     };
-    let limits: Vec<(String, Option<u64>)> = ctps
-        .iter()
-        .filter(|c| {
-            crate::render::admission::target_refs(&c["spec"]).any(|r| {
-                r["kind"] == "Gateway" && r["name"].as_str() == Some(n.gateway_name.as_str())
-            })
-        })
-        .map(|c| {
-            (
-                c["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                c["spec"]["connection"]["bufferLimit"]
-                    .as_str()
-                    .and_then(judge::quantity_bytes),
-            )
-        })
-        .collect();
-    match limits.iter().find_map(|(name, l)| l.map(|l| (name, l))) {
-        Some((name, l)) if l >= need => Check::ok(g, "body-buffer", format!("ClientTrafficPolicy {}/{name} buffers {l} bytes, enough for max_body_bytes {max_body}", n.gateway_namespace)),
-        Some((name, l)) => Check::new(g, "body-buffer", Status::Fail, format!("ClientTrafficPolicy {}/{name} buffers {l} bytes; max_body_bytes {max_body} needs {need}: larger signed bodies are refused by Envoy before the filter sees them", n.gateway_namespace))
+    match judge::effective_buffer(&ctps, &n.gateway_namespace, &n.gateway_name) {
+        Some((l, name)) if l >= need => Check::ok(g, "body-buffer", format!("ClientTrafficPolicy {}/{name} buffers {l} bytes, enough for max_body_bytes {max_body} ({need} needed)", n.gateway_namespace)),
+        Some((l, name)) => Check::new(g, "body-buffer", Status::Fail, format!("ClientTrafficPolicy {}/{name} buffers {l} bytes; max_body_bytes {max_body} needs {need}: larger signed bodies are refused by Envoy before the filter sees them", n.gateway_namespace))
             .fix("re-render and re-apply the kit (the ClientTrafficPolicy follows max_body_bytes)", doc::APPLY),
-        None => Check::new(g, "body-buffer", Status::Fail, format!("no ClientTrafficPolicy on Gateway {}/{} sets connection.bufferLimit: Envoy Gateway's 32 KiB default refuses larger signed bodies", n.gateway_namespace, n.gateway_name))
+        None => Check::new(g, "body-buffer", Status::Fail, format!("no accepted ClientTrafficPolicy on Gateway {}/{} sets connection.bufferLimit for the whole Gateway: Envoy Gateway's 32 KiB default refuses larger signed bodies", n.gateway_namespace, n.gateway_name))
             .fix("apply the kit's ClientTrafficPolicy", doc::APPLY),
     }
 }

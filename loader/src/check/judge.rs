@@ -19,9 +19,18 @@ pub struct Condition {
     pub reason: String,
     /// `message`.
     pub message: String,
+    /// `observedGeneration` (0 when absent).
+    pub observed_generation: i64,
 }
 
 impl Condition {
+    /// True when the condition was written for generation `generation`
+    /// of its object or a later one (an older one is stale: whoever writes
+    /// it has not looked at the object since it changed).
+    pub fn is_current(&self, generation: i64) -> bool {
+        self.observed_generation == 0 || self.observed_generation >= generation
+    }
+
     /// True when the condition's status is `True`.
     pub fn is_true(&self) -> bool {
         self.status == "True"
@@ -49,9 +58,15 @@ pub fn conditions(list: &Value) -> Vec<Condition> {
                 status: s("status"),
                 reason: s("reason"),
                 message: s("message"),
+                observed_generation: c["observedGeneration"].as_i64().unwrap_or(0),
             }
         })
         .collect()
+}
+
+/// `metadata.generation` of an object (0 when absent).
+pub fn generation(obj: &Value) -> i64 {
+    obj["metadata"]["generation"].as_i64().unwrap_or(0)
 }
 
 /// The condition of type `kind` in the object's `status.conditions`.
@@ -162,7 +177,15 @@ pub fn uncovered_by_objects(
         let reached: Vec<Route> = routes
             .iter()
             .filter(|(route, labels)| {
-                if !ROUTE_KINDS.contains(&route.kind.as_str()) || route.namespace != ns {
+                if !ROUTE_KINDS.contains(&route.kind.as_str()) {
+                    return false;
+                }
+                // A selector may reach other namespaces (`namespaces`):
+                // judged without knowing them, as reaching every route.
+                let any_namespace = spec["targetSelectors"]
+                    .as_array()
+                    .is_some_and(|sels| sels.iter().any(|sel| !sel["namespaces"].is_null()));
+                if route.namespace != ns && !any_namespace {
                     return false;
                 }
                 let by_name = target_refs(spec).any(|r| {
@@ -170,12 +193,8 @@ pub fn uncovered_by_objects(
                         && r["name"].as_str() == Some(route.name.as_str())
                 });
                 let by_label = spec["targetSelectors"].as_array().is_some_and(|sels| {
-                    sels.iter().any(|s| {
-                        s["kind"].as_str() == Some(route.kind.as_str())
-                            && s["matchLabels"].as_object().is_some_and(|m| {
-                                m.iter()
-                                    .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
-                            })
+                    sels.iter().any(|sel| {
+                        sel["kind"].as_str() == Some(route.kind.as_str()) && selects(sel, labels)
                     })
                 });
                 by_name || by_label
@@ -201,6 +220,195 @@ pub fn uncovered_by_objects(
     out
 }
 
+/// Whether a policy target selector's labels select `labels`
+/// (`matchLabels` and `matchExpressions`; none selects everything, as in
+/// Envoy Gateway). An operator it does not know selects (fail closed).
+pub fn selects(sel: &Value, labels: &BTreeMap<String, String>) -> bool {
+    let by_labels = sel["matchLabels"].as_object().is_none_or(|m| {
+        m.iter()
+            .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+    });
+    let by_expressions = sel["matchExpressions"].as_array().is_none_or(|exprs| {
+        exprs.iter().all(|e| {
+            let value = labels.get(e["key"].as_str().unwrap_or_default());
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            match e["operator"].as_str() {
+                Some("In") => value.is_some_and(|v| values.contains(&v.as_str())),
+                Some("NotIn") => value.is_none_or(|v| !values.contains(&v.as_str())),
+                Some("Exists") => value.is_some(),
+                Some("DoesNotExist") => value.is_none(),
+                _ => true,
+            }
+        })
+    });
+    by_labels && by_expressions
+}
+
+/// The kit's own entry in its policy: the `wasm` or `dynamicModule` entry
+/// named `edge-hmac` (other entries are extensions added to the kit's
+/// policy, as the admission policy asks), with its build and index.
+pub fn kit_entry(spec: &Value) -> Result<(Build, usize, &Value), String> {
+    let find = |list: &str| {
+        spec[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, e)| e["name"].as_str() == Some(crate::render::gateway::NATIVE_MODULE_NAME))
+    };
+    match (find("wasm"), find("dynamicModule")) {
+        (Some((i, e)), None) => Ok((Build::Wasm, i, e)),
+        (None, Some((i, e))) => Ok((Build::Native, i, e)),
+        (None, None) => Err(
+            "has no wasm or dynamicModule entry named edge-hmac: nothing verifies signatures"
+                .into(),
+        ),
+        (Some(_), Some(_)) => Err(
+            "has both a wasm and a dynamicModule entry named edge-hmac; the kit renders one".into(),
+        ),
+    }
+}
+
+/// The listener buffer the Gateway's ClientTrafficPolicies give: the
+/// smallest of the Gateway-wide and listener-level limits of the policies
+/// Envoy Gateway did not refuse (`None`: no Gateway-wide limit, so some
+/// listener keeps EG's 32 KiB), with the policy that sets it.
+pub fn effective_buffer(ctps: &[Value], gateway_ns: &str, gateway: &str) -> Option<(u64, String)> {
+    let mut gateway_wide: Option<(u64, String)> = None;
+    let mut smallest_listener: Option<(u64, String)> = None;
+    for c in ctps {
+        let refused = ancestor_conditions(c, gateway_ns, gateway)
+            .iter()
+            .any(|k| k.kind == "Accepted" && k.status == "False");
+        if refused {
+            continue;
+        }
+        let Some(limit) = c["spec"]["connection"]["bufferLimit"]
+            .as_str()
+            .and_then(quantity_bytes)
+        else {
+            continue;
+        };
+        let name = c["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        for r in target_refs(&c["spec"]) {
+            if r["kind"] != "Gateway" || r["name"].as_str() != Some(gateway) {
+                continue;
+            }
+            let slot = if r["sectionName"].is_string() {
+                &mut smallest_listener
+            } else {
+                &mut gateway_wide
+            };
+            if slot.as_ref().is_none_or(|(l, _)| limit < *l) {
+                *slot = Some((limit, name.clone()));
+            }
+        }
+    }
+    match (gateway_wide, smallest_listener) {
+        (Some(g), Some(l)) if l.0 < g.0 => Some(l),
+        (g, _) => g,
+    }
+}
+
+/// What keeps the admission policy `vap` and its `binding` from refusing
+/// what the kit's rules refuse, in words (empty: they deny as rendered).
+pub fn admission_problems(
+    vap: &Value,
+    binding: &Value,
+    names: &EdgePolicyNames,
+    vap_name: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let spec = &vap["spec"];
+    let have: Vec<&str> = spec["validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["expression"].as_str())
+        .collect();
+    let missing = AdmissionRule::ALL
+        .iter()
+        .filter(|r| !have.contains(&r.validation(names).expression.as_str()))
+        .count();
+    if missing > 0 {
+        out.push(format!(
+            "{missing} of {} rules missing or changed",
+            AdmissionRule::ALL.len()
+        ));
+    }
+    if spec["failurePolicy"].as_str().is_some_and(|p| p != "Fail") {
+        out.push("failurePolicy is not Fail".into());
+    }
+    let empty = |v: &Value| {
+        v.is_null()
+            || v.as_object().is_some_and(|m| m.is_empty())
+            || v.as_array().is_some_and(Vec::is_empty)
+    };
+    if !empty(&spec["matchConditions"]) {
+        out.push("it has matchConditions (they can exempt requests)".into());
+    }
+    let mc = &spec["matchConstraints"];
+    for narrowing in [
+        "namespaceSelector",
+        "objectSelector",
+        "excludeResourceRules",
+    ] {
+        if !empty(&mc[narrowing]) {
+            out.push(format!("matchConstraints.{narrowing} narrows it"));
+        }
+    }
+    let matches = mc["resourceRules"].as_array().is_some_and(|rules| {
+        rules.iter().any(|r| {
+            let has = |k: &str, v: &str| {
+                r[k].as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == v || x == "*"))
+            };
+            has("apiGroups", "gateway.envoyproxy.io")
+                && has("resources", "envoyextensionpolicies")
+                && has("operations", "CREATE")
+                && has("operations", "UPDATE")
+        })
+    });
+    if !matches {
+        out.push(
+            "it does not match CREATE and UPDATE of gateway.envoyproxy.io envoyextensionpolicies"
+                .into(),
+        );
+    }
+    let b = &binding["spec"];
+    if b["policyName"].as_str() != Some(vap_name) {
+        out.push(format!("the binding names policy {}", b["policyName"]));
+    }
+    if !b["validationActions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "Deny"))
+    {
+        out.push("the binding does not Deny".into());
+    }
+    let mr = &b["matchResources"];
+    for narrowing in [
+        "namespaceSelector",
+        "objectSelector",
+        "excludeResourceRules",
+        "resourceRules",
+    ] {
+        if !empty(&mr[narrowing]) {
+            out.push(format!(
+                "the binding's matchResources.{narrowing} narrows it"
+            ));
+        }
+    }
+    out
+}
+
 /// Which build of the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Build {
@@ -222,10 +430,17 @@ impl Build {
 
 /// Whether `filter` is the name Envoy Gateway gives an HTTP filter of
 /// policy `ns/name` of this build: `<filter type>/<kind>/<ns>/<name>/wasm/<i>`
-/// (`.../dynamic-module/<i>` for the native module). EG v1.9 leaves `<kind>`
+/// (`.../dynamic-module/<i>` for the native module; `index`: only entry `i`
+/// of the policy's list, the kit's own). EG v1.9 leaves `<kind>`
 /// empty (`envoy.filters.http.wasm//edge/edge-hmac/wasm/0`, seen in a real
 /// proxy's config dump); a later EG may write `envoyextensionpolicy`.
-pub fn is_policy_filter(filter: &str, build: Build, ns: &str, name: &str) -> bool {
+pub fn is_policy_filter(
+    filter: &str,
+    build: Build,
+    ns: &str,
+    name: &str,
+    index: Option<usize>,
+) -> bool {
     let (kind, list) = match build {
         Build::Wasm => ("envoy.filters.http.wasm/", "wasm"),
         Build::Native => ("envoy.filters.http.dynamic_modules/", "dynamic-module"),
@@ -234,7 +449,8 @@ pub fn is_policy_filter(filter: &str, build: Build, ns: &str, name: &str) -> boo
         .strip_prefix(kind)
         .and_then(|rest| rest.split_once('/'))
         .and_then(|(_, rest)| rest.strip_prefix(&format!("{ns}/{name}/{list}/")))
-        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|i| i.parse::<usize>().ok())
+        .is_some_and(|i| index.is_none_or(|want| want == i))
 }
 
 /// What a proxy's `/config_dump` says about the kit's filter under the
@@ -261,14 +477,40 @@ pub fn read_config_dump(
     gateway: &str,
     policy_ns: &str,
     policy: &str,
+    entry: Option<(Build, usize)>,
 ) -> DumpView {
     let is_kit = |n: &str| {
-        [Build::Wasm, Build::Native]
-            .into_iter()
-            .find(|b| is_policy_filter(n, *b, policy_ns, policy))
+        [Build::Wasm, Build::Native].into_iter().find(|b| {
+            let index = entry.filter(|(eb, _)| eb == b).map(|(_, i)| i);
+            // An entry of the other build than the policy's is never the
+            // kit's (a team's module in the kit's policy).
+            entry.is_none_or(|(eb, _)| eb == *b)
+                && is_policy_filter(n, *b, policy_ns, policy, index)
+        })
     };
     let mut view = DumpView::default();
     let route_config_prefix = format!("{gateway_ns}/{gateway}/");
+    // EG names a Gateway's route configurations `<ns>/<name>/<listener>`,
+    // or `http-<port>` with its XDSNameSchemeV2 flag: then every route
+    // configuration counts (one proxy fleet per Gateway, EG's default).
+    let all_configs: Vec<&Value> = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["@type"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("RoutesConfigDump")
+        })
+        .flat_map(|c| c["dynamic_route_configs"].as_array().into_iter().flatten())
+        .map(|rc| &rc["route_config"])
+        .collect();
+    let named = all_configs.iter().any(|rc| {
+        rc["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(&route_config_prefix))
+    });
     for config in dump["configs"].as_array().into_iter().flatten() {
         let kind = config["@type"].as_str().unwrap_or_default();
         if kind.ends_with("ListenersConfigDump") {
@@ -282,9 +524,10 @@ pub fn read_config_dump(
                 .flatten()
             {
                 let rc = &rc["route_config"];
-                if !rc["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with(&route_config_prefix))
+                if named
+                    && !rc["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&route_config_prefix))
                 {
                     continue;
                 }
@@ -410,14 +653,20 @@ pub fn code_pinned(code: &Value) -> Result<String, String> {
         other => return Err(format!("code source type {other:?} is not HTTP or Image")),
     };
     let url = url.as_str().unwrap_or_default();
-    let sha = sha.as_str().filter(|s| !s.is_empty());
-    if let Some(s) = sha {
-        return Ok(format!(
-            "{kind} {url} with sha256 {}…",
-            &s[..s.len().min(12)]
-        ));
+    let is_digest = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Some(sha) = sha.as_str().filter(|s| !s.is_empty()) {
+        return if is_digest(sha) {
+            Ok(format!("{kind} {url} with sha256 {}…", &sha[..12]))
+        } else {
+            Err(format!(
+                "{kind} {url} with a sha256 that is not 64 hex digits"
+            ))
+        };
     }
-    if kind == "Image" && url.contains("@sha256:") {
+    if kind == "Image"
+        && let Some((_, digest)) = url.split_once("@sha256:")
+        && is_digest(digest)
+    {
         return Ok(format!("image {url}"));
     }
     Err(format!("{kind} {url} without a sha256"))
@@ -519,7 +768,14 @@ mod tests {
                     {"name": "httproute/team/c/rule/0"}]}]}},
                 {"route_config": {"name": "other/gw/http", "virtual_hosts": [{"routes": [{"name": "x"}]}]}}]}
         ]});
-        let view = read_config_dump(&dump, "edge", "edge", "edge", "edge-hmac");
+        let view = read_config_dump(
+            &dump,
+            "edge",
+            "edge",
+            "edge",
+            "edge-hmac",
+            Some((Build::Wasm, 0)),
+        );
         assert_eq!(view.builds, BTreeSet::from([Build::Wasm]));
         assert_eq!(view.routes, 3);
         assert_eq!(
@@ -555,7 +811,7 @@ mod tests {
     /// another policy's (a name that merely starts alike).
     #[test]
     fn policy_filter_names() {
-        let yes = |n: &str, b| is_policy_filter(n, b, "edge", "edge-hmac");
+        let yes = |n: &str, b| is_policy_filter(n, b, "edge", "edge-hmac", None);
         assert!(yes(
             "envoy.filters.http.wasm//edge/edge-hmac/wasm/0",
             Build::Wasm
@@ -584,22 +840,190 @@ mod tests {
             "envoy.filters.http.lua//edge/edge-hmac/lua/0",
             Build::Wasm
         ));
+        // Only the kit's entry when its index is known: not a team's module
+        // added to the kit's policy.
+        let at = |n: &str, i| is_policy_filter(n, Build::Wasm, "edge", "edge-hmac", Some(i));
+        assert!(at("envoy.filters.http.wasm//edge/edge-hmac/wasm/1", 1));
+        assert!(!at("envoy.filters.http.wasm//edge/edge-hmac/wasm/0", 1));
     }
 
-    /// A code source is pinned by a sha256 field or an image digest only.
+    /// A code source is pinned by a 64-hex sha256 field or an image
+    /// digest only.
     #[test]
     fn code_pinning() {
+        let digest = "ab".repeat(32);
+        let http = |sha: Option<&str>| {
+            let mut c = json!({"type": "HTTP", "http": {"url": "https://x/f.wasm"}});
+            if let Some(s) = sha {
+                c["http"]["sha256"] = s.into();
+            }
+            code_pinned(&c)
+        };
+        assert!(http(Some(&digest)).is_ok());
+        assert!(http(None).is_err());
+        assert!(http(Some("ab")).is_err());
+        assert!(http(Some(&"é".repeat(32))).is_err(), "no panic, not pinned");
+        let image = |url: &str| code_pinned(&json!({"type": "Image", "image": {"url": url}}));
+        assert!(image(&format!("r/f@sha256:{digest}")).is_ok());
+        assert!(image("r/f@sha256:00").is_err());
+        assert!(image("r/f:1.0").is_err());
+    }
+
+    /// Selectors: labels and expressions; none selects everything.
+    #[test]
+    fn selectors_follow_labels_and_expressions() {
+        let labels = BTreeMap::from([("app".to_owned(), "x".to_owned())]);
+        assert!(selects(&json!({"kind": "HTTPRoute"}), &labels));
+        assert!(selects(&json!({"matchLabels": {"app": "x"}}), &labels));
+        assert!(!selects(&json!({"matchLabels": {"app": "y"}}), &labels));
+        assert!(selects(
+            &json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["x", "z"]}]}),
+            &labels
+        ));
+        assert!(!selects(
+            &json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["x"]}]}),
+            &labels
+        ));
+        assert!(selects(
+            &json!({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}),
+            &labels
+        ));
+        assert!(!selects(
+            &json!({"matchExpressions": [{"key": "team", "operator": "Exists"}]}),
+            &labels
+        ));
+    }
+
+    /// A route policy selecting routes in other namespaces is judged as
+    /// reaching the edge Gateway's routes.
+    #[test]
+    fn selectors_across_namespaces_reach_every_route() {
+        let routes = [(
+            Route {
+                kind: "HTTPRoute".into(),
+                namespace: "team".into(),
+                name: "a".into(),
+            },
+            BTreeMap::new(),
+        )];
+        let eep = json!({"metadata": {"namespace": "other", "name": "wide"}, "spec": {"targetSelectors": [{"kind": "HTTPRoute", "namespaces": {"from": "All"}}]}});
+        let got = uncovered_by_objects(&[eep], &routes, &names());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].routes.len(), 1);
+    }
+
+    /// The kit's entry is found by name, whatever its place; none or both
+    /// builds is an error.
+    #[test]
+    fn kit_entry_by_name() {
+        let spec = json!({"wasm": [{"name": "team"}, {"name": "edge-hmac", "failOpen": false}]});
+        let (b, i, e) = kit_entry(&spec).unwrap();
+        assert_eq!(
+            (b, i, e["failOpen"].as_bool()),
+            (Build::Wasm, 1, Some(false))
+        );
+        assert!(kit_entry(&json!({"wasm": [{"name": "team"}]})).is_err());
         assert!(
-            code_pinned(
-                &json!({"type": "HTTP", "http": {"url": "https://x/f.wasm", "sha256": "ab"}})
+            kit_entry(
+                &json!({"wasm": [{"name": "edge-hmac"}], "dynamicModule": [{"name": "edge-hmac"}]})
             )
-            .is_ok()
+            .is_err()
         );
+        assert_eq!(
+            kit_entry(&json!({"dynamicModule": [{"name": "edge-hmac"}]}))
+                .unwrap()
+                .0,
+            Build::Native
+        );
+    }
+
+    /// The buffer is the smallest of the Gateway-wide and listener limits
+    /// of the policies EG did not refuse; none Gateway-wide is none.
+    #[test]
+    fn effective_buffer_is_the_smallest_accepted_limit() {
+        let ctp = |name: &str, limit: &str, section: Option<&str>, accepted: Option<&str>| {
+            let mut r = json!({"kind": "Gateway", "name": "edge"});
+            if let Some(s) = section {
+                r["sectionName"] = s.into();
+            }
+            let mut c = json!({"metadata": {"namespace": "edge", "name": name}, "spec": {"targetRefs": [r], "connection": {"bufferLimit": limit}}});
+            if let Some(a) = accepted {
+                c["status"] = json!({"ancestors": [{"ancestorRef": {"name": "edge"}, "conditions": [{"type": "Accepted", "status": a}]}]});
+            }
+            c
+        };
+        assert_eq!(
+            effective_buffer(&[ctp("a", "2Mi", None, Some("True"))], "edge", "edge"),
+            Some((2 << 20, "a".into()))
+        );
+        assert_eq!(
+            effective_buffer(
+                &[
+                    ctp("a", "2Mi", None, None),
+                    ctp("l", "64Ki", Some("https"), None)
+                ],
+                "edge",
+                "edge"
+            ),
+            Some((64 << 10, "l".into()))
+        );
+        assert_eq!(
+            effective_buffer(
+                &[
+                    ctp("big", "8Mi", None, Some("False")),
+                    ctp("a", "1Mi", None, Some("True"))
+                ],
+                "edge",
+                "edge"
+            ),
+            Some((1 << 20, "a".into()))
+        );
+        assert_eq!(
+            effective_buffer(&[ctp("l", "8Mi", Some("https"), None)], "edge", "edge"),
+            None
+        );
+    }
+
+    /// The admission policy as rendered has no problem; each way of
+    /// narrowing it, or a binding that does not deny, is named.
+    #[test]
+    fn admission_policy_structure() {
+        let n = names();
+        let vap = json!({"spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["gateway.envoyproxy.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"], "resources": ["envoyextensionpolicies"]}], "namespaceSelector": {}, "objectSelector": {}},
+            "validations": AdmissionRule::ALL.iter().map(|r| json!({"expression": r.validation(&n).expression})).collect::<Vec<_>>(),
+        }});
+        let binding = json!({"spec": {"policyName": "p", "validationActions": ["Deny"]}});
+        assert!(admission_problems(&vap, &binding, &n, "p").is_empty());
+        let mut narrowed = vap.clone();
+        narrowed["spec"]["matchConditions"] = json!([{"name": "never", "expression": "false"}]);
+        narrowed["spec"]["matchConstraints"]["namespaceSelector"] =
+            json!({"matchLabels": {"x": "y"}});
+        assert_eq!(admission_problems(&narrowed, &binding, &n, "p").len(), 2);
+        let audit = json!({"spec": {"policyName": "p", "validationActions": ["Audit"]}});
+        assert_eq!(
+            admission_problems(&vap, &audit, &n, "p"),
+            ["the binding does not Deny"]
+        );
+        let mut fewer = vap.clone();
+        fewer["spec"]["validations"].as_array_mut().unwrap().pop();
+        assert_eq!(
+            admission_problems(&fewer, &binding, &n, "p"),
+            ["1 of 3 rules missing or changed"]
+        );
+    }
+
+    /// A condition written for an older generation is not current.
+    #[test]
+    fn stale_conditions() {
+        let obj = json!({"metadata": {"generation": 3}, "status": {"conditions": [{"type": "Programmed", "status": "True", "observedGeneration": 2}]}});
         assert!(
-            code_pinned(&json!({"type": "HTTP", "http": {"url": "https://x/f.wasm"}})).is_err()
+            !condition(&obj, "Programmed")
+                .unwrap()
+                .is_current(generation(&obj))
         );
-        assert!(code_pinned(&json!({"type": "Image", "image": {"url": "r/f@sha256:00"}})).is_ok());
-        assert!(code_pinned(&json!({"type": "Image", "image": {"url": "r/f:1.0"}})).is_err());
+        assert!(condition(&obj, "Programmed").unwrap().is_current(2));
     }
 
     /// Ancestor conditions are those of the edge Gateway only.

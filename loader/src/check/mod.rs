@@ -86,7 +86,7 @@ pub struct CheckArgs {
     /// Warn when the TLS certificate expires within this many days
     #[arg(long, value_name = "DAYS", default_value_t = 14)]
     pub cert_warn_days: u64,
-    /// Seconds allowed for each call to the API server or a proxy
+    /// Seconds allowed for each call to the API server (a proxy's admin interface gets 5 s per read; Secrets Manager calls follow --aws-timeout)
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub timeout: u64,
     /// Output format

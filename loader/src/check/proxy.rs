@@ -280,17 +280,35 @@ async fn keys(addr: SocketAddr, label: &str, t: &Target, sm: &SmFacts, c: &Clust
             .on(label)
             .fix(t.restart_command(), doc::ROTATION);
     }
-    let pending = c
-        .rotation
-        .as_ref()
-        .and_then(|r| r.get("hmac_secret_pending").cloned())
-        .or_else(|| sm.pending.clone().flatten());
-    if let Some(p) = pending
+    // The pending key the proxy should hold: the rotation Secret's, else
+    // (Secret not read) Secrets Manager's AWSPENDING.
+    let pending = match &c.rotation {
+        Some(r) => r.get("hmac_secret_pending").cloned().map(|p| (p, true)),
+        None => sm.pending.clone().flatten().map(|p| (p, false)),
+    };
+    if let Some((p, in_secret)) = pending
         && !view.keys.get("pending").is_some_and(|f| f.contains(&p))
     {
-        return Check::new(g, "keys", Status::Fail, format!("pending key {p} is staged but this proxy does not hold it: signing with it would be refused here"))
+        let (whose, hint) = if in_secret {
+            (
+                "the rotation Secret holds the pending key",
+                format!(
+                    "restart the proxies before `rotate promote`: {}",
+                    t.restart_command()
+                ),
+            )
+        } else {
+            (
+                "Secrets Manager stages the pending key",
+                format!(
+                    "force-sync the rotation ExternalSecret, then restart the proxies before `rotate promote`: {}",
+                    t.restart_command()
+                ),
+            )
+        };
+        return Check::new(g, "keys", Status::Fail, format!("{whose} {p} but this proxy does not hold it: a client signing with it would be refused here"))
             .on(label)
-            .fix(format!("restart the proxies now that the rotation Secret synced, before `rotate promote`: {}", t.restart_command()), doc::ROTATION);
+            .fix(hint, doc::ROTATION);
     }
     Check::ok(
         g,
@@ -308,30 +326,43 @@ async fn keys(addr: SocketAddr, label: &str, t: &Target, sm: &SmFacts, c: &Clust
 }
 
 fn dump_checks(dump: &serde_json::Value, label: &str, t: &Target, c: &ClusterFacts) -> Vec<Check> {
+    use judge::Build;
     let g = Group::Proxies;
     let n = &t.names;
-    let view = judge::read_config_dump(
-        dump,
-        &n.gateway_namespace,
-        &n.gateway_name,
-        &n.gateway_namespace,
-        &n.policy_name,
-    );
+    let read = |entry| {
+        judge::read_config_dump(
+            dump,
+            &n.gateway_namespace,
+            &n.gateway_name,
+            &n.gateway_namespace,
+            &n.policy_name,
+            entry,
+        )
+    };
+    // Which builds of the kit's policy run at all, then the kit's own entry.
+    let any = read(None);
+    let view = read(c.entry);
     let mut out = Vec::new();
-    out.push(match (c.build, view.builds.iter().next()) {
-        (_, None) => Check::new(g, "filter", Status::Fail, format!("no filter of {}/{} in the listeners", n.gateway_namespace, n.policy_name))
+    let builds: Vec<Build> = any.builds.iter().copied().collect();
+    out.push(match (c.entry, builds.as_slice()) {
+        (_, []) => Check::new(g, "filter", Status::Fail, format!("no filter of {}/{} in the listeners", n.gateway_namespace, n.policy_name))
             .on(label)
             .fix("this proxy does not run the kit's policy: is it a proxy of this Gateway? Check Envoy Gateway's status of the policy", doc::TROUBLE),
-        (Some(want), Some(have)) if view.builds.len() == 1 && *have != want => Check::new(g, "filter", Status::Fail, format!("runs the {} but the policy names the {}", have.name(), want.name()))
+        (None, _) => Check::new(g, "filter", Status::Unknown, format!("runs the {}; the kit's policy could not be read to compare", builds.iter().map(|b| b.name()).collect::<Vec<_>>().join(" and ")))
+            .on(label)
+            .fix("fix the extension-policy check first", doc::CHECK),
+        (Some((want, _)), [have]) if *have == want => Check::ok(g, "filter", format!("runs the {}, as the policy names", want.name())).on(label),
+        (Some((want, _)), have) if have.contains(&want) => Check::new(g, "filter", Status::Warn, format!("runs both builds of {}/{}; the policy names the {}", n.gateway_namespace, n.policy_name, want.name()))
+            .on(label)
+            .fix("every request is verified twice: re-apply the kit's policy", doc::APPLY),
+        (Some((want, _)), [have, ..]) => Check::new(g, "filter", Status::Fail, format!("runs the {} but the policy names the {}", have.name(), want.name()))
             .on(label)
             .fix("restart the proxy so it takes the current configuration", doc::TROUBLE),
-        (None, Some(have)) => Check::ok(g, "filter", format!("runs the {} (the policy could not be read to compare)", have.name())).on(label),
-        (Some(want), Some(_)) => Check::ok(g, "filter", format!("runs the {}, as the policy names", want.name())).on(label),
     });
     out.push(if view.routes == 0 {
-        Check::new(g, "routes", Status::Warn, format!("no route of Gateway {}/{} in this proxy's configuration", n.gateway_namespace, n.gateway_name))
+        Check::new(g, "routes", Status::Unknown, format!("no route of Gateway {}/{} in this proxy's /config_dump: nothing to judge", n.gateway_namespace, n.gateway_name))
             .on(label)
-            .fix("nothing is served yet, or this proxy serves another Gateway", doc::CHECK)
+            .fix("nothing is served yet, or this proxy serves another Gateway (check --admin)", doc::CHECK)
     } else if view.uncovered.is_empty() {
         Check::ok(g, "routes", format!("the filter is enabled on all {} routes", view.routes)).on(label)
     } else {
