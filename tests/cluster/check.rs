@@ -383,13 +383,9 @@ fn find<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check {name}: {report:#}"))
 }
 
+/// Every check that is not ok has a hint and a doc link.
 #[track_caller]
-fn expect(report: &Value, want: &[(&str, &str)]) {
-    let want: BTreeMap<String, String> = want
-        .iter()
-        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-        .collect();
-    assert_eq!(problems(report), want, "{report:#}");
+fn assert_hints(report: &Value) {
     for c in report["checks"].as_array().unwrap() {
         if c["status"] != "ok" {
             assert!(
@@ -404,6 +400,17 @@ fn expect(report: &Value, want: &[(&str, &str)]) {
     }
 }
 
+/// Exactly `want` (`group/name`, status) are not ok, each with its hint.
+#[track_caller]
+fn expect(report: &Value, want: &[(&str, &str)]) {
+    let want: BTreeMap<String, String> = want
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    assert_eq!(problems(report), want, "{report:#}");
+    assert_hints(report);
+}
+
 fn admin_of(eg: &EnvoyGateway) -> String {
     eg.proxy_admin()
         .expect("the host-mode proxy's admin address")
@@ -412,10 +419,13 @@ fn admin_of(eg: &EnvoyGateway) -> String {
 
 /// A healthy kit passes every check (exit 0, human and JSON); then each way
 /// of breaking it fails the matching check, with its hint, and only that
-/// one: a certificate expiring in 3 days (warning, exit 0), the module's
-/// sha256 unpinned, the admission policy deleted, Secrets Manager rotated
-/// without a force-sync, a force-sync without a proxy restart, the current
-/// secret deleted, an unreachable proxy or API server (could not check).
+/// one: a certificate expiring in 3 days (warning, exit 0), the admission
+/// policy deleted, Secrets Manager rotated without a force-sync, a
+/// force-sync without a proxy restart, refused traffic in the window
+/// (warning), the current secret deleted (the checks that compare with it
+/// cannot be made), an unreachable proxy or API server, an identity
+/// without `render check-rbac`'s access (could not check, exit 31); with
+/// that access, the same verdict as the admin's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_passes_a_healthy_edge_and_names_each_break() {
     let edge = Edge::start(false).await;
@@ -469,30 +479,12 @@ async fn check_passes_a_healthy_edge_and_names_each_break() {
         90,
     ));
 
-    // The module's sha256 unpinned.
-    let policy = serde_json::to_string(
-        o.resources()
-            .iter()
-            .find(|r| matches!(r, Resource::EnvoyExtensionPolicy(_)))
-            .unwrap(),
-    )
-    .unwrap();
-    let mut unpinned: Value = serde_json::from_str(&policy).unwrap();
-    unpinned["spec"]["wasm"][0]["code"]["http"]
-        .as_object_mut()
-        .unwrap()
-        .remove("sha256");
-    cluster.apply(&unpinned.to_string());
-    let (code, report) = edge.check(&admin, &[]);
-    expect(&report, &[("envoy-gateway/module-pinned", "fail")]);
-    assert_eq!(code, 30);
-    cluster.apply(&policy);
-
     // The admission policy deleted.
     let vap = o.admission_policy_name();
     cluster.kubectl_ok(&["delete", "validatingadmissionpolicy", &vap]);
-    let (_, report) = edge.check(&admin, &[]);
+    let (code, report) = edge.check(&admin, &[]);
     expect(&report, &[("envoy-gateway/admission-policy", "fail")]);
+    assert_eq!(code, 30);
     for r in o.resources() {
         if matches!(r, Resource::ValidatingAdmissionPolicy(_)) {
             cluster.apply(&serde_json::to_string(&r).unwrap());
@@ -528,11 +520,12 @@ async fn check_passes_a_healthy_edge_and_names_each_break() {
             .then_some(())
     });
     assert!(synced.is_some(), "ESO did not sync the new key");
-    wait_for(SYNC, || {
+    let synced = wait_for(SYNC, || {
         secret_data(cluster, &o.proxy_namespace, &o.rotation_secret)?
             .contains_key("hmac_secret_previous")
             .then_some(())
     });
+    assert!(synced.is_some(), "ESO did not sync the previous key");
     let (_, report) = edge.check(&admin, &[]);
     expect(&report, &[("proxies/keys", "fail")]);
     assert!(
@@ -621,11 +614,20 @@ async fn check_passes_a_healthy_edge_and_names_each_break() {
         p.len() >= 10 && p.values().all(|s| s == "unknown"),
         "{report:#}"
     );
+    // The proxy's keys are still compared with Secrets Manager; which
+    // build the policy names cannot be known, so `filter` cannot pass.
     assert!(
-        p.keys()
-            .all(|k| k.starts_with("external-secrets/") || k.starts_with("envoy-gateway/")),
+        p.keys().all(|k| k.starts_with("external-secrets/")
+            || k.starts_with("envoy-gateway/")
+            || k == "proxies/filter"),
         "{report:#}"
     );
+    assert_eq!(
+        p.get("proxies/filter").map(String::as_str),
+        Some("unknown"),
+        "{report:#}"
+    );
+    assert_hints(&report);
     assert!(
         find(&report, "gateway")["message"]
             .as_str()
@@ -665,6 +667,12 @@ async fn check_passes_a_healthy_edge_and_names_each_break() {
         "{report:#}"
     );
     assert!(p.values().all(|s| s == "unknown"), "{report:#}");
+    assert_eq!(
+        p.get("proxies/filter").map(String::as_str),
+        Some("unknown"),
+        "{report:#}"
+    );
+    assert_hints(&report);
 
     // The current secret deleted in Secrets Manager.
     moto.call(
@@ -695,6 +703,7 @@ async fn check_passes_a_healthy_edge_and_names_each_break() {
         .map(String::from),
         "the mirrors cannot be judged: {report:#}"
     );
+    assert_hints(&report);
     drop(eg);
 }
 
@@ -724,16 +733,18 @@ async fn check_finds_a_route_policy_created_before_the_admission_policy() {
     );
     // The kit's admission policy is in force: it refuses the same policy now
     // (a server-side dry run).
+    let ours = format!("'{}'", o.admission_policy_name());
     let refused = wait_for(Duration::from_secs(30), || {
         let again = cluster.kubectl_stdin(
             &["apply", "--dry-run=server", "-f", "-"],
             &team_policy(o).replace("open-lua", "open-lua-2"),
         );
-        (!again.status.success()).then_some(())
+        let err = String::from_utf8_lossy(&again.stderr).into_owned();
+        (!again.status.success() && err.contains(&ours)).then_some(())
     });
     assert!(
         refused.is_some(),
-        "the reinstalled admission policy let a second one through"
+        "the kit's admission policy {ours} does not refuse the same policy"
     );
 
     edge.statuses("Overridden");
@@ -792,4 +803,45 @@ async fn check_passes_a_healthy_native_edge() {
     assert_eq!(filter, "runs the native module, as the policy names");
     let pinned = find(&report, "module-pinned")["message"].as_str().unwrap();
     assert!(pinned.contains("local path"), "{pinned}");
+}
+
+/// The module's sha256 removed from the kit's policy: `module-pinned`
+/// fails; Envoy Gateway (stopped) has not looked at the changed policy, so
+/// its status is stale and the checks that read it cannot be made, rather
+/// than passing on the old status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_fails_an_unpinned_module_and_distrusts_stale_status() {
+    let edge = Edge::start(false).await;
+    let cluster = edge.cluster();
+    edge.statuses("!Overridden");
+    let eg = edge.proxy("", 401).await;
+    let policy = edge
+        .o
+        .resources()
+        .into_iter()
+        .find(|r| matches!(r, Resource::EnvoyExtensionPolicy(_)))
+        .unwrap();
+    let mut unpinned = serde_json::to_value(&policy).unwrap();
+    unpinned["spec"]["wasm"][0]["code"]["http"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sha256");
+    cluster.apply(&unpinned.to_string());
+    let (code, report) = edge.check(&admin_of(&eg), &[]);
+    expect(
+        &report,
+        &[
+            ("envoy-gateway/module-pinned", "fail"),
+            ("envoy-gateway/extension-policy", "unknown"),
+            ("envoy-gateway/routes-status", "unknown"),
+        ],
+    );
+    assert_eq!(code, 30);
+    assert!(
+        find(&report, "module-pinned")["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a sha256"),
+        "{report:#}"
+    );
 }
