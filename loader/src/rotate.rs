@@ -134,6 +134,21 @@ fn say(msg: impl std::fmt::Display) {
     println!("{msg}");
 }
 
+/// The filter's stats in Envoy's `/stats` text (`name: value` lines): each
+/// name after `edge_hmac.`, with its value, for either host's namespace
+/// (`wasmcustom.` for proxy-wasm, `dynamicmodulescustom.` for the native
+/// module). Other lines and non-integer values are skipped.
+pub fn edge_hmac_stats(text: &str) -> impl Iterator<Item = (&str, u64)> {
+    text.lines().filter_map(|line| {
+        let (name, value) = line.split_once(": ")?;
+        let value = value.trim().parse::<u64>().ok()?;
+        let name = ["wasmcustom.edge_hmac.", "dynamicmodulescustom.edge_hmac."]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))?;
+        Some((name, value))
+    })
+}
+
 /// What one proxy's admin interface says about the filter's keys.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ProxyView {
@@ -165,21 +180,7 @@ impl ProxyView {
     pub fn parse(admin: &str, stats: &str) -> Self {
         let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut verified = BTreeMap::new();
-        for line in stats.lines() {
-            let Some((name, value)) = line.split_once(": ") else {
-                continue;
-            };
-            let Ok(value) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            // Either host: `wasmcustom.` (proxy-wasm) or
-            // `dynamicmodulescustom.` (native module), then `edge_hmac.`.
-            let Some(name) = ["wasmcustom.edge_hmac.", "dynamicmodulescustom.edge_hmac."]
-                .iter()
-                .find_map(|prefix| name.strip_prefix(prefix))
-            else {
-                continue;
-            };
+        for (name, value) in edge_hmac_stats(stats) {
             if let Some(rest) = name.strip_prefix("key.")
                 && let Some((slot, fp)) = rest.split_once('.')
             {

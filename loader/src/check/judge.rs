@@ -587,19 +587,9 @@ impl Stats {
     /// Parses Envoy's `/stats` text (`name: value` lines).
     pub fn parse(text: &str) -> Self {
         let mut counters = BTreeMap::new();
-        for line in text.lines() {
-            let Some((name, value)) = line.split_once(": ") else {
-                continue;
-            };
-            let Ok(value) = value.trim().parse::<u64>() else {
-                continue;
-            };
-            if let Some(rest) = ["wasmcustom.edge_hmac.", "dynamicmodulescustom.edge_hmac."]
-                .iter()
-                .find_map(|p| name.strip_prefix(p))
-                && !rest.starts_with("key.")
-            {
-                *counters.entry(rest.to_owned()).or_insert(0) += value;
+        for (name, value) in crate::rotate::edge_hmac_stats(text) {
+            if !name.starts_with("key.") {
+                *counters.entry(name.to_owned()).or_insert(0) += value;
             }
         }
         Self { counters }
@@ -678,11 +668,7 @@ mod tests {
     use serde_json::json;
 
     fn names() -> EdgePolicyNames {
-        EdgePolicyNames {
-            gateway_namespace: "edge".into(),
-            gateway_name: "edge".into(),
-            policy_name: "edge-hmac".into(),
-        }
+        EdgePolicyNames::default()
     }
 
     /// Only routes whose parentRefs name the edge Gateway (namespace

@@ -24,6 +24,18 @@ pub struct EdgePolicyNames {
     pub policy_name: String,
 }
 
+impl Default for EdgePolicyNames {
+    /// The names `render gateway` renders by default: Gateway `edge/edge`,
+    /// policy `edge/edge-hmac`.
+    fn default() -> Self {
+        Self {
+            gateway_namespace: "edge".into(),
+            gateway_name: "edge".into(),
+            policy_name: "edge-hmac".into(),
+        }
+    }
+}
+
 /// One rule of the admission policy. Every rule exempts the kit's own
 /// policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,11 +192,7 @@ mod tests {
     use serde_json::json;
 
     fn names() -> EdgePolicyNames {
-        EdgePolicyNames {
-            gateway_namespace: "edge".into(),
-            gateway_name: "edge".into(),
-            policy_name: "edge-hmac".into(),
-        }
+        EdgePolicyNames::default()
     }
 
     fn eep(ns: &str, name: &str, spec: Value) -> Value {
