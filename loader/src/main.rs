@@ -40,7 +40,7 @@ enum Command {
     EchoUpstream(run::EchoArgs),
     /// Claim nonces in Redis for every proxy replica (the shared replay store)
     NonceStore(nonce_store::NonceStoreArgs),
-    /// Is the edge protected right now? Audit Secrets Manager, External Secrets, Envoy Gateway and the proxies (read-only; exit 0 when nothing failed, 30 when a check failed, 31 when one could not be made)
+    /// Is the edge protected right now? Audit Secrets Manager, External Secrets, Envoy Gateway and the proxies (reads only, plus port-forwards to proxy pods without --admin; exit 0 when nothing failed, 30 when a check failed, 31 when one could not be made)
     Check(Box<check::CheckArgs>),
 }
 
