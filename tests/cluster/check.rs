@@ -85,43 +85,16 @@ fn tls_secret(dir: &std::path::Path, ns: &str, name: &str, days: u32) -> String 
 }
 
 /// The HTTPRoutes `<env>-team/api` (`/`) and `<env>-team/open` (`/open`)
-/// on the edge Gateway and their loopback Backend (test-only, as in
+/// on the edge Gateway, each to a loopback Backend (test-only, as in
 /// `gateway.rs`).
 fn route(o: &GatewayOptions, upstream: SocketAddr) -> String {
     let ns = format!("{}-team", o.environment);
-    format!(
-        "---
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {ns}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: api, namespace: {ns}}}
-spec:
-  parentRefs: [{{name: {gw}, namespace: {gwns}}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /}}}}]
-    backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: api}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: open, namespace: {ns}}}
-spec:
-  parentRefs: [{{name: {gw}, namespace: {gwns}}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: /open}}}}]
-    backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: api}}]
----
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: Backend
-metadata: {{name: api, namespace: {ns}}}
-spec:
-  endpoints: [{{ip: {{address: 127.0.0.1, port: {port}}}}}]
-",
-        gw = o.gateway_name,
-        gwns = o.gateway_namespace,
-        port = upstream.port()
+    crate::gateway::routes_on(
+        (&o.gateway_namespace, &o.gateway_name),
+        &[
+            (&ns, "api", "/", upstream),
+            (&ns, "open", "/open", upstream),
+        ],
     )
 }
 
@@ -257,20 +230,7 @@ impl Edge {
     /// The resources the host-mode EG reads: the kit's Gateway side, the
     /// TLS Secret, the route (and `extra`).
     fn eg_resources(&self, extra: &str) -> String {
-        let mut out = String::new();
-        for d in documents(&self.kit) {
-            if matches!(
-                d["kind"].as_str().unwrap(),
-                "Namespace"
-                    | "EnvoyProxy"
-                    | "GatewayClass"
-                    | "Gateway"
-                    | "ClientTrafficPolicy"
-                    | "EnvoyExtensionPolicy"
-            ) {
-                out.push_str(&format!("---\n{d}\n"));
-            }
-        }
+        let mut out = crate::gateway::gateway_side(&self.kit);
         let tls = self
             .cluster()
             .get_json("secret", &self.o.gateway_namespace, "edge-tls")

@@ -68,6 +68,11 @@ fn kit_with_module() -> (String, FileServer, u16, String) {
 /// objects and the admission policy belong to the API server), plus an
 /// HTTPRoute `ns/name` on `prefix` to a loopback Backend.
 fn gateway_resources(kit: &str, routes: &[(&str, &str, &str, SocketAddr)]) -> String {
+    gateway_side(kit) + &routes_on(("edge", "edge"), routes)
+}
+
+/// The kit's Gateway-side documents, those EG reads.
+pub(crate) fn gateway_side(kit: &str) -> String {
     let mut out = String::new();
     for d in documents(kit) {
         let k = d["kind"].as_str().unwrap();
@@ -83,6 +88,18 @@ fn gateway_resources(kit: &str, routes: &[(&str, &str, &str, SocketAddr)]) -> St
             out.push_str(&format!("---\n{}\n", serde_json::to_string(&d).unwrap()));
         }
     }
+    out
+}
+
+/// For each `(ns, name, prefix, upstream)`: an HTTPRoute `ns/name` on the
+/// Gateway `(namespace, name)` for path `prefix`, to a loopback Backend
+/// `ns/name` (test-only: a recording upstream), and its namespace.
+pub(crate) fn routes_on(
+    gateway: (&str, &str),
+    routes: &[(&str, &str, &str, SocketAddr)],
+) -> String {
+    let (gw_ns, gw) = gateway;
+    let mut out = String::new();
     for (ns, name, prefix, upstream) in routes {
         out.push_str(&format!(
             "---
@@ -94,7 +111,7 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: {name}, namespace: {ns}}}
 spec:
-  parentRefs: [{{name: edge, namespace: edge}}]
+  parentRefs: [{{name: {gw}, namespace: {gw_ns}}}]
   rules:
   - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
     backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: {name}}}]
