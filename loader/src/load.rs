@@ -368,6 +368,19 @@ impl Job {
         last: &mut Option<Vec<(String, String)>>,
     ) -> Outcome {
         let h2 = self.h2.is_some();
+        // A connection the server closed after its last response (it said
+        // `Connection: close`, drained for a restart, or timed out while
+        // idle) takes no request: nothing was sent on it, so this request
+        // goes on a new connection, as any HTTP client does, and is not a
+        // failure. (One already written when the server closes is.)
+        let closed = match conn {
+            Some(Conn::H1(s)) => s.is_closed() || s.ready().await.is_err(),
+            Some(Conn::H2(s)) => s.is_closed() || s.ready().await.is_err(),
+            None => false,
+        };
+        if closed {
+            self.drop_conn(conn).await;
+        }
         if conn.is_none() {
             *conn = match &self.h2 {
                 Some(shared) => {
@@ -409,6 +422,17 @@ impl Job {
             }
         };
         let status = response.status().as_u16();
+        // HTTP/1.1: the server closes after this response; the next request
+        // opens a new connection.
+        let closing = !h2
+            && response
+                .headers()
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| {
+                    v.to_str()
+                        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+                });
         let body = match response.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
@@ -416,6 +440,9 @@ impl Job {
                 return Outcome::Failed("http");
             }
         };
+        if closing {
+            self.drop_conn(conn).await;
+        }
         let error = (!(200..300).contains(&status))
             .then(|| error_code(&body))
             .flatten();

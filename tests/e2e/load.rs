@@ -153,6 +153,70 @@ async fn load_with_a_wrong_key_is_refused_every_time() {
     running.terminate().await;
 }
 
+/// A server that answers every request `200` with `Connection: close` and
+/// then closes (as a draining Envoy does on a rolling restart): `load`
+/// sends each next request on a new connection, and none fails. (It used
+/// to count one `http` failure per closed connection, issue 27.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reconnects_when_the_server_closes_after_a_response() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = std::sync::Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                // One request (no body: GET), one answer, then close.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let h = home();
+    let key = h.path().join("any.key");
+    std::fs::write(&key, secret()).unwrap();
+    let report = load_json(load_cmd(
+        h.path(),
+        addr,
+        &[
+            "--secret-file",
+            key.to_str().unwrap(),
+            "--env",
+            "dev",
+            "-c",
+            "2",
+            "--requests",
+            "60",
+        ],
+    ))
+    .await;
+    server.abort();
+    assert_eq!(statuses(&report), [("200".to_owned(), 60)], "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        60,
+        "one connection per request"
+    );
+}
+
 /// `load --replay` sends every signed request twice: each original passes
 /// and each copy is refused `401 replayed_request`, also with two workers
 /// and an odd `--requests` (the pair that does not fit is left out);
