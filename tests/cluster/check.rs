@@ -89,7 +89,7 @@ fn tls_secret(dir: &std::path::Path, ns: &str, name: &str, days: u32) -> String 
 /// `gateway.rs`).
 fn route(o: &GatewayOptions, upstream: SocketAddr) -> String {
     let ns = format!("{}-team", o.environment);
-    crate::gateway::routes_on(
+    edge_hmac_tests::kit::routes_on(
         (&o.gateway_namespace, &o.gateway_name),
         &[
             (&ns, "api", "/", upstream),
@@ -230,7 +230,7 @@ impl Edge {
     /// The resources the host-mode EG reads: the kit's Gateway side, the
     /// TLS Secret, the route (and `extra`).
     fn eg_resources(&self, extra: &str) -> String {
-        let mut out = crate::gateway::gateway_side(&self.kit);
+        let mut out = edge_hmac_tests::kit::gateway_side(&self.kit);
         let tls = self
             .cluster()
             .get_json("secret", &self.o.gateway_namespace, "edge-tls")

@@ -23,7 +23,9 @@ use edge_hmac_tests::envoy::validate_file_on;
 use edge_hmac_tests::eso::{
     Eso, create_aws_credentials, force_sync, secret_data, wait_external_secret,
 };
-use edge_hmac_tests::kit::{NONCE_STORE_ARGS, filter_entry, kind, render_cli};
+use edge_hmac_tests::kit::{
+    NONCE_STORE_ARGS, filter_entry, gateway_side, kind, render_cli, routes_on,
+};
 use edge_hmac_tests::redis::{Redis, RedisOpts};
 use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
 use edge_hmac_tests::target::{EnvoyVersion, Target};
@@ -69,64 +71,6 @@ fn kit_with_module() -> (String, FileServer, u16, String) {
 /// HTTPRoute `ns/name` on `prefix` to a loopback Backend.
 fn gateway_resources(kit: &str, routes: &[(&str, &str, &str, SocketAddr)]) -> String {
     gateway_side(kit) + &routes_on(("edge", "edge"), routes)
-}
-
-/// The kit's Gateway-side documents, those EG reads.
-pub(crate) fn gateway_side(kit: &str) -> String {
-    let mut out = String::new();
-    for d in documents(kit) {
-        let k = d["kind"].as_str().unwrap();
-        if matches!(
-            k,
-            "Namespace"
-                | "EnvoyProxy"
-                | "GatewayClass"
-                | "Gateway"
-                | "ClientTrafficPolicy"
-                | "EnvoyExtensionPolicy"
-        ) {
-            out.push_str(&format!("---\n{}\n", serde_json::to_string(&d).unwrap()));
-        }
-    }
-    out
-}
-
-/// For each `(ns, name, prefix, upstream)`: an HTTPRoute `ns/name` on the
-/// Gateway `(namespace, name)` for path `prefix`, to a loopback Backend
-/// `ns/name` (test-only: a recording upstream), and its namespace.
-pub(crate) fn routes_on(
-    gateway: (&str, &str),
-    routes: &[(&str, &str, &str, SocketAddr)],
-) -> String {
-    let (gw_ns, gw) = gateway;
-    let mut out = String::new();
-    for (ns, name, prefix, upstream) in routes {
-        out.push_str(&format!(
-            "---
-apiVersion: v1
-kind: Namespace
-metadata: {{name: {ns}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  parentRefs: [{{name: {gw}, namespace: {gw_ns}}}]
-  rules:
-  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
-    backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: {name}}}]
----
-# Test-only backend: a recording upstream on loopback.
-apiVersion: gateway.envoyproxy.io/v1alpha1
-kind: Backend
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  endpoints: [{{ip: {{address: 127.0.0.1, port: {port}}}}}]
-",
-            port = upstream.port()
-        ));
-    }
-    out
 }
 
 /// Sends an unsigned `GET path` every 250 ms until the edge answers

@@ -3,9 +3,12 @@
 use std::process::Command;
 
 use edge_hmac::render::gateway::CHECKED_IN_ARGS;
+use std::net::SocketAddr;
+
 use serde_json::Value;
 
 use crate::build::{filter_wasm, loader_bin};
+use crate::yaml::documents;
 
 /// `edge-hmac render gateway ARGS` (the CLI), its standard output.
 pub fn render_cli(args: &str) -> String {
@@ -76,4 +79,61 @@ pub fn renderings() -> Vec<(String, String)> {
     .into_iter()
     .map(|args| (args.clone(), render_cli(&args)))
     .collect()
+}
+
+/// The kit's Gateway-side documents, those EG reads.
+pub fn gateway_side(kit: &str) -> String {
+    let mut out = String::new();
+    for d in documents(kit) {
+        let k = d["kind"].as_str().unwrap();
+        if matches!(
+            k,
+            "Namespace"
+                | "EnvoyProxy"
+                | "GatewayClass"
+                | "Gateway"
+                | "ClientTrafficPolicy"
+                | "EnvoyExtensionPolicy"
+        ) {
+            out.push_str(&format!("---\n{}\n", serde_json::to_string(&d).unwrap()));
+        }
+    }
+    out
+}
+
+/// For each `(ns, name, prefix, upstream)`: an HTTPRoute `ns/name` on the
+/// Gateway `(namespace, name)` for path `prefix`, to a Backend `ns/name` at
+/// `upstream` (test-only: a recording upstream, on loopback or, for the
+/// node tests, the node's address), and its namespace.
+pub fn routes_on(gateway: (&str, &str), routes: &[(&str, &str, &str, SocketAddr)]) -> String {
+    let (gw_ns, gw) = gateway;
+    let mut out = String::new();
+    for (ns, name, prefix, upstream) in routes {
+        out.push_str(&format!(
+            "---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: {gw}, namespace: {gw_ns}}}]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
+    backendRefs: [{{group: gateway.envoyproxy.io, kind: Backend, name: {name}}}]
+---
+# Test-only backend: a recording upstream.
+apiVersion: gateway.envoyproxy.io/v1alpha1
+kind: Backend
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  endpoints: [{{ip: {{address: {ip}, port: {port}}}}}]
+",
+            ip = upstream.ip(),
+            port = upstream.port()
+        ));
+    }
+    out
 }

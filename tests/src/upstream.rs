@@ -55,7 +55,13 @@ pub struct Upstream {
 impl Upstream {
     /// Starts on 127.0.0.1 with an ephemeral port.
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Upstream::start_on(std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Starts on `ip` with an ephemeral port (the node tests' pods reach
+    /// it at the node's address).
+    pub async fn start_on(ip: std::net::Ipv4Addr) -> Upstream {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let records: Arc<Mutex<Vec<Record>>> = Arc::default();
         let shared = Arc::clone(&records);
