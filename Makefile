@@ -5,7 +5,9 @@
 # Secrets Operator and kube-apiserver once into ~/.cache/edge-hmac/components.
 # The nonce-store tests need redis-server and redis-sentinel (`make redis`
 # installs Debian's packages when they are missing; needs root and apt), the
-# monitoring tests prometheus and promtool (`make prometheus`, likewise).
+# monitoring tests prometheus and promtool (`make prometheus`, likewise), the
+# node tests (tests/k8s/: a real kubelet and kube-proxy in namespaces of their
+# own, as root) containerd, runc, the CNI plugins and iptables (`make node`).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,7 +18,7 @@ MODULE := target/module/libedge-hmac.so
 # Envoy Gateway v1.9.0's default proxy; the venv's own is 1.40.0.
 ENVOY_139 := $(VENV)/envoy-1.39.0
 
-.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke redis prometheus test run demo bench
+.PHONY: help toolchain venv node-peer wasm module lint vectors ct-check components fuzz-smoke redis prometheus node test run demo bench
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -68,7 +70,7 @@ vectors: ## check the spec vectors with the independent Python implementation
 ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
 	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
 
-components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl and etcd for the tests, and fetch the Prometheus Operator's CRDs (cached; ~15 min the first time)
+components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager and CoreDNS for the tests, and fetch the Prometheus Operator's CRDs (cached; ~25 min the first time)
 	bash tests/components/build.sh
 	bash tests/components/prometheus-operator-crds.sh
 
@@ -84,7 +86,10 @@ redis: ## redis-server and redis-sentinel for the nonce-store tests (Debian pack
 prometheus: ## prometheus and promtool for the monitoring tests (Debian's package, installed when missing)
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
-test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke redis prometheus ## the whole test suite (what CI runs)
+node: ## containerd, runc, the CNI plugins and iptables for the node tests (Debian packages, installed when missing)
+	command -v containerd >/dev/null && command -v runc >/dev/null && command -v iptables >/dev/null && [ -x /usr/lib/cni/bridge ] || (apt-get update && apt-get install -y --no-install-recommends containerd runc containernetworking-plugins iptables)
+
+test: lint wasm module venv node-peer vectors ct-check components fuzz-smoke redis prometheus node ## the whole test suite (what CI runs)
 	$(CARGO) test --workspace
 
 bench: wasm module venv ## criterion benches, constant-time check, wasm vs native, Envoy load (30 min or more: the Envoy load alone takes ~17; see docs/benchmarks.md)

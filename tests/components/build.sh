@@ -6,6 +6,10 @@
 #   envoy-gateway, egctl   Envoy Gateway v1.9.0 (go install; its go.mod has no replaces)
 #   external-secrets       External Secrets Operator v0.20.4 (wrapper module eso/)
 #   kube-apiserver, kubectl, etcd   Kubernetes v1.34.4 + etcd v3.6.4 (wrapper module kube/)
+#   kubelet, kube-proxy, kube-scheduler, kube-controller-manager
+#                          Kubernetes v1.34.4 (wrapper module node/), for the node tests
+#   coredns                CoreDNS v1.12.1 with its bind, errors and kubernetes
+#                          plugins only (wrapper module coredns/), the node's cluster DNS
 #
 # plus the CRDs the tests apply, copied from the same module versions.
 #
@@ -27,6 +31,7 @@ quiet=0
 EG_VERSION=v1.9.0
 ESO_VERSION=v0.20.4
 KUBE_VERSION=v1.34.4
+COREDNS_VERSION=v1.12.1
 
 say() { ((quiet)) || echo "components: $*" >&2; }
 
@@ -105,10 +110,21 @@ build_kube() {
     mv "$out/bin/server" "$out/bin/etcd"
 }
 
+build_node() {
+    build_wrapper node k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-controller-manager
+}
+
+build_coredns() {
+    build_wrapper coredns .
+}
+
 mkdir -p "$cache"
 build envoy-gateway "$EG_VERSION" "$0" -- build_eg
 build external-secrets "$ESO_VERSION" "$0" "$here/eso/go.mod" "$here/eso/go.sum" "$here/eso/main.go" -- build_eso
 build kube "$KUBE_VERSION" "$0" "$here/kube/go.mod" "$here/kube/go.sum" -- build_kube
+build kube-node "$KUBE_VERSION" "$0" "$here/node/go.mod" "$here/node/go.sum" -- build_node
+build coredns "$COREDNS_VERSION" "$0" "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go" -- build_coredns
 
 # What the tests read (tests/src/cluster.rs).
 echo "EG_BIN_DIR=$DIR_envoy_gateway/bin"
@@ -116,3 +132,5 @@ echo "EG_CRDS=$DIR_envoy_gateway/crds"
 echo "ESO_BIN_DIR=$DIR_external_secrets/bin"
 echo "ESO_CRDS=$DIR_external_secrets/crds"
 echo "KUBE_BIN_DIR=$DIR_kube/bin"
+echo "NODE_BIN_DIR=$DIR_kube_node/bin"
+echo "COREDNS_BIN_DIR=$DIR_coredns/bin"
