@@ -30,6 +30,11 @@ pub struct Components {
     pub eso_crds: PathBuf,
     /// `kube-apiserver`, `kubectl`, `etcd`.
     pub kube_bin_dir: PathBuf,
+    /// `kubelet`, `kube-proxy`, `kube-scheduler`, `kube-controller-manager`
+    /// (the node tests).
+    pub node_bin_dir: PathBuf,
+    /// `coredns` (the node's cluster DNS).
+    pub coredns_bin_dir: PathBuf,
 }
 
 /// Builds (first time) or finds (cached) the components, once per test run.
@@ -60,6 +65,8 @@ pub fn components() -> &'static Components {
             eso_bin_dir: get("ESO_BIN_DIR"),
             eso_crds: get("ESO_CRDS"),
             kube_bin_dir: get("KUBE_BIN_DIR"),
+            node_bin_dir: get("NODE_BIN_DIR"),
+            coredns_bin_dir: get("COREDNS_BIN_DIR"),
         }
     })
 }
@@ -294,6 +301,9 @@ impl Cluster {
             ))
             .arg("--service-account-issuer=https://kubernetes.default.svc")
             .arg("--service-cluster-ip-range=10.96.0.0/24")
+            // The node tests' kubelet (logs, exec, port-forward): by its
+            // address, never through the machine's DNS.
+            .arg("--kubelet-preferred-address-types=InternalIP")
             .arg("--enable-priority-and-fairness=false")
             .arg("--v=1");
         let apiserver = Service::start("kube-apiserver", &api, &d.join("kube-apiserver.log"));
@@ -376,6 +386,13 @@ impl Cluster {
             answer.starts_with("HTTP/1.1 200"),
             "etcd refused the put: {answer}"
         );
+    }
+
+    /// The control plane's files: `sa.key` (the service-account signing
+    /// key) and `certs/apiserver.crt` (its serving certificate), for the
+    /// node tests' controller-manager.
+    pub fn state_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// A `kubectl` command against this cluster.

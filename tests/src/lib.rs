@@ -4,7 +4,9 @@
 //! External Secrets Operator and Envoy Gateway built from pinned releases.
 //! Everything it starts is torn down on drop or when the test process exits.
 //!
-//! Tests live in `tests/e2e/`, one module per area.
+//! Tests live in `tests/e2e/`, one module per area; those against the
+//! control plane in `tests/cluster/`, those on a real node (`node`) in
+//! `tests/k8s/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod aws;
@@ -16,7 +18,9 @@ pub mod eg;
 pub mod egk8s;
 pub mod envoy;
 pub mod eso;
+pub mod image;
 pub mod kit;
+pub mod node;
 pub mod python;
 pub mod redis;
 pub mod secrets;
