@@ -7,7 +7,7 @@ use edge_hmac::render::envoy::{LocalEnvoy, Module};
 use edge_hmac_core::config::buffer_limit_for;
 use edge_hmac_core::config::{PluginConfig, parse};
 use edge_hmac_core::scheme::TagEncoding;
-use edge_hmac_tests::client::{Body, Conn, Req, Resp, now, send};
+use edge_hmac_tests::client::{Body, Conn, Req, assert_rejected, now, send};
 use edge_hmac_tests::envoy::{Envoy, validate_file_on};
 use edge_hmac_tests::secrets::{assert_no_secret, nonce, secret};
 use edge_hmac_tests::target::Target;
@@ -52,23 +52,6 @@ async fn setup_with(
 
 async fn setup(t: Target, config_json: &str) -> Setup {
     setup_with(t, config_json, None, |_| {}).await
-}
-
-#[track_caller]
-fn assert_rejected(resp: &Resp, status: u16, code: &str) {
-    assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(
-        resp.error_code().as_deref(),
-        Some(code),
-        "body: {}",
-        resp.text()
-    );
-    assert_eq!(
-        resp.headers
-            .get("content-type")
-            .map(|v| v.to_str().unwrap()),
-        Some("application/json")
-    );
 }
 
 fn json_body() -> Vec<u8> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use edge_hmac_core::scheme::TagEncoding;
 use edge_hmac_tests::aws::{Moto, edge_value, unique_env};
 use edge_hmac_tests::build::filter_wasm;
-use edge_hmac_tests::client::{Body, Req, Resp, get, now, send};
+use edge_hmac_tests::client::{Body, Req, assert_rejected, get, now, send};
 use edge_hmac_tests::cluster::{Cluster, wait_for};
 use edge_hmac_tests::eg::FileServer;
 use edge_hmac_tests::egk8s::{EG_NAMESPACE, EgKubernetes};
@@ -36,15 +36,24 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 /// The label selector of the proxies of the kit's Gateway `edge/edge`.
 pub(crate) const PROXIES: &str = "gateway.envoyproxy.io/owning-gateway-name=edge,gateway.envoyproxy.io/owning-gateway-namespace=edge";
 
-#[track_caller]
-fn assert_rejected(resp: &Resp, status: u16, code: &str) {
-    assert_eq!(resp.status, status, "body: {}", resp.text());
-    assert_eq!(
-        resp.error_code().as_deref(),
-        Some(code),
-        "body: {}",
-        resp.text()
-    );
+/// `kubectl -n envoy-gateway-system get KIND -l PROXIES -o OUTPUT`, its
+/// standard output (empty when there is nothing, or on an error).
+pub(crate) fn get_proxies(kind: &str, output: &str) -> String {
+    let out =
+        Cluster::shared().kubectl(&["-n", EG_NAMESPACE, "get", kind, "-l", PROXIES, "-o", output]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The proxy pods, as JSON, those terminating left out.
+pub(crate) fn proxy_pods() -> Vec<serde_json::Value> {
+    let pods: serde_json::Value = serde_json::from_str(&get_proxies("pods", "json")).unwrap();
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .cloned()
+        .collect()
 }
 
 /// One kit on the node: its environment and key in moto, the filter served
@@ -185,20 +194,8 @@ impl Edge {
 
     /// The proxy Service's NodePort, on 127.0.0.1, once EG made it.
     pub(crate) fn node_port(&self) -> SocketAddr {
-        let cluster = Cluster::shared();
         let port = self.eg.wait("the proxy Service with a NodePort", || {
-            let out = cluster.kubectl(&[
-                "-n",
-                EG_NAMESPACE,
-                "get",
-                "service",
-                "-l",
-                PROXIES,
-                "-o",
-                "jsonpath={.items[0].spec.ports[0].nodePort}",
-            ]);
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
+            get_proxies("service", "jsonpath={.items[0].spec.ports[0].nodePort}")
                 .parse::<u16>()
                 .ok()
         });
@@ -212,17 +209,7 @@ impl Edge {
     pub(crate) async fn wait_serving(&self, addr: SocketAddr) {
         let cluster = Cluster::shared();
         self.eg.wait("the proxy Deployment EG creates", || {
-            let out = cluster.kubectl(&[
-                "-n",
-                EG_NAMESPACE,
-                "get",
-                "deployment",
-                "-l",
-                PROXIES,
-                "-o",
-                "name",
-            ]);
-            (!String::from_utf8_lossy(&out.stdout).trim().is_empty()).then_some(())
+            (!get_proxies("deployment", "name").is_empty()).then_some(())
         });
         let rolled = cluster.kubectl(&[
             "-n",
@@ -280,24 +267,14 @@ pub fn the_native_module_runs_on_a_node_from_an_init_container() {
 fn runs_on_the_node(build: Build) {
     runtime().block_on(async {
         let edge = Edge::start_with(build).await;
-        let cluster = Cluster::shared();
         let addr = edge.node_port();
         edge.wait_serving(addr).await;
 
         // What the kubelet gave the proxy: the pod spec references the
         // Secrets; the values are what the filter verifies with below.
-        let pods = cluster.kubectl_ok(&[
-            "-n",
-            EG_NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            PROXIES,
-            "-o",
-            "json",
-        ]);
-        let pods: serde_json::Value = serde_json::from_str(&pods).unwrap();
-        let envoy = pods["items"][0]["spec"]["containers"]
+        let pods = proxy_pods();
+        assert_eq!(pods.len(), 1, "one proxy pod: {pods:?}");
+        let envoy = pods[0]["spec"]["containers"]
             .as_array()
             .unwrap()
             .iter()
@@ -326,14 +303,11 @@ fn runs_on_the_node(build: Build) {
                 "{var} from {secret}/{key}: {refs:?}"
             );
         }
-        for s in pods["items"][0]["status"]["containerStatuses"]
-            .as_array()
-            .unwrap()
-        {
+        for s in pods[0]["status"]["containerStatuses"].as_array().unwrap() {
             assert_eq!(s["ready"], true, "{s}");
         }
         if build == Build::Native {
-            let init = &pods["items"][0]["status"]["initContainerStatuses"][0];
+            let init = &pods[0]["status"]["initContainerStatuses"][0];
             assert_eq!(init["name"], "edge-hmac-module", "{init}");
             assert_eq!(init["state"]["terminated"]["exitCode"], 0, "{init}");
         }

@@ -14,7 +14,7 @@ use edge_hmac_tests::eso::{force_sync, wait_external_secret};
 use edge_hmac_tests::secrets::assert_no_secret;
 use serde_json::Value;
 
-use crate::edge::{Edge, PROXIES, runtime};
+use crate::edge::{Edge, PROXIES, get_proxies, proxy_pods, runtime};
 
 /// `kubectl port-forward` to port 19000 (Envoy's admin, on the pod's
 /// loopback) of every running proxy pod: what `rotate --admin` is given on
@@ -26,25 +26,11 @@ struct AdminForwards {
 
 impl AdminForwards {
     fn open(cluster: &Cluster) -> AdminForwards {
-        // The pods that serve: running, ready, not terminating.
-        let pods: Value = serde_json::from_str(&cluster.kubectl_ok(&[
-            "-n",
-            EG_NAMESPACE,
-            "get",
-            "pods",
-            "-l",
-            PROXIES,
-            "-o",
-            "json",
-        ]))
-        .unwrap();
-        let pods: Vec<String> = pods["items"]
-            .as_array()
-            .unwrap()
+        // The pods that serve: running and ready (not terminating).
+        let pods: Vec<String> = proxy_pods()
             .iter()
             .filter(|p| {
-                p["metadata"]["deletionTimestamp"].is_null()
-                    && p["status"]["phase"] == "Running"
+                p["status"]["phase"] == "Running"
                     && p["status"]["containerStatuses"]
                         .as_array()
                         .is_some_and(|cs| cs.iter().all(|c| c["ready"] == true))
@@ -214,18 +200,11 @@ fn tally(runs: &[Value]) -> (u64, Vec<Value>) {
 /// of its latest generation.
 fn wait_rolled_out(cluster: &Cluster, replicas: u32) {
     let ok = wait_for(Duration::from_secs(180), || {
-        let out = cluster.kubectl(&[
-            "-n",
-            EG_NAMESPACE,
-            "get",
+        let got = get_proxies(
             "deployment",
-            "-l",
-            PROXIES,
-            "-o",
             "jsonpath={.items[0].status.updatedReplicas}/{.items[0].status.readyReplicas}/{.items[0].status.replicas}",
-        ]);
-        (String::from_utf8_lossy(&out.stdout) == format!("{replicas}/{replicas}/{replicas}"))
-            .then_some(())
+        );
+        (got == format!("{replicas}/{replicas}/{replicas}")).then_some(())
     });
     assert!(
         ok.is_some(),
@@ -327,7 +306,7 @@ pub fn a_deleted_secret_keeps_the_edge_serving_through_a_restart() {
         edge.wait_serving(addr).await;
         let signed = || Req::new("GET", "/v1/kept").signed(&edge.key, &edge.env);
         assert_eq!(send(addr, &signed()).await.status, 200);
-        let before = pod_names(cluster);
+        let before = pod_names();
 
         Moto::shared()
             .call(
@@ -360,7 +339,7 @@ pub fn a_deleted_secret_keeps_the_edge_serving_through_a_restart() {
             PROXIES,
         ]);
         wait_rolled_out(cluster, 1);
-        let after = pod_names(cluster);
+        let after = pod_names();
         assert!(
             after.iter().all(|p| !before.contains(p)),
             "no new pod: {before:?} -> {after:?}"
@@ -371,24 +350,10 @@ pub fn a_deleted_secret_keeps_the_edge_serving_through_a_restart() {
     });
 }
 
-/// The proxy pods that are not terminating.
-fn pod_names(cluster: &Cluster) -> Vec<String> {
-    let pods: Value = serde_json::from_str(&cluster.kubectl_ok(&[
-        "-n",
-        EG_NAMESPACE,
-        "get",
-        "pods",
-        "-l",
-        PROXIES,
-        "-o",
-        "json",
-    ]))
-    .unwrap();
-    pods["items"]
-        .as_array()
-        .unwrap()
+/// The names of the proxy pods that are not terminating.
+fn pod_names() -> Vec<String> {
+    proxy_pods()
         .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
         .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
         .collect()
 }

@@ -433,3 +433,22 @@ pub async fn stream_request(addr: SocketAddr, req: &Req) -> Streaming {
     });
     Streaming { body: tx, response }
 }
+
+/// Asserts a refusal as the filter answers it: `status`, the JSON body's
+/// `code`, `content-type: application/json`.
+#[track_caller]
+pub fn assert_rejected(resp: &Resp, status: u16, code: &str) {
+    assert_eq!(resp.status, status, "body: {}", resp.text());
+    assert_eq!(
+        resp.error_code().as_deref(),
+        Some(code),
+        "body: {}",
+        resp.text()
+    );
+    assert_eq!(
+        resp.headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap()),
+        Some("application/json")
+    );
+}
