@@ -70,7 +70,7 @@ vectors: ## check the spec vectors with the independent Python implementation
 ct-check: ## short constant-time check of the tag comparison (release build; full: make bench)
 	$(CARGO) run -q --release -p edge-hmac-benches --bin ct-check
 
-components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager and CoreDNS for the tests, and fetch the Prometheus Operator's CRDs (cached; ~25 min the first time)
+components: ## build the pinned Envoy Gateway, ESO, kube-apiserver, kubectl, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager and CoreDNS for the tests, and fetch the Prometheus Operator's CRDs (cached; ~20 min the first time)
 	bash tests/components/build.sh
 	bash tests/components/prometheus-operator-crds.sh
 
